@@ -1,0 +1,346 @@
+//! Linux x86 boot protocol structures (arch/x86/include/uapi/asm/bootparam.h, screen_info.h,
+//! e820/types.h), as `#[repr(C, packed)]` structs whose offsets are pinned by tests below.
+//!
+//! The stub fills a [`BootParams`] ("zero page"), the probe kernel checks one, and the packer reads
+//! a bzImage's [`SetupHeader`]. All fields are plain integers, so every bit pattern is valid.
+
+use core::mem::size_of;
+
+/// `hdr.header` magic "HdrS".
+pub const HDRS_MAGIC: u32 = 0x5372_6448;
+/// Offset of [`SetupHeader`] inside a bzImage file and inside [`BootParams`].
+pub const SETUP_HEADER_OFFSET: usize = 0x1f1;
+/// `efi_loader_signature` for a 64-bit EFI loader.
+pub const EFI_LOADER_SIGNATURE_64: u32 = u32::from_le_bytes(*b"EL64");
+/// `orig_video_isVGA` value for an EFI framebuffer.
+pub const VIDEO_TYPE_EFI: u8 = 0x70;
+/// `screen_info.capabilities`: `ext_lfb_base` is valid.
+pub const VIDEO_CAPABILITY_64BIT_BASE: u32 = 1 << 1;
+/// `screen_info.capabilities`: skip the quirks (set by the EFI stub).
+pub const VIDEO_CAPABILITY_SKIP_QUIRKS: u32 = 1 << 0;
+
+/// `hdr.loadflags` bits.
+pub const LOADED_HIGH: u8 = 1 << 0;
+pub const KASLR_FLAG: u8 = 1 << 1;
+pub const QUIET_FLAG: u8 = 1 << 5;
+pub const KEEP_SEGMENTS: u8 = 1 << 6;
+pub const CAN_USE_HEAP: u8 = 1 << 7;
+
+/// `hdr.xloadflags` bits.
+pub const XLF_KERNEL_64: u16 = 1 << 0;
+pub const XLF_CAN_BE_LOADED_ABOVE_4G: u16 = 1 << 1;
+pub const XLF_EFI_HANDOVER_32: u16 = 1 << 2;
+pub const XLF_EFI_HANDOVER_64: u16 = 1 << 3;
+pub const XLF_EFI_KEXEC: u16 = 1 << 4;
+pub const XLF_5LEVEL: u16 = 1 << 5;
+pub const XLF_5LEVEL_ENABLED: u16 = 1 << 6;
+
+/// setup_data types.
+pub const SETUP_E820_EXT: u32 = 1;
+pub const SETUP_DTB: u32 = 2;
+pub const SETUP_PCI: u32 = 3;
+pub const SETUP_EFI: u32 = 4;
+pub const SETUP_RNG_SEED: u32 = 9;
+
+/// Number of e820 entries that fit in the zero page.
+pub const E820_MAX_ENTRIES_ZEROPAGE: usize = 128;
+
+/// e820 entry types.
+pub const E820_TYPE_RAM: u32 = 1;
+pub const E820_TYPE_RESERVED: u32 = 2;
+pub const E820_TYPE_ACPI: u32 = 3;
+pub const E820_TYPE_NVS: u32 = 4;
+pub const E820_TYPE_UNUSABLE: u32 = 5;
+pub const E820_TYPE_PMEM: u32 = 7;
+pub const E820_TYPE_SOFT_RESERVED: u32 = 0xefff_ffff;
+
+/// Boot loader id for `type_of_loader`: 0xff is "undefined"; the EFI stub convention.
+pub const LOADER_TYPE_UNDEFINED: u8 = 0xff;
+
+/// `struct screen_info` (64 bytes).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, packed)]
+pub struct ScreenInfo {
+    pub orig_x: u8,
+    pub orig_y: u8,
+    pub ext_mem_k: u16,
+    pub orig_video_page: u16,
+    pub orig_video_mode: u8,
+    pub orig_video_cols: u8,
+    pub flags: u8,
+    pub unused2: u8,
+    pub orig_video_ega_bx: u16,
+    pub unused3: u16,
+    pub orig_video_lines: u8,
+    pub orig_video_is_vga: u8,
+    pub orig_video_points: u16,
+    pub lfb_width: u16,
+    pub lfb_height: u16,
+    pub lfb_depth: u16,
+    pub lfb_base: u32,
+    pub lfb_size: u32,
+    pub cl_magic: u16,
+    pub cl_offset: u16,
+    pub lfb_linelength: u16,
+    pub red_size: u8,
+    pub red_pos: u8,
+    pub green_size: u8,
+    pub green_pos: u8,
+    pub blue_size: u8,
+    pub blue_pos: u8,
+    pub rsvd_size: u8,
+    pub rsvd_pos: u8,
+    pub vesapm_seg: u16,
+    pub vesapm_off: u16,
+    pub pages: u16,
+    pub vesa_attributes: u16,
+    pub capabilities: u32,
+    pub ext_lfb_base: u32,
+    pub reserved: [u8; 2],
+}
+
+/// `struct efi_info` (32 bytes at boot_params 0x1c0).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, packed)]
+pub struct EfiInfo {
+    pub efi_loader_signature: u32,
+    pub efi_systab: u32,
+    pub efi_memdesc_size: u32,
+    pub efi_memdesc_version: u32,
+    pub efi_memmap: u32,
+    pub efi_memmap_size: u32,
+    pub efi_systab_hi: u32,
+    pub efi_memmap_hi: u32,
+}
+
+/// `struct setup_header` (at 0x1f1 in boot_params and in a bzImage).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, packed)]
+pub struct SetupHeader {
+    pub setup_sects: u8,
+    pub root_flags: u16,
+    pub syssize: u32,
+    pub ram_size: u16,
+    pub vid_mode: u16,
+    pub root_dev: u16,
+    pub boot_flag: u16,
+    pub jump: u16,
+    pub header: u32,
+    pub version: u16,
+    pub realmode_swtch: u32,
+    pub start_sys_seg: u16,
+    pub kernel_version: u16,
+    pub type_of_loader: u8,
+    pub loadflags: u8,
+    pub setup_move_size: u16,
+    pub code32_start: u32,
+    pub ramdisk_image: u32,
+    pub ramdisk_size: u32,
+    pub bootsect_kludge: u32,
+    pub heap_end_ptr: u16,
+    pub ext_loader_ver: u8,
+    pub ext_loader_type: u8,
+    pub cmd_line_ptr: u32,
+    pub initrd_addr_max: u32,
+    pub kernel_alignment: u32,
+    pub relocatable_kernel: u8,
+    pub min_alignment: u8,
+    pub xloadflags: u16,
+    pub cmdline_size: u32,
+    pub hardware_subarch: u32,
+    pub hardware_subarch_data: u64,
+    pub payload_offset: u32,
+    pub payload_length: u32,
+    pub setup_data: u64,
+    pub pref_address: u64,
+    pub init_size: u32,
+    pub handover_offset: u32,
+    pub kernel_info_offset: u32,
+}
+
+/// `struct boot_e820_entry` (20 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, packed)]
+pub struct E820Entry {
+    pub addr: u64,
+    pub size: u64,
+    pub typ: u32,
+}
+
+/// `struct setup_data` header; `len` bytes of data follow it.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, packed)]
+pub struct SetupData {
+    pub next: u64,
+    pub typ: u32,
+    pub len: u32,
+}
+
+/// `struct boot_params`, the 4 KiB "zero page".
+#[derive(Clone, Copy)]
+#[repr(C, packed)]
+pub struct BootParams {
+    pub screen_info: ScreenInfo,
+    pub apm_bios_info: [u8; 0x14],
+    pub pad2: [u8; 4],
+    pub tboot_addr: u64,
+    pub ist_info: [u8; 0x10],
+    pub acpi_rsdp_addr: u64,
+    pub pad3: [u8; 8],
+    pub hd0_info: [u8; 16],
+    pub hd1_info: [u8; 16],
+    pub sys_desc_table: [u8; 0x10],
+    pub olpc_ofw_header: [u8; 0x10],
+    pub ext_ramdisk_image: u32,
+    pub ext_ramdisk_size: u32,
+    pub ext_cmd_line_ptr: u32,
+    pub pad4: [u8; 112],
+    pub cc_blob_address: u32,
+    pub edid_info: [u8; 0x80],
+    pub efi_info: EfiInfo,
+    pub alt_mem_k: u32,
+    pub scratch: u32,
+    pub e820_entries: u8,
+    pub eddbuf_entries: u8,
+    pub edd_mbr_sig_buf_entries: u8,
+    pub kbd_status: u8,
+    pub secure_boot: u8,
+    pub pad5: [u8; 2],
+    pub sentinel: u8,
+    pub pad6: [u8; 1],
+    pub hdr: SetupHeader,
+    pub pad7: [u8; 0x290 - 0x1f1 - size_of::<SetupHeader>()],
+    pub edd_mbr_sig_buffer: [u32; 16],
+    pub e820_table: [E820Entry; E820_MAX_ENTRIES_ZEROPAGE],
+    pub pad8: [u8; 48],
+    pub eddbuf: [u8; 6 * 82],
+    pub pad9: [u8; 276],
+}
+
+const _: () = assert!(size_of::<ScreenInfo>() == 0x40);
+const _: () = assert!(size_of::<EfiInfo>() == 0x20);
+const _: () = assert!(size_of::<SetupHeader>() == 0x26c - 0x1f1);
+const _: () = assert!(size_of::<E820Entry>() == 20);
+const _: () = assert!(size_of::<SetupData>() == 16);
+const _: () = assert!(size_of::<BootParams>() == 4096);
+
+impl BootParams {
+    /// An all-zero zero page.
+    pub const fn zeroed() -> Self {
+        // SAFETY: BootParams is plain integers and arrays of them; all-zero is a valid value.
+        unsafe { core::mem::zeroed() }
+    }
+
+    /// The raw 4 KiB.
+    pub fn as_bytes(&self) -> &[u8; 4096] {
+        // SAFETY: BootParams is repr(C, packed) of integers, exactly 4096 bytes (asserted above),
+        // alignment 1, no padding: every byte is initialised.
+        unsafe { &*(self as *const Self as *const [u8; 4096]) }
+    }
+
+    /// Read a zero page from raw bytes.
+    pub fn from_bytes(bytes: &[u8; 4096]) -> Self {
+        // SAFETY: size matches (asserted above) and every bit pattern is a valid BootParams.
+        unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const Self) }
+    }
+
+    /// The e820 entries stored in the zero page (clamped to the array).
+    pub fn e820(&self) -> &[E820Entry] {
+        let n = (self.e820_entries as usize).min(E820_MAX_ENTRIES_ZEROPAGE);
+        // SAFETY: E820Entry has alignment 1 (packed), so a reference into the packed struct is aligned.
+        let table = unsafe { &*core::ptr::addr_of!(self.e820_table) };
+        &table[..n]
+    }
+}
+
+impl SetupHeader {
+    /// Read the setup header from a bzImage (or a zero page); `None` if too short.
+    pub fn read(image: &[u8]) -> Option<Self> {
+        let bytes = image.get(SETUP_HEADER_OFFSET..SETUP_HEADER_OFFSET + size_of::<Self>())?;
+        // SAFETY: length checked; every bit pattern is a valid SetupHeader (plain integers).
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const Self) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+
+    #[test]
+    fn boot_params_offsets_match_bootparam_h() {
+        assert_eq!(offset_of!(BootParams, acpi_rsdp_addr), 0x070);
+        assert_eq!(offset_of!(BootParams, ext_ramdisk_image), 0x0c0);
+        assert_eq!(offset_of!(BootParams, ext_ramdisk_size), 0x0c4);
+        assert_eq!(offset_of!(BootParams, ext_cmd_line_ptr), 0x0c8);
+        assert_eq!(offset_of!(BootParams, cc_blob_address), 0x13c);
+        assert_eq!(offset_of!(BootParams, edid_info), 0x140);
+        assert_eq!(offset_of!(BootParams, efi_info), 0x1c0);
+        assert_eq!(offset_of!(BootParams, alt_mem_k), 0x1e0);
+        assert_eq!(offset_of!(BootParams, e820_entries), 0x1e8);
+        assert_eq!(offset_of!(BootParams, secure_boot), 0x1ec);
+        assert_eq!(offset_of!(BootParams, sentinel), 0x1ef);
+        assert_eq!(offset_of!(BootParams, hdr), 0x1f1);
+        assert_eq!(offset_of!(BootParams, edd_mbr_sig_buffer), 0x290);
+        assert_eq!(offset_of!(BootParams, e820_table), 0x2d0);
+        assert_eq!(offset_of!(BootParams, eddbuf), 0xd00);
+    }
+
+    #[test]
+    fn setup_header_offsets_match_boot_rst() {
+        let at = |o: usize| o - SETUP_HEADER_OFFSET;
+        assert_eq!(offset_of!(SetupHeader, root_flags), at(0x1f2));
+        assert_eq!(offset_of!(SetupHeader, vid_mode), at(0x1fa));
+        assert_eq!(offset_of!(SetupHeader, header), at(0x202));
+        assert_eq!(offset_of!(SetupHeader, version), at(0x206));
+        assert_eq!(offset_of!(SetupHeader, type_of_loader), at(0x210));
+        assert_eq!(offset_of!(SetupHeader, loadflags), at(0x211));
+        assert_eq!(offset_of!(SetupHeader, code32_start), at(0x214));
+        assert_eq!(offset_of!(SetupHeader, ramdisk_image), at(0x218));
+        assert_eq!(offset_of!(SetupHeader, cmd_line_ptr), at(0x228));
+        assert_eq!(offset_of!(SetupHeader, initrd_addr_max), at(0x22c));
+        assert_eq!(offset_of!(SetupHeader, kernel_alignment), at(0x230));
+        assert_eq!(offset_of!(SetupHeader, xloadflags), at(0x236));
+        assert_eq!(offset_of!(SetupHeader, cmdline_size), at(0x238));
+        assert_eq!(offset_of!(SetupHeader, payload_offset), at(0x248));
+        assert_eq!(offset_of!(SetupHeader, setup_data), at(0x250));
+        assert_eq!(offset_of!(SetupHeader, pref_address), at(0x258));
+        assert_eq!(offset_of!(SetupHeader, init_size), at(0x260));
+        assert_eq!(offset_of!(SetupHeader, kernel_info_offset), at(0x268));
+    }
+
+    #[test]
+    fn screen_info_offsets_match_screen_info_h() {
+        assert_eq!(offset_of!(ScreenInfo, orig_video_is_vga), 0x0f);
+        assert_eq!(offset_of!(ScreenInfo, lfb_width), 0x12);
+        assert_eq!(offset_of!(ScreenInfo, lfb_base), 0x18);
+        assert_eq!(offset_of!(ScreenInfo, lfb_size), 0x1c);
+        assert_eq!(offset_of!(ScreenInfo, lfb_linelength), 0x24);
+        assert_eq!(offset_of!(ScreenInfo, red_size), 0x26);
+        assert_eq!(offset_of!(ScreenInfo, capabilities), 0x36);
+        assert_eq!(offset_of!(ScreenInfo, ext_lfb_base), 0x3a);
+    }
+
+    #[test]
+    fn zero_page_round_trips_through_bytes() {
+        let mut bp = BootParams::zeroed();
+        bp.hdr.header = HDRS_MAGIC;
+        bp.e820_entries = 1;
+        bp.e820_table[0] = E820Entry {
+            addr: 0x1000,
+            size: 0x2000,
+            typ: E820_TYPE_RAM,
+        };
+        let back = BootParams::from_bytes(bp.as_bytes());
+        assert_eq!({ back.hdr.header }, HDRS_MAGIC);
+        assert_eq!(
+            back.e820(),
+            &[E820Entry {
+                addr: 0x1000,
+                size: 0x2000,
+                typ: E820_TYPE_RAM
+            }]
+        );
+        assert_eq!(&bp.as_bytes()[0x202..0x206], b"HdrS");
+    }
+}

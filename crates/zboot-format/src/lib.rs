@@ -1,0 +1,37 @@
+//! The contract between `zboot-pack` (host) and `zboot-stub` (EFI): one definition of every byte
+//! layout both sides touch. `no_std`, no allocation, no I/O, so the stub can use it as is and the host
+//! can test it.
+//!
+//! - [`header`]: the versioned payload header at the start of the `.zpayload` section.
+//! - [`codec`]: compression ids and their names (CLI, zimg header).
+//! - [`zimg`]: the Linux "zimg" zboot MZ header constants.
+//! - [`bootparam`]: Linux x86 `struct boot_params` and friends, offsets checked by tests.
+//! - [`relocs`]: the x86 `vmlinux.relocs` table: parsing, validation and application.
+#![no_std]
+
+pub mod bootparam;
+pub mod codec;
+pub mod header;
+pub mod relocs;
+pub mod zimg;
+
+pub use codec::Codec;
+pub use header::{Arch, Flags, HeaderError, PayloadHeader};
+
+/// Name of the PE section holding the payload header followed by the compressed kernel.
+pub const PAYLOAD_SECTION: &[u8; 8] = b".zpayld\0";
+/// Name of the PE section holding the embedded kernel command line (`--cmdline`).
+pub const CMDLINE_SECTION: &[u8; 8] = b".cmdline";
+/// Name of the PE section holding the embedded initrd (`--initrd`).
+pub const INITRD_SECTION: &[u8; 8] = b".initrd\0";
+/// Name of the PE section holding SBAT metadata (`--sbat`).
+pub const SBAT_SECTION: &[u8; 8] = b".sbat\0\0\0";
+
+/// x86_64 `__START_KERNEL_map`: kernel virtual addresses are `this + physical offset`.
+pub const X86_START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+/// x86_64 `KERNEL_IMAGE_SIZE` with KASLR: the kernel image must fit in this virtual window.
+pub const X86_KERNEL_IMAGE_SIZE: u64 = 1 << 30;
+/// Largest kernel memory footprint the format accepts (guards against absurd headers).
+pub const MAX_KERNEL_MEM: u64 = 1 << 30;
+/// Alignment the x86_64 kernel requires of its physical load address.
+pub const X86_KERNEL_ALIGN: u64 = 2 << 20;
