@@ -1,0 +1,823 @@
+//! Test fixtures, fetched by Debian package name and cached outside the clone in
+//! `${ZBOOT_CACHE:-$HOME/.cache/zboot-pack}`:
+//!
+//! * the Debian 6.1 generic kernel (`linux-image-6.1.0-N-amd64-unsigned`, the version that
+//!   `linux-image-amd64` depends on): `/boot/vmlinuz-*`, its config and `efivarfs.ko`;
+//! * `systemd-boot-efi` (`systemd-bootx64.efi`);
+//! * the installed `ovmf` (2022.11, Debian 12);
+//! * Debian 13 (trixie)'s `ovmf` (2025.02: strict-NX Secure Boot code, snakeoil-enrolled vars,
+//!   snakeoil keys), fetched through a private apt configuration that leaves the system's apt
+//!   state untouched;
+//! * a busybox initramfs whose `/init` is `fixtures/initramfs/init`.
+//!
+//! Every step is idempotent: what is cached is kept (use `--refresh` to re-resolve versions).
+//! Versions and paths are recorded in `manifest.txt` (`key=value` lines) in the cache.
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::initramfs;
+
+/// The marker error for "a prerequisite is missing": test runners skip on it outside CI.
+#[derive(Debug)]
+pub struct Missing(pub String);
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "missing prerequisite: {}", self.0)
+    }
+}
+
+impl std::error::Error for Missing {}
+
+pub fn missing(what: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Missing(what.into()))
+}
+
+/// `${ZBOOT_CACHE:-$HOME/.cache/zboot-pack}`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("ZBOOT_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".cache/zboot-pack")
+}
+
+const MANIFEST: &str = "manifest.txt";
+const SYSTEMD_BOOT_INSTALLED: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+/// Passphrase of Debian's snakeoil Secure Boot key.
+const SNAKEOIL_PASS: &str = "snakeoil";
+
+/// The Debian generic kernel fixture.
+#[derive(Debug, Clone)]
+pub struct DebianKernel {
+    /// e.g. `linux-image-6.1.0-56-amd64-unsigned`.
+    pub package: String,
+    /// Debian package version, e.g. `6.1.192-2`.
+    pub version: String,
+    /// `uname -r`, e.g. `6.1.0-56-amd64`.
+    pub release: String,
+    /// The distribution bzImage (`/boot/vmlinuz-<release>`).
+    pub vmlinuz: PathBuf,
+    pub config: PathBuf,
+    pub efivarfs_ko: Option<PathBuf>,
+}
+
+/// One OVMF build: a directory holding its `OVMF_*.fd` files (and snakeoil keys if shipped).
+#[derive(Debug, Clone)]
+pub struct Ovmf {
+    pub version: String,
+    pub dir: PathBuf,
+}
+
+impl Ovmf {
+    pub fn file(&self, name: &str) -> Result<PathBuf> {
+        let p = self.dir.join(name);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(missing(format!(
+                "{} (OVMF {}); run `cargo xtask fixtures`",
+                p.display(),
+                self.version
+            )))
+        }
+    }
+}
+
+/// Everything the boot tests need, as recorded in the cache's manifest.
+#[derive(Debug, Clone)]
+pub struct Fixtures {
+    pub root: PathBuf,
+    pub kernel: DebianKernel,
+    pub systemd_boot: PathBuf,
+    pub systemd_boot_version: String,
+    pub ovmf2022: Ovmf,
+    pub ovmf2025: Ovmf,
+    /// Snakeoil signing key without passphrase, and its certificate (from trixie's ovmf).
+    pub snakeoil_key: PathBuf,
+    pub snakeoil_cert: PathBuf,
+    /// gzip'd newc cpio with busybox and `/init`.
+    pub initramfs: PathBuf,
+}
+
+fn read_manifest(root: &Path) -> BTreeMap<String, String> {
+    fs::read_to_string(root.join(MANIFEST))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn write_manifest(root: &Path, m: &BTreeMap<String, String>) -> Result<()> {
+    let mut s = String::from("# zboot-pack fixtures (written by `cargo xtask fixtures`)\n");
+    for (k, v) in m {
+        s.push_str(&format!("{k}={v}\n"));
+    }
+    let tmp = root.join(format!("{MANIFEST}.tmp"));
+    fs::write(&tmp, s)?;
+    fs::rename(&tmp, root.join(MANIFEST))?;
+    Ok(())
+}
+
+impl Fixtures {
+    /// Loads the cached fixtures without fetching anything. Fails with [`Missing`] when a fixture
+    /// is absent.
+    pub fn load() -> Result<Fixtures> {
+        Self::load_from(&cache_dir())
+    }
+
+    pub fn load_from(root: &Path) -> Result<Fixtures> {
+        let m = read_manifest(root);
+        let get = |k: &str| -> Result<String> {
+            m.get(k).cloned().ok_or_else(|| {
+                missing(format!(
+                    "fixture `{k}` not in {}; run `cargo xtask fixtures`",
+                    root.join(MANIFEST).display()
+                ))
+            })
+        };
+        let path = |k: &str| -> Result<PathBuf> {
+            let p = root.join(get(k)?);
+            if p.exists() {
+                Ok(p)
+            } else {
+                Err(missing(format!(
+                    "fixture file {} is gone; run `cargo xtask fixtures`",
+                    p.display()
+                )))
+            }
+        };
+        Ok(Fixtures {
+            root: root.to_path_buf(),
+            kernel: DebianKernel {
+                package: get("kernel.package")?,
+                version: get("kernel.version")?,
+                release: get("kernel.release")?,
+                vmlinuz: path("kernel.vmlinuz")?,
+                config: path("kernel.config")?,
+                efivarfs_ko: path("kernel.efivarfs_ko").ok(),
+            },
+            systemd_boot: path("systemd_boot.efi")?,
+            systemd_boot_version: get("systemd_boot.version")?,
+            ovmf2022: Ovmf {
+                version: get("ovmf2022.version")?,
+                dir: path("ovmf2022.dir")?,
+            },
+            ovmf2025: Ovmf {
+                version: get("ovmf2025.version")?,
+                dir: path("ovmf2025.dir")?,
+            },
+            snakeoil_key: path("snakeoil.key")?,
+            snakeoil_cert: path("snakeoil.cert")?,
+            initramfs: path("initramfs")?,
+        })
+    }
+}
+
+/// Options of `cargo xtask fixtures`.
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// Re-resolve package versions (and re-download what changed) instead of keeping the cache.
+    pub refresh: bool,
+}
+
+/// Fetches whatever is missing from the cache, then loads the fixtures.
+pub fn ensure(opts: &FetchOptions) -> Result<Fixtures> {
+    let root = cache_dir();
+    fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let mut m = read_manifest(&root);
+    m.insert("format".into(), "1".into());
+
+    kernel(&root, &mut m, opts)?;
+    write_manifest(&root, &m)?;
+    systemd_boot(&root, &mut m, opts)?;
+    write_manifest(&root, &m)?;
+    ovmf2022(&root, &mut m, opts)?;
+    write_manifest(&root, &m)?;
+    ovmf2025(&root, &mut m, opts)?;
+    write_manifest(&root, &m)?;
+    build_initramfs(&root, &mut m)?;
+    write_manifest(&root, &m)?;
+
+    let fx = Fixtures::load_from(&root)?;
+    eprintln!("fixtures ready in {}", root.display());
+    for (k, v) in &m {
+        eprintln!("  {k} = {v}");
+    }
+    Ok(fx)
+}
+
+fn rel(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).display().to_string()
+}
+
+fn cached(root: &Path, m: &BTreeMap<String, String>, keys: &[&str]) -> bool {
+    keys.iter()
+        .all(|k| m.get(*k).is_some_and(|v| root.join(v).exists()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// apt helpers
+
+/// Runs a command, failing with its stderr if it fails; returns stdout.
+pub fn run_capture(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn have_tool(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// An apt configuration: the system's, or a private one (`-o ...` options).
+#[derive(Debug, Clone, Default)]
+struct Apt {
+    opts: Vec<String>,
+}
+
+impl Apt {
+    fn cmd(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        c.args(["-o", "APT::Sandbox::User=root", "-q"]);
+        for o in &self.opts {
+            c.args(["-o", o]);
+        }
+        c
+    }
+
+    /// `apt-cache show --no-all-versions PKG` fields of the candidate.
+    fn show(&self, pkg: &str) -> Result<BTreeMap<String, String>> {
+        let out = run_capture(
+            self.cmd("apt-cache")
+                .args(["show", "--no-all-versions", pkg]),
+        )
+        .with_context(|| format!("apt does not know `{pkg}`; is `apt-get update` needed?"))?;
+        let mut fields = BTreeMap::new();
+        for line in out.lines() {
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(": ") {
+                if !k.starts_with(' ') {
+                    fields.insert(k.to_string(), v.trim().to_string());
+                }
+            }
+        }
+        ensure!(!fields.is_empty(), "apt-cache show {pkg}: no record");
+        Ok(fields)
+    }
+
+    /// `apt-get download PKG` into a fresh temporary directory under `work`; returns the .deb.
+    fn download(&self, pkg: &str, work: &Path) -> Result<(tempfile::TempDir, PathBuf)> {
+        fs::create_dir_all(work)?;
+        let dir = tempfile::Builder::new().prefix("dl-").tempdir_in(work)?;
+        eprintln!("fixtures: apt-get download {pkg}");
+        run_capture(
+            self.cmd("apt-get")
+                .arg("download")
+                .arg(pkg)
+                .current_dir(dir.path()),
+        )?;
+        let deb = fs::read_dir(dir.path())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .ok_or_else(|| anyhow!("apt-get download {pkg} produced no .deb"))?;
+        Ok((dir, deb))
+    }
+}
+
+/// Extracts the members matching `patterns` (tar wildcards, e.g. `./boot/*`) of a .deb into `dest`.
+fn extract_deb(deb: &Path, dest: &Path, patterns: &[&str]) -> Result<()> {
+    fs::create_dir_all(dest)?;
+    if patterns.is_empty() {
+        run_capture(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dest))?;
+        return Ok(());
+    }
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running dpkg-deb")?;
+    let out = Command::new("tar")
+        .args(["-x", "--wildcards", "-C"])
+        .arg(dest)
+        .arg("-f")
+        .arg("-")
+        .args(patterns)
+        .stdin(dpkg.stdout.take().unwrap())
+        .output()
+        .context("running tar")?;
+    let st = dpkg.wait()?;
+    ensure!(
+        st.success(),
+        "dpkg-deb --fsys-tarfile {} failed",
+        deb.display()
+    );
+    ensure!(
+        out.status.success(),
+        "extracting {patterns:?} from {}: {}",
+        deb.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+fn dpkg_installed_version(pkg: &str) -> Option<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}|${Version}", pkg])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, version) = s.split_once('|')?;
+    (out.status.success() && status.ends_with(" installed")).then(|| version.to_string())
+}
+
+/// Copies `src` to `dst` unless `dst` already has the same size (fixtures are immutable files).
+fn copy_if_changed(src: &Path, dst: &Path) -> Result<()> {
+    if let (Ok(a), Ok(b)) = (fs::metadata(src), fs::metadata(dst)) {
+        if a.len() == b.len() && fs::read(src)? == fs::read(dst)? {
+            return Ok(());
+        }
+    }
+    if let Some(p) = dst.parent() {
+        fs::create_dir_all(p)?;
+    }
+    fs::copy(src, dst)
+        .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Debian kernel
+
+fn kernel(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) -> Result<()> {
+    let keys = ["kernel.vmlinuz", "kernel.config"];
+    if cached(root, m, &keys) && !opts.refresh {
+        eprintln!(
+            "fixtures: kernel {} {} (cached)",
+            m["kernel.package"], m["kernel.version"]
+        );
+        return Ok(());
+    }
+    let apt = Apt::default();
+    // linux-image-amd64 depends on exactly one ABI package: `linux-image-6.1.0-N-amd64 (= V)`.
+    let meta = apt.show("linux-image-amd64")?;
+    let dep = meta
+        .get("Depends")
+        .ok_or_else(|| anyhow!("linux-image-amd64 has no Depends"))?;
+    let first = dep.split(',').next().unwrap().trim();
+    let name = first.split_whitespace().next().unwrap();
+    ensure!(
+        name.starts_with("linux-image-6.1.") && name.ends_with("-amd64"),
+        "linux-image-amd64 depends on `{first}`, expected a 6.1 generic kernel (is this Debian 12?)"
+    );
+    let release = name.trim_start_matches("linux-image-").to_string();
+    let package = format!("{name}-unsigned");
+    let version = apt
+        .show(&package)?
+        .get("Version")
+        .cloned()
+        .unwrap_or_default();
+
+    let dir = root.join("kernel").join(format!("{package}_{version}"));
+    let vmlinuz = dir.join(format!("boot/vmlinuz-{release}"));
+    let config = dir.join(format!("boot/config-{release}"));
+    let ko_rel = format!("lib/modules/{release}/kernel/fs/efivarfs/efivarfs.ko");
+    if !vmlinuz.is_file() || !config.is_file() {
+        let (_tmp, deb) = apt.download(&format!("{package}={version}"), &root.join("tmp"))?;
+        let stage = tempfile::Builder::new()
+            .prefix("kernel-")
+            .tempdir_in(root.join("tmp"))?;
+        extract_deb(&deb, stage.path(), &["./boot/*", &format!("./{ko_rel}")])?;
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        fs::create_dir_all(dir.parent().unwrap())?;
+        fs::rename(stage.keep(), &dir)?;
+    }
+    ensure!(
+        vmlinuz.is_file(),
+        "{} missing after extraction",
+        vmlinuz.display()
+    );
+    check_kernel_config(&config)?;
+
+    m.insert("kernel.package".into(), package);
+    m.insert("kernel.version".into(), version);
+    m.insert("kernel.release".into(), release);
+    m.insert("kernel.vmlinuz".into(), rel(root, &vmlinuz));
+    m.insert("kernel.config".into(), rel(root, &config));
+    let ko = dir.join(&ko_rel);
+    if ko.is_file() {
+        m.insert("kernel.efivarfs_ko".into(), rel(root, &ko));
+    }
+    Ok(())
+}
+
+/// The boot tests rely on the kernel needing no modules: console, framebuffer, initramfs and
+/// devtmpfs must be built in. (efivarfs is a module in Debian; the initramfs carries it.)
+fn check_kernel_config(config: &Path) -> Result<()> {
+    let text = fs::read_to_string(config)?;
+    let needed = [
+        "CONFIG_SERIAL_8250=y",
+        "CONFIG_SERIAL_8250_CONSOLE=y",
+        "CONFIG_FB_EFI=y",
+        "CONFIG_EFI=y",
+        "CONFIG_EFI_STUB=y",
+        "CONFIG_BLK_DEV_INITRD=y",
+        "CONFIG_RD_GZIP=y",
+        "CONFIG_DEVTMPFS=y",
+        "CONFIG_KALLSYMS=y",
+        "CONFIG_ACPI=y",
+    ];
+    let lines: Vec<&str> = text.lines().collect();
+    let absent: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|n| !lines.contains(n))
+        .collect();
+    ensure!(
+        absent.is_empty(),
+        "kernel config {} lacks built-in {absent:?}",
+        config.display()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// systemd-boot
+
+fn systemd_boot(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) -> Result<()> {
+    if cached(root, m, &["systemd_boot.efi"]) && !opts.refresh {
+        eprintln!(
+            "fixtures: systemd-boot {} (cached)",
+            m["systemd_boot.version"]
+        );
+        return Ok(());
+    }
+    let dst = root.join("systemd-boot/systemd-bootx64.efi");
+    let version = match dpkg_installed_version("systemd-boot-efi") {
+        Some(v) if Path::new(SYSTEMD_BOOT_INSTALLED).is_file() => {
+            copy_if_changed(Path::new(SYSTEMD_BOOT_INSTALLED), &dst)?;
+            v
+        }
+        _ => {
+            let apt = Apt::default();
+            let v = apt.show("systemd-boot-efi")?["Version"].clone();
+            let (_tmp, deb) = apt.download("systemd-boot-efi", &root.join("tmp"))?;
+            let stage = tempfile::Builder::new()
+                .prefix("sdboot-")
+                .tempdir_in(root.join("tmp"))?;
+            extract_deb(&deb, stage.path(), &[])?;
+            copy_if_changed(&stage.path().join(&SYSTEMD_BOOT_INSTALLED[1..]), &dst)?;
+            v
+        }
+    };
+    eprintln!("fixtures: systemd-boot {version}");
+    m.insert("systemd_boot.efi".into(), rel(root, &dst));
+    m.insert("systemd_boot.version".into(), version);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// OVMF
+
+/// Copies the firmware files (`usr/share/OVMF/*_4M*.fd`, `usr/share/ovmf/PkKek-1-snakeoil.*`)
+/// found under `sysroot` into `dir`.
+fn collect_ovmf(sysroot: &Path, dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir)?;
+    let mut n = 0;
+    for sub in ["usr/share/OVMF", "usr/share/ovmf"] {
+        let Ok(rd) = fs::read_dir(sysroot.join(sub)) else {
+            continue;
+        };
+        for e in rd {
+            let p = e?.path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let want = (name.starts_with("OVMF_") && name.contains("_4M") && name.ends_with(".fd"))
+                || name.starts_with("PkKek-1-snakeoil.");
+            // Symlinks (e.g. to compatibility names) are resolved by fs::copy.
+            if want && p.exists() {
+                copy_if_changed(&p, &dir.join(&name))?;
+                n += 1;
+            }
+        }
+    }
+    ensure!(n > 0, "no OVMF files under {}", sysroot.display());
+    Ok(())
+}
+
+fn ovmf2022(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) -> Result<()> {
+    if cached(root, m, &["ovmf2022.dir"]) && !opts.refresh {
+        eprintln!("fixtures: ovmf {} (cached)", m["ovmf2022.version"]);
+        return Ok(());
+    }
+    let (version, dir) = match dpkg_installed_version("ovmf") {
+        Some(v) if Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").is_file() => {
+            let dir = root.join(format!("ovmf/{v}"));
+            collect_ovmf(Path::new("/"), &dir)?;
+            (v, dir)
+        }
+        _ => {
+            let apt = Apt::default();
+            let v = apt.show("ovmf")?["Version"].clone();
+            let dir = root.join(format!("ovmf/{v}"));
+            let (_tmp, deb) = apt.download("ovmf", &root.join("tmp"))?;
+            let stage = tempfile::Builder::new()
+                .prefix("ovmf-")
+                .tempdir_in(root.join("tmp"))?;
+            extract_deb(&deb, stage.path(), &[])?;
+            collect_ovmf(stage.path(), &dir)?;
+            (v, dir)
+        }
+    };
+    ensure!(
+        version.starts_with("2022.11"),
+        "the system's ovmf is {version}, expected 2022.11 (Debian 12)"
+    );
+    eprintln!("fixtures: ovmf {version}");
+    m.insert("ovmf2022.version".into(), version);
+    m.insert("ovmf2022.dir".into(), rel(root, &dir));
+    Ok(())
+}
+
+/// A Debian mirror URI and keyring of the machine's apt sources (the stanza of the base suite,
+/// not -security/-updates), read from deb822 `.sources` files or one-line `sources.list`.
+fn system_debian_mirror() -> Result<(String, Option<String>)> {
+    let mut candidates: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
+    if let Ok(rd) = fs::read_dir("/etc/apt/sources.list.d") {
+        let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for f in files {
+            if f.extension().is_some_and(|e| e == "sources") {
+                let text = fs::read_to_string(&f).unwrap_or_default();
+                for stanza in text.split("\n\n") {
+                    let field = |name: &str| {
+                        stanza
+                            .lines()
+                            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+                    };
+                    if field("Enabled:").is_some_and(|v| v == "no") {
+                        continue;
+                    }
+                    if !field("Types:").is_some_and(|t| t.split_whitespace().any(|t| t == "deb")) {
+                        continue;
+                    }
+                    let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:")) else {
+                        continue;
+                    };
+                    let suites: Vec<String> = suites.split_whitespace().map(String::from).collect();
+                    for uri in uris.split_whitespace() {
+                        candidates.push((uri.to_string(), field("Signed-By:"), suites.clone()));
+                    }
+                }
+            } else if f.extension().is_some_and(|e| e == "list") {
+                parse_one_line_sources(
+                    &fs::read_to_string(&f).unwrap_or_default(),
+                    &mut candidates,
+                );
+            }
+        }
+    }
+    parse_one_line_sources(
+        &fs::read_to_string("/etc/apt/sources.list").unwrap_or_default(),
+        &mut candidates,
+    );
+    // Prefer a stanza serving a plain suite (e.g. `bookworm`), whose URI is the main archive.
+    candidates
+        .iter()
+        .find(|(uri, _, suites)| {
+            !uri.contains("security") && suites.iter().any(|s| !s.contains('-') && !s.contains('/'))
+        })
+        .or_else(|| {
+            candidates
+                .iter()
+                .find(|(uri, _, _)| !uri.contains("security"))
+        })
+        .map(|(u, k, _)| (u.clone(), k.clone()))
+        .ok_or_else(|| anyhow!("no Debian mirror found in the machine's apt sources"))
+}
+
+fn parse_one_line_sources(text: &str, out: &mut Vec<(String, Option<String>, Vec<String>)>) {
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap().trim();
+        let Some(rest) = line.strip_prefix("deb ") else {
+            continue;
+        };
+        let mut rest = rest.trim();
+        let mut keyring = None;
+        if let Some(r) = rest.strip_prefix('[') {
+            let (opts, after) = r.split_once(']').unwrap_or((r, ""));
+            keyring = opts
+                .split_whitespace()
+                .find_map(|o| o.strip_prefix("signed-by=").map(String::from));
+            rest = after.trim();
+        }
+        let mut words = rest.split_whitespace();
+        if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
+            out.push((uri.to_string(), keyring, vec![suite.to_string()]));
+        }
+    }
+}
+
+/// A private apt configuration for Debian 13 (trixie) under `<cache>/apt-trixie`.
+fn trixie_apt(root: &Path) -> Result<Apt> {
+    let base = root.join("apt-trixie");
+    let (uri, keyring) = system_debian_mirror()?;
+    for d in [
+        "lists/partial",
+        "cache/archives/partial",
+        "sources.list.d",
+        "preferences.d",
+    ] {
+        fs::create_dir_all(base.join(d))?;
+    }
+    let signed = keyring
+        .filter(|k| Path::new(k).is_file())
+        .map(|k| format!(" signed-by={k}"))
+        .unwrap_or_default();
+    let list = base.join("sources.list");
+    let line = format!("deb [arch=amd64{signed}] {uri} trixie main\n");
+    if fs::read_to_string(&list).ok().as_deref() != Some(line.as_str()) {
+        fs::write(&list, line)?;
+    }
+    let p = |s: &str| base.join(s).display().to_string();
+    Ok(Apt {
+        opts: vec![
+            format!("Dir::Etc::SourceList={}", list.display()),
+            format!("Dir::Etc::SourceParts={}", p("sources.list.d")),
+            format!("Dir::Etc::PreferencesParts={}", p("preferences.d")),
+            format!("Dir::State::Lists={}", p("lists")),
+            format!("Dir::Cache={}", p("cache")),
+            "Dir::Cache::pkgcache=".into(),
+            "Dir::Cache::srcpkgcache=".into(),
+            "Acquire::Languages=none".into(),
+            "APT::Architectures=amd64".into(),
+        ],
+    })
+}
+
+fn ovmf2025(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) -> Result<()> {
+    let keys = ["ovmf2025.dir", "snakeoil.key", "snakeoil.cert"];
+    if cached(root, m, &keys) && !opts.refresh {
+        eprintln!("fixtures: trixie ovmf {} (cached)", m["ovmf2025.version"]);
+        return Ok(());
+    }
+    let apt = trixie_apt(root)?;
+    let lists = root.join("apt-trixie/lists");
+    let have_lists = fs::read_dir(&lists)?
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"));
+    if !have_lists || opts.refresh {
+        eprintln!("fixtures: apt-get update (private trixie configuration)");
+        run_capture(apt.cmd("apt-get").arg("update"))?;
+    }
+    let version = apt.show("ovmf/trixie").or_else(|_| apt.show("ovmf"))?["Version"].clone();
+    ensure!(
+        version.starts_with("2025.02"),
+        "trixie's ovmf is {version}, expected 2025.02"
+    );
+    let dir = root.join(format!("ovmf/{version}"));
+    if !dir.join("OVMF_CODE_4M.secboot.strictnx.fd").is_file() {
+        let (_tmp, deb) = apt.download(&format!("ovmf={version}"), &root.join("tmp"))?;
+        let stage = tempfile::Builder::new()
+            .prefix("ovmf-")
+            .tempdir_in(root.join("tmp"))?;
+        extract_deb(&deb, stage.path(), &[])?;
+        collect_ovmf(stage.path(), &dir)?;
+    }
+    for f in [
+        "OVMF_CODE_4M.secboot.strictnx.fd",
+        "OVMF_VARS_4M.snakeoil.fd",
+        "OVMF_VARS_4M.fd",
+        "PkKek-1-snakeoil.key",
+        "PkKek-1-snakeoil.pem",
+    ] {
+        ensure!(dir.join(f).is_file(), "trixie's ovmf {version} lacks {f}");
+    }
+    // sbsign cannot take a passphrase on the command line: keep a decrypted copy of the key.
+    let key = dir.join("PkKek-1-snakeoil.nopass.key");
+    if !key.is_file() {
+        ensure!(
+            have_tool("openssl"),
+            "`openssl` is needed to decrypt the snakeoil key"
+        );
+        run_capture(
+            Command::new("openssl")
+                .args(["pkey", "-passin"])
+                .arg(format!("pass:{SNAKEOIL_PASS}"))
+                .arg("-in")
+                .arg(dir.join("PkKek-1-snakeoil.key"))
+                .arg("-out")
+                .arg(&key),
+        )?;
+    }
+    let listing: Vec<String> = {
+        let mut v: Vec<String> = fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    eprintln!("fixtures: trixie ovmf {version}: {}", listing.join(" "));
+    m.insert("ovmf2025.version".into(), version);
+    m.insert("ovmf2025.dir".into(), rel(root, &dir));
+    m.insert("ovmf2025.files".into(), listing.join(" "));
+    m.insert("snakeoil.key".into(), rel(root, &key));
+    m.insert(
+        "snakeoil.cert".into(),
+        rel(root, &dir.join("PkKek-1-snakeoil.pem")),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// initramfs
+
+/// Whether an ELF file is statically linked (no PT_INTERP program header).
+fn is_static_elf(data: &[u8]) -> bool {
+    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(data[32..40].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    (0..phnum).all(|i| {
+        let o = phoff + i * phentsize;
+        o + 4 <= data.len() && u32::from_le_bytes(data[o..o + 4].try_into().unwrap()) != 3
+    })
+}
+
+fn static_busybox(root: &Path) -> Result<(Vec<u8>, String)> {
+    if let Ok(bin) = fs::read("/bin/busybox") {
+        if is_static_elf(&bin) {
+            let v = dpkg_installed_version("busybox-static").unwrap_or_else(|| "system".into());
+            return Ok((bin, v));
+        }
+    }
+    let dir = root.join("busybox-static");
+    let apt = Apt::default();
+    let v = apt.show("busybox-static")?["Version"].clone();
+    let bin_path = dir.join(format!("{v}/bin/busybox"));
+    if !bin_path.is_file() {
+        let (_tmp, deb) = apt.download("busybox-static", &root.join("tmp"))?;
+        extract_deb(&deb, &dir.join(&v), &["./bin/busybox"])?;
+    }
+    let bin = fs::read(&bin_path)?;
+    ensure!(is_static_elf(&bin), "{} is not static", bin_path.display());
+    Ok((bin, v))
+}
+
+fn build_initramfs(root: &Path, m: &mut BTreeMap<String, String>) -> Result<()> {
+    let (busybox, bb_version) = static_busybox(root)?;
+    let release = m["kernel.release"].clone();
+    let ko = m
+        .get("kernel.efivarfs_ko")
+        .map(|k| root.join(k))
+        .filter(|p| p.is_file());
+    let module = match &ko {
+        Some(p) => Some((release.as_str(), fs::read(p)?)),
+        None => None,
+    };
+    let image = initramfs::build(
+        initramfs::INIT_SCRIPT.as_bytes(),
+        &busybox,
+        module.as_ref().map(|(r, b)| (*r, b.as_slice())),
+    )?;
+    let dst = root.join("initramfs/initramfs.cpio.gz");
+    let unchanged = fs::read(&dst).is_ok_and(|old| old == image);
+    if !unchanged {
+        fs::create_dir_all(dst.parent().unwrap())?;
+        fs::write(&dst, &image)?;
+    }
+    eprintln!(
+        "fixtures: initramfs {} ({} bytes, busybox {bb_version}{})",
+        if unchanged { "unchanged" } else { "written" },
+        image.len(),
+        if ko.is_some() { ", efivarfs.ko" } else { "" }
+    );
+    m.insert("initramfs".into(), rel(root, &dst));
+    m.insert("initramfs.busybox".into(), bb_version);
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! `cargo xtask test`: what CI runs. Steps (`fmt`, `clippy`, `unit-tests`) then the boot tests
+//! of [`crate::boot_tests::TESTS`]. The last line is always `N passed, N failed`.
+//!
+//! Under `CI=true` a missing prerequisite (QEMU, firmware, fixture) is a failure; elsewhere the
+//! test is skipped with a message.
+
+use anyhow::Result;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::boot_tests::{Ctx, TESTS};
+use crate::fixtures::Missing;
+
+#[derive(clap::Args, Debug)]
+pub struct TestArgs {
+    /// Only the boot tests (no fmt/clippy/unit tests).
+    #[arg(long)]
+    pub boot_only: bool,
+    /// No boot tests (fmt/clippy/unit tests only).
+    #[arg(long, conflicts_with = "boot_only")]
+    pub no_boot: bool,
+    /// Run only the steps and boot tests whose name contains this string (repeatable).
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// List the steps and boot tests, run nothing.
+    #[arg(long)]
+    pub list: bool,
+}
+
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+const STEPS: &[(&str, &[&str])] = &[
+    ("fmt", &["fmt", "--all", "--check"]),
+    (
+        "clippy",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
+    ("unit-tests", &["test", "--workspace"]),
+];
+
+enum Verdict {
+    Pass,
+    Fail(String),
+    Skip(String),
+}
+
+pub fn run(a: &TestArgs) -> Result<()> {
+    let ci = is_ci();
+    let selected = |name: &str| a.filter.is_empty() || a.filter.iter().any(|f| name.contains(f));
+    if a.list {
+        for (name, args) in STEPS {
+            println!("step {name}: cargo {}", args.join(" "));
+        }
+        for t in TESTS {
+            println!("boot {}", t.name);
+        }
+        return Ok(());
+    }
+    let mut results: Vec<(String, Verdict, f64)> = Vec::new();
+    if !a.boot_only {
+        for (name, args) in STEPS.iter().filter(|(n, _)| selected(n)) {
+            println!("==> step {name}: cargo {}", args.join(" "));
+            let t = Instant::now();
+            let st = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(*args)
+                .current_dir(crate::workspace_root())
+                .stdin(Stdio::null())
+                .status();
+            let v = match st {
+                Ok(s) if s.success() => Verdict::Pass,
+                Ok(s) => Verdict::Fail(format!("cargo {} {s}", args.join(" "))),
+                Err(e) => Verdict::Fail(format!("cannot run cargo: {e}")),
+            };
+            report(name, &v, t.elapsed().as_secs_f64());
+            results.push((name.to_string(), v, t.elapsed().as_secs_f64()));
+        }
+    }
+    if !a.no_boot {
+        let ctx = Ctx::new(ci);
+        for t in TESTS.iter().filter(|t| selected(t.name)) {
+            println!("==> boot {}", t.name);
+            let start = Instant::now();
+            let v = match (t.run)(&ctx) {
+                Ok(()) => Verdict::Pass,
+                Err(e) if e.downcast_ref::<Missing>().is_some() && !ci => {
+                    Verdict::Skip(format!("{e:#}"))
+                }
+                Err(e) => Verdict::Fail(format!("{e:#}")),
+            };
+            let secs = start.elapsed().as_secs_f64();
+            report(t.name, &v, secs);
+            results.push((t.name.to_string(), v, secs));
+        }
+    }
+
+    let passed = results
+        .iter()
+        .filter(|r| matches!(r.1, Verdict::Pass))
+        .count();
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| matches!(r.1, Verdict::Fail(_)))
+        .map(|r| r.0.as_str())
+        .collect();
+    let skipped = results
+        .iter()
+        .filter(|r| matches!(r.1, Verdict::Skip(_)))
+        .count();
+    println!();
+    println!("summary:");
+    for (name, v, secs) in &results {
+        let tag = match v {
+            Verdict::Pass => "PASS",
+            Verdict::Fail(_) => "FAIL",
+            Verdict::Skip(_) => "SKIP",
+        };
+        println!("  {tag} {name} ({secs:.1} s)");
+    }
+    if skipped > 0 {
+        println!("{skipped} skipped (missing prerequisites; CI=true makes this a failure)");
+    }
+    println!("{passed} passed, {} failed", failed.len());
+    if !failed.is_empty() {
+        // Nothing may follow the summary line: exit without the usual error report.
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn report(name: &str, v: &Verdict, secs: f64) {
+    match v {
+        Verdict::Pass => println!("<== PASS {name} ({secs:.1} s)"),
+        Verdict::Fail(msg) => println!("<== FAIL {name} ({secs:.1} s): {msg}"),
+        Verdict::Skip(msg) => println!("<== SKIP {name}: {msg}"),
+    }
+}
