@@ -1,0 +1,3 @@
+//! Architecture-specific hand-off code.
+
+pub mod x86_64;

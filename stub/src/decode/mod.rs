@@ -1,0 +1,103 @@
+//! Step 4: decompress the payload stream straight into the kernel's final memory.
+//!
+//! One file per codec; every decoder writes only inside `dst` (exactly `uncompressed_size`
+//! bytes), reads only inside `src`, and must fill `dst` exactly.
+
+mod gzip;
+mod lz4;
+mod none;
+mod xz;
+mod zstd;
+
+use zboot_format::Codec;
+
+/// Why decoding failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The stream is malformed (the codec's own words).
+    Corrupt(&'static str),
+    /// The stream decodes to more bytes than the header promised.
+    TooLong,
+    /// The stream ended before `dst` was full (bytes produced).
+    TooShort(usize),
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DecodeError::Corrupt(why) => write!(f, "corrupt stream: {why}"),
+            DecodeError::TooLong => f.write_str("stream decodes to more than the expected size"),
+            DecodeError::TooShort(n) => write!(f, "stream ended early after {n} bytes"),
+        }
+    }
+}
+
+/// Decode `src` with `codec` into `dst`, which must come out exactly full.
+pub fn decode(codec: Codec, src: &[u8], dst: &mut [u8]) -> Result<(), DecodeError> {
+    let produced = match codec {
+        Codec::None => none::decode(src, dst)?,
+        Codec::Gzip => gzip::decode(src, dst)?,
+        Codec::Zstd => zstd::decode(src, dst)?,
+        Codec::Xz => xz::decode(src, dst)?,
+        Codec::Lz4 => lz4::decode(src, dst)?,
+    };
+    if produced == dst.len() {
+        Ok(())
+    } else {
+        Err(DecodeError::TooShort(produced))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Kernel-like test data: some code-ish bytes (E8/E9 calls), text and zero runs.
+    pub(crate) fn sample(len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len);
+        let mut x: u32 = 12345;
+        while v.len() < len {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            match (x >> 16) % 5 {
+                0 => v.extend_from_slice(&[0xe8, (x >> 8) as u8, x as u8, 0, 0]),
+                1 => v.extend_from_slice(b"linux kernel text "),
+                2 => v.extend(core::iter::repeat_n(0u8, (x % 300) as usize)),
+                _ => v.push((x >> 24) as u8),
+            }
+        }
+        v.truncate(len);
+        v
+    }
+
+    pub(crate) fn roundtrip(codec: Codec, compressed: &[u8], expect: &[u8]) {
+        let mut out = vec![0u8; expect.len()];
+        decode(codec, compressed, &mut out).unwrap();
+        assert!(out == expect, "{codec:?} output differs");
+        // A destination one byte short must fail without writing past it.
+        let mut short = vec![0u8; expect.len() - 1];
+        assert!(
+            decode(codec, compressed, &mut short).is_err(),
+            "{codec:?} short dst"
+        );
+        // A destination one byte long must report the short stream.
+        let mut long = vec![0u8; expect.len() + 1];
+        assert!(
+            decode(codec, compressed, &mut long).is_err(),
+            "{codec:?} long dst"
+        );
+        // Truncated input must fail (never panic).
+        let cut = &compressed[..compressed.len() / 2];
+        assert!(decode(codec, cut, &mut out).is_err(), "{codec:?} truncated");
+    }
+
+    /// Flip bytes all over the stream: the decoder may succeed with wrong data (the SHA-256
+    /// check catches that) but must neither panic nor write outside `dst`.
+    pub(crate) fn corruption_never_panics(codec: Codec, compressed: &[u8], len: usize) {
+        let mut out = vec![0u8; len];
+        for i in (0..compressed.len()).step_by(compressed.len() / 97 + 1) {
+            let mut bad = compressed.to_vec();
+            bad[i] ^= 0x5a;
+            let _ = decode(codec, &bad, &mut out);
+        }
+    }
+}

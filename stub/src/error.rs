@@ -1,0 +1,49 @@
+//! The one error type of the pipeline: which step failed and why, and the EFI status returned.
+
+use crate::decode::DecodeError;
+use crate::payload::PayloadError;
+use uefi::Status;
+
+#[derive(Debug)]
+pub enum Error {
+    Payload(PayloadError),
+    /// An EFI call failed (`what` names it).
+    Efi(&'static str, Status),
+    Decode(DecodeError),
+    /// The decoded kernel does not match `image_sha256`.
+    ImageChecksum,
+    Relocs(zboot_format::relocs::RelocError),
+}
+
+impl Error {
+    pub fn status(&self) -> Status {
+        match self {
+            Error::Efi(_, s) => *s,
+            Error::Decode(_) | Error::ImageChecksum => Status::CRC_ERROR,
+            Error::Payload(_) | Error::Relocs(_) => Status::LOAD_ERROR,
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Payload(e) => write!(f, "{e}"),
+            Error::Efi(what, s) => write!(f, "{what} failed: {s:?}"),
+            Error::Decode(e) => write!(f, "decompression failed: {e}"),
+            Error::ImageChecksum => f.write_str("decompressed kernel does not match its SHA-256"),
+            Error::Relocs(e) => write!(f, "relocation table rejected: {e}"),
+        }
+    }
+}
+
+/// `result.efi("what")?`: name the EFI call that failed.
+pub trait Context<T> {
+    fn efi(self, what: &'static str) -> Result<T, Error>;
+}
+
+impl<T, D: core::fmt::Debug> Context<T> for uefi::Result<T, D> {
+    fn efi(self, what: &'static str) -> Result<T, Error> {
+        self.map_err(|e| Error::Efi(what, e.status()))
+    }
+}

@@ -1,0 +1,155 @@
+//! Step 5: the initrd. In order of preference: LoadFile2 on the LINUX_EFI_INITRD_MEDIA_GUID
+//! vendor media device path (systemd-boot, GRUB), else `initrd=` files from the volume we were
+//! loaded from, else the embedded initrd. `noinitrd` disables all three. Never LoadFile2 and
+//! `initrd=` together (systemd-boot also writes `initrd=` into the options).
+
+use crate::cmdline::Options;
+use crate::memory::Pages;
+use alloc::vec::Vec;
+use uefi::boot::{self, MemoryType};
+use uefi::proto::device_path::build::{self, DevicePathBuilder};
+use uefi::proto::loaded_image::LoadedImage;
+use uefi::proto::media::file::{File, FileAttribute, FileInfo, FileMode};
+use uefi::proto::media::load_file::LoadFile2;
+use uefi::{CString16, Guid, Status, guid};
+
+pub const LINUX_EFI_INITRD_MEDIA_GUID: Guid = guid!("5568e427-68fc-4f3d-ac74-ca555231cc68");
+
+/// Where the initrd came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    LoadFile2,
+    Files,
+    Embedded,
+}
+
+/// A loaded initrd: page memory we own, or the embedded bytes inside our image.
+pub struct Initrd {
+    pub source: Source,
+    pub addr: u64,
+    pub size: u64,
+    _pages: Option<Pages>,
+}
+
+impl Initrd {
+    /// Hand the memory to the kernel.
+    pub fn leak(self) -> (u64, u64) {
+        if let Some(p) = self._pages {
+            p.leak();
+        }
+        (self.addr, self.size)
+    }
+}
+
+/// Why the initrd could not be loaded (a present but unreadable initrd is an error).
+#[derive(Debug)]
+pub struct InitrdError(pub &'static str, pub Status);
+
+pub fn load(
+    opts: &Options,
+    embedded: Option<&'static [u8]>,
+) -> Result<Option<Initrd>, InitrdError> {
+    if opts.noinitrd {
+        return Ok(None);
+    }
+    if let Some(i) = load_file2()? {
+        return Ok(Some(i));
+    }
+    if !opts.initrd.is_empty() {
+        return files(&opts.initrd).map(Some);
+    }
+    Ok(embedded.map(|b| Initrd {
+        source: Source::Embedded,
+        addr: b.as_ptr() as u64,
+        size: b.len() as u64,
+        _pages: None,
+    }))
+}
+
+fn load_file2() -> Result<Option<Initrd>, InitrdError> {
+    let mut buf = Vec::new();
+    let path = DevicePathBuilder::with_vec(&mut buf)
+        .push(&build::media::Vendor {
+            vendor_guid: LINUX_EFI_INITRD_MEDIA_GUID,
+            vendor_defined_data: &[],
+        })
+        .and_then(|b| b.finalize())
+        .map_err(|_| InitrdError("initrd device path", Status::ABORTED))?;
+    let mut remaining = path;
+    let Ok(handle) = boot::locate_device_path::<LoadFile2>(&mut remaining) else {
+        return Ok(None);
+    };
+    let mut lf = boot::open_protocol_exclusive::<LoadFile2>(handle)
+        .map_err(|e| InitrdError("open LoadFile2", e.status()))?;
+    // The protocol's own two-call dance (size, then data) into pool memory; copied into pages
+    // below so that the kernel can free the initrd page-wise.
+    let data = lf
+        .load_file(path)
+        .map_err(|e| InitrdError("LoadFile2 initrd", e.status()))?;
+    let pages = Pages::low(data.len() as u64, MemoryType::LOADER_DATA)
+        .map_err(|e| InitrdError("allocate initrd", e.status()))?;
+    pages.bytes_mut()[..data.len()].copy_from_slice(&data);
+    Ok(Some(Initrd {
+        source: Source::LoadFile2,
+        addr: pages.addr(),
+        size: data.len() as u64,
+        _pages: Some(pages),
+    }))
+}
+
+fn files(paths: &[alloc::string::String]) -> Result<Initrd, InitrdError> {
+    let device = boot::open_protocol_exclusive::<LoadedImage>(boot::image_handle())
+        .ok()
+        .and_then(|li| li.device())
+        .ok_or(InitrdError("initrd=: no loader device", Status::NOT_FOUND))?;
+    let mut fs = boot::open_protocol_exclusive::<uefi::proto::media::fs::SimpleFileSystem>(device)
+        .map_err(|e| InitrdError("initrd=: no file system", e.status()))?;
+    let mut root = fs
+        .open_volume()
+        .map_err(|e| InitrdError("initrd=: open volume", e.status()))?;
+    let mut handles = Vec::new();
+    let mut total = 0u64;
+    for p in paths {
+        let name = CString16::try_from(p.as_str())
+            .map_err(|_| InitrdError("initrd=: bad path", Status::INVALID_PARAMETER))?;
+        let mut f = root
+            .open(&name, FileMode::Read, FileAttribute::empty())
+            .map_err(|e| InitrdError("initrd=: open file", e.status()))?
+            .into_regular_file()
+            .ok_or(InitrdError(
+                "initrd=: not a file",
+                Status::INVALID_PARAMETER,
+            ))?;
+        let size = f
+            .get_boxed_info::<FileInfo>()
+            .map_err(|e| InitrdError("initrd=: file info", e.status()))?
+            .file_size();
+        total += size;
+        handles.push((f, size));
+    }
+    let pages = Pages::low(total, MemoryType::LOADER_DATA)
+        .map_err(|e| InitrdError("allocate initrd", e.status()))?;
+    let buf = pages.bytes_mut();
+    let mut at = 0usize;
+    for (mut f, size) in handles {
+        let end = at + size as usize;
+        while at < end {
+            let n = f
+                .read(&mut buf[at..end])
+                .map_err(|e| InitrdError("initrd=: read", e.status()))?;
+            if n == 0 {
+                return Err(InitrdError(
+                    "initrd=: file shorter than its size",
+                    Status::END_OF_FILE,
+                ));
+            }
+            at += n;
+        }
+    }
+    Ok(Initrd {
+        source: Source::Files,
+        addr: pages.addr(),
+        size: total,
+        _pages: Some(pages),
+    })
+}

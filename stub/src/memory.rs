@@ -1,0 +1,142 @@
+//! Page allocations (freed on drop unless handed to the kernel), the kernel region, memory
+//! attributes (strict-NX firmware) and our own loaded image. The raw-pointer leaf of the stub.
+
+use uefi::boot::{self, AllocateType, MemoryType};
+use uefi::mem::memory_map::MemoryMap;
+use uefi::proto::loaded_image::LoadedImage;
+use uefi::proto::security::MemoryProtection;
+use uefi::{Result, Status};
+
+pub const PAGE: u64 = 4096;
+
+const fn pages(bytes: u64) -> usize {
+    bytes.div_ceil(PAGE) as usize
+}
+
+/// Pages from AllocatePages, freed on drop.
+pub struct Pages {
+    addr: u64,
+    count: usize,
+}
+
+impl Pages {
+    fn raw(kind: AllocateType, ty: MemoryType, count: usize) -> Result<Pages> {
+        let p = boot::allocate_pages(kind, ty, count.max(1))?;
+        Ok(Pages {
+            addr: p.as_ptr() as u64,
+            count: count.max(1),
+        })
+    }
+
+    /// `bytes` of `ty` memory, below 4 GiB when possible, zeroed.
+    pub fn low(bytes: u64, ty: MemoryType) -> Result<Pages> {
+        let p = Self::raw(AllocateType::MaxAddress(0xffff_ffff), ty, pages(bytes))
+            .or_else(|_| Self::raw(AllocateType::AnyPages, ty, pages(bytes)))?;
+        p.bytes_mut().fill(0);
+        Ok(p)
+    }
+
+    /// `size` bytes aligned to `align`: at `preferred` if free, else over-allocate and trim.
+    pub fn aligned(size: u64, align: u64, preferred: Option<u64>, ty: MemoryType) -> Result<Pages> {
+        if let Some(at) = preferred
+            && let Ok(p) = Self::raw(AllocateType::Address(at), ty, pages(size))
+        {
+            return Ok(p);
+        }
+        let extra = pages(align) - 1;
+        let total = pages(size) + extra;
+        let whole = Self::raw(AllocateType::MaxAddress(0xffff_ffff), ty, total)
+            .or_else(|_| Self::raw(AllocateType::AnyPages, ty, total))?;
+        let (start, count) = (whole.addr, whole.count);
+        core::mem::forget(whole);
+        let base = start.next_multiple_of(align);
+        let head = ((base - start) / PAGE) as usize;
+        let tail = total - head - pages(size);
+        // SAFETY: both ranges lie inside the allocation just made and are no longer used.
+        unsafe {
+            if head > 0 {
+                let _ = boot::free_pages(ptr(start), head);
+            }
+            if tail > 0 {
+                let _ = boot::free_pages(ptr(base + size.next_multiple_of(PAGE)), tail);
+            }
+        }
+        debug_assert_eq!(head + tail + pages(size), count);
+        Ok(Pages {
+            addr: base,
+            count: pages(size),
+        })
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    pub fn len(&self) -> u64 {
+        self.count as u64 * PAGE
+    }
+
+    pub fn bytes_mut(&self) -> &mut [u8] {
+        // SAFETY: we own these pages exclusively for our lifetime (AllocatePages), they are
+        // identity mapped, and callers get one view at a time through &self borrows below.
+        #[allow(clippy::mut_from_ref)]
+        unsafe {
+            core::slice::from_raw_parts_mut(self.addr as *mut u8, self.len() as usize)
+        }
+    }
+
+    /// Hand the pages over (to the kernel): they are never freed.
+    pub fn leak(self) -> u64 {
+        let a = self.addr;
+        core::mem::forget(self);
+        a
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        // SAFETY: allocated by us with this count, not handed out.
+        let _ = unsafe { boot::free_pages(ptr(self.addr), self.count) };
+    }
+}
+
+fn ptr(addr: u64) -> core::ptr::NonNull<u8> {
+    core::ptr::NonNull::new(addr as *mut u8).expect("page address 0")
+}
+
+/// Make `[addr, addr+len)` executable and writable where the firmware supports the
+/// EFI_MEMORY_ATTRIBUTE_PROTOCOL (strict NX). Returns whether the protocol was there.
+pub fn allow_execute(addr: u64, len: u64) -> Result<bool> {
+    let Ok(handle) = boot::get_handle_for_protocol::<MemoryProtection>() else {
+        return Ok(false);
+    };
+    let mp = boot::open_protocol_exclusive::<MemoryProtection>(handle)?;
+    use uefi::mem::memory_map::MemoryAttribute as A;
+    mp.clear_memory_attributes(addr..addr + len, A::EXECUTE_PROTECT | A::READ_ONLY)?;
+    Ok(true)
+}
+
+/// Our own image as loaded (`ImageBase .. ImageBase + ImageSize`).
+pub fn own_image() -> Result<&'static [u8]> {
+    let li = boot::open_protocol_exclusive::<LoadedImage>(boot::image_handle())?;
+    let (base, size) = li.info();
+    if base.is_null() || size == 0 {
+        return Err(Status::LOAD_ERROR.into());
+    }
+    // SAFETY: the firmware loaded this image there and it stays mapped, read-only for us,
+    // until we exit (the kernel takes over after we are done with it).
+    Ok(unsafe { core::slice::from_raw_parts(base as *const u8, size as usize) })
+}
+
+/// Number of descriptors in the current memory map (to size post-exit buffers).
+pub fn map_entries() -> Result<usize> {
+    Ok(boot::memory_map(MemoryType::LOADER_DATA)?.len())
+}
+
+/// A typed view of a page allocation.
+pub fn as_mut<T>(p: &Pages) -> &mut T {
+    assert!(size_of::<T>() as u64 <= p.len() && align_of::<T>() as u64 <= PAGE);
+    // SAFETY: the pages are ours, page aligned and large enough (checked above); T is one of
+    // the plain-integer zero-page structs for which any bytes are valid.
+    unsafe { &mut *(p.addr as *mut T) }
+}
