@@ -243,6 +243,12 @@ fn unsigned_rejected_secure_boot(ctx: &Ctx) -> Result<()> {
         out.report.is_none(),
         "an unsigned image booted under enforcing Secure Boot"
     );
+    ensure!(
+        out.log.contains("Access Denied"),
+        "the firmware did not deny the unsigned image (log {}):\n{}",
+        out.log_path.display(),
+        out.log_tail(10)
+    );
     Ok(())
 }
 

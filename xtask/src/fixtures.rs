@@ -275,10 +275,10 @@ impl Apt {
             if line.is_empty() {
                 break;
             }
-            if let Some((k, v)) = line.split_once(": ") {
-                if !k.starts_with(' ') {
-                    fields.insert(k.to_string(), v.trim().to_string());
-                }
+            if let Some((k, v)) = line.split_once(": ")
+                && !k.starts_with(' ')
+            {
+                fields.insert(k.to_string(), v.trim().to_string());
             }
         }
         ensure!(!fields.is_empty(), "apt-cache show {pkg}: no record");
@@ -354,10 +354,11 @@ fn dpkg_installed_version(pkg: &str) -> Option<String> {
 
 /// Copies `src` to `dst` unless `dst` already has the same size (fixtures are immutable files).
 fn copy_if_changed(src: &Path, dst: &Path) -> Result<()> {
-    if let (Ok(a), Ok(b)) = (fs::metadata(src), fs::metadata(dst)) {
-        if a.len() == b.len() && fs::read(src)? == fs::read(dst)? {
-            return Ok(());
-        }
+    if let (Ok(a), Ok(b)) = (fs::metadata(src), fs::metadata(dst))
+        && a.len() == b.len()
+        && fs::read(src)? == fs::read(dst)?
+    {
+        return Ok(());
     }
     if let Some(p) = dst.parent() {
         fs::create_dir_all(p)?;
@@ -770,11 +771,11 @@ fn is_static_elf(data: &[u8]) -> bool {
 }
 
 fn static_busybox(root: &Path) -> Result<(Vec<u8>, String)> {
-    if let Ok(bin) = fs::read("/bin/busybox") {
-        if is_static_elf(&bin) {
-            let v = dpkg_installed_version("busybox-static").unwrap_or_else(|| "system".into());
-            return Ok((bin, v));
-        }
+    if let Ok(bin) = fs::read("/bin/busybox")
+        && is_static_elf(&bin)
+    {
+        let v = dpkg_installed_version("busybox-static").unwrap_or_else(|| "system".into());
+        return Ok((bin, v));
     }
     let dir = root.join("busybox-static");
     let apt = Apt::default();

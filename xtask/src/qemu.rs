@@ -427,12 +427,12 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
             if time_to_report.is_none() && log.contains("ZBOOT-INIT end=1") {
                 time_to_report = Some(now - start);
             }
-            if stopped_on.is_none() {
-                if let Some(s) = spec.stop_on.iter().find(|s| log.contains(s.as_str())) {
-                    stopped_on = Some(s.clone());
-                    // Give the guest a moment to print the rest (panic backtrace).
-                    stop_deadline = Some(now + Duration::from_secs(2));
-                }
+            if stopped_on.is_none()
+                && let Some(s) = spec.stop_on.iter().find(|s| log.contains(s.as_str()))
+            {
+                stopped_on = Some(s.clone());
+                // Give the guest a moment to print the rest (panic backtrace).
+                stop_deadline = Some(now + Duration::from_secs(2));
             }
         }
         std::thread::sleep(Duration::from_millis(50));
