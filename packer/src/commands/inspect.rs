@@ -1,0 +1,304 @@
+//! `inspect IMAGE [--json]`: what an image is made of. Reads zboot-pack images, Linux bzImage and
+//! zboot images and any PE file. Text output is a rendering of the same JSON value.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use object::LittleEndian as LE;
+use object::pe::*;
+use serde_json::{Map, Value, json};
+use zboot_format::bootparam::XLF_5LEVEL;
+use zboot_format::header::Flags;
+use zboot_format::zimg::ZimgHeader;
+
+use super::Outcome;
+use crate::pe::read::PeFile;
+use crate::{compress, input, payload};
+
+fn hex(v: impl Into<u64>) -> Value {
+    Value::String(format!("{:#x}", v.into()))
+}
+
+fn section_flags(c: u32) -> String {
+    let mut s = String::new();
+    s.push(if c & IMAGE_SCN_MEM_READ != 0 {
+        'R'
+    } else {
+        '-'
+    });
+    s.push(if c & IMAGE_SCN_MEM_WRITE != 0 {
+        'W'
+    } else {
+        '-'
+    });
+    s.push(if c & IMAGE_SCN_MEM_EXECUTE != 0 {
+        'X'
+    } else {
+        '-'
+    });
+    for (bit, name) in [
+        (IMAGE_SCN_CNT_CODE, " code"),
+        (IMAGE_SCN_CNT_INITIALIZED_DATA, " data"),
+        (IMAGE_SCN_CNT_UNINITIALIZED_DATA, " bss"),
+        (IMAGE_SCN_MEM_DISCARDABLE, " discardable"),
+    ] {
+        if c & bit != 0 {
+            s.push_str(name);
+        }
+    }
+    s
+}
+
+fn dll_names(d: u16) -> Vec<&'static str> {
+    [
+        (IMAGE_DLLCHARACTERISTICS_HIGH_ENTROPY_VA, "HIGH_ENTROPY_VA"),
+        (IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE, "DYNAMIC_BASE"),
+        (IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY, "FORCE_INTEGRITY"),
+        (IMAGE_DLLCHARACTERISTICS_NX_COMPAT, "NX_COMPAT"),
+        (IMAGE_DLLCHARACTERISTICS_NO_SEH, "NO_SEH"),
+        (IMAGE_DLLCHARACTERISTICS_GUARD_CF, "GUARD_CF"),
+    ]
+    .into_iter()
+    .filter(|(b, _)| d & b != 0)
+    .map(|(_, n)| n)
+    .collect()
+}
+
+fn pe_json(pe: &PeFile) -> Value {
+    let o = &pe.opt;
+    let dll = o.dll_characteristics.get(LE);
+    let dir_names = [
+        "export",
+        "import",
+        "resource",
+        "exception",
+        "security",
+        "basereloc",
+        "debug",
+        "architecture",
+        "globalptr",
+        "tls",
+        "load_config",
+        "bound_import",
+        "iat",
+        "delay_import",
+        "clr",
+        "reserved",
+    ];
+    let mut dirs = Map::new();
+    for (i, name) in dir_names.iter().enumerate() {
+        let (rva, size) = pe.dir(i);
+        if size != 0 {
+            dirs.insert(name.to_string(), json!({"rva": hex(rva), "size": size}));
+        }
+    }
+    let sections: Vec<Value> = pe
+        .sections
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name(),
+                "rva": hex(s.va()),
+                "virtual_size": hex(s.vsize()),
+                "raw_offset": hex(s.raw_ptr()),
+                "raw_size": hex(s.raw_size()),
+                "flags": section_flags(s.characteristics()),
+                "characteristics": hex(s.characteristics()),
+            })
+        })
+        .collect();
+    json!({
+        "machine": hex(pe.file_header.machine.get(LE)),
+        "timestamp": pe.file_header.time_date_stamp.get(LE),
+        "subsystem": o.subsystem.get(LE),
+        "entry_point": hex(o.address_of_entry_point.get(LE)),
+        "image_base": hex(o.image_base.get(LE)),
+        "section_alignment": hex(o.section_alignment.get(LE)),
+        "file_alignment": hex(o.file_alignment.get(LE)),
+        "size_of_headers": hex(o.size_of_headers.get(LE)),
+        "size_of_image": hex(o.size_of_image.get(LE)),
+        "checksum": hex(o.check_sum.get(LE)),
+        "dll_characteristics": format!("{dll:#06x} {}", dll_names(dll).join(" ")),
+        "data_directories": dirs,
+        "sections": sections,
+    })
+}
+
+/// Describe `data` as a JSON value.
+pub fn describe(data: &[u8]) -> Result<Value> {
+    let mut root = Map::new();
+    root.insert("file_size".into(), json!(data.len()));
+    if input::bzimage::is_bzimage(data) {
+        root.insert("kind".into(), json!("linux-bzimage"));
+        let info = input::bzimage::info(data)?;
+        let h = info.hdr;
+        let (xlf, version) = (h.xloadflags, h.version);
+        let mut bz = json!({
+            "boot_protocol": format!("{}.{:02}", version >> 8, version & 0xff),
+            "xloadflags": hex(xlf),
+            "la57": xlf & XLF_5LEVEL != 0,
+            "kernel_alignment": hex(h.kernel_alignment),
+            "init_size": hex(h.init_size),
+            "pref_address": hex(h.pref_address),
+            "payload_offset": hex(info.payload_offset as u64),
+            "payload_size": info.payload_length,
+        });
+        let payload = &data[info.payload_offset..info.payload_offset + info.payload_length];
+        match compress::decode_any(payload) {
+            Ok((codec, decoded)) => {
+                bz["codec"] = json!(codec);
+                bz["decoded_size"] = json!(decoded.len());
+                bz["ratio"] = json!(format!(
+                    "{:.1}%",
+                    info.payload_length as f64 * 100.0 / decoded.len().max(1) as f64
+                ));
+                match input::elf::parse(&decoded) {
+                    Ok(k) => {
+                        bz["segments"] = json!(k.segments.len());
+                        bz["relocations"] =
+                            json!(k.relocs.as_ref().map(|r| input::relocs::counts(r)));
+                    }
+                    Err(e) => bz["elf_error"] = json!(format!("{e:#}")),
+                }
+                bz["kernel_version"] = json!(payload::kernel_version(&decoded));
+            }
+            Err(e) => bz["decode_error"] = json!(format!("{e:#}")),
+        }
+        root.insert("bzimage".into(), bz);
+    }
+    let pe = match PeFile::parse(data) {
+        Ok(pe) => pe,
+        Err(e) => {
+            if !root.contains_key("kind") {
+                return Err(e);
+            }
+            return Ok(Value::Object(root));
+        }
+    };
+    if let Ok(z) = ZimgHeader::parse(data) {
+        root.insert(
+            "zimg".into(),
+            json!({"comp_type": z.comp_type, "payload_offset": hex(z.payload_offset), "payload_size": z.payload_size, "pe_offset": hex(z.pe_offset)}),
+        );
+    }
+    match payload::find(&pe) {
+        Ok(Some(p)) => {
+            root.insert("kind".into(), json!("zboot-pack"));
+            let h = p.header;
+            let mut flags = Vec::new();
+            for (bit, name) in [
+                (Flags::RELOCS, "RELOCS"),
+                (Flags::LA57, "LA57"),
+                (Flags::BCJ_X86, "BCJ_X86"),
+            ] {
+                if h.flags.has(bit) {
+                    flags.push(name);
+                }
+            }
+            let mut pj = json!({
+                "arch": h.arch.name(),
+                "codec": h.codec.name(),
+                "flags": flags,
+                "compressed_size": h.compressed_size,
+                "uncompressed_size": h.uncompressed_size,
+                "ratio": format!("{:.1}%", h.compressed_size as f64 * 100.0 / h.uncompressed_size.max(1) as f64),
+                "image_size": hex(h.image_size),
+                "mem_size": hex(h.mem_size),
+                "alignment": hex(h.alignment),
+                "preferred_address": hex(h.preferred_address),
+                "entry_offset": hex(h.entry_offset),
+                "link_virt_base": hex(h.link_virt_base),
+                "relocs_offset": hex(h.relocs_offset),
+                "relocs": [h.relocs_count64, h.relocs_count_inv32, h.relocs_count32],
+                "xloadflags": hex(h.xloadflags),
+                "boot_protocol": hex(h.boot_protocol),
+                "cmdline": {"rva": hex(h.cmdline_rva), "size": h.cmdline_size},
+                "initrd": {"rva": hex(h.initrd_rva), "size": h.initrd_size},
+                "image_sha256": h.image_sha256.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            });
+            if let Ok((cmdline, _)) = payload::embedded(&pe, &h) {
+                if !cmdline.is_empty() {
+                    pj["cmdline"]["text"] = json!(String::from_utf8_lossy(cmdline));
+                }
+            }
+            match payload::decode(&p) {
+                Ok(stream) => {
+                    pj["kernel_version"] =
+                        json!(payload::kernel_version(&stream[..h.image_size as usize]))
+                }
+                Err(e) => pj["decode_error"] = json!(format!("{e:#}")),
+            }
+            root.insert("payload".into(), pj);
+        }
+        Ok(None) => {
+            if !root.contains_key("kind") {
+                let kind = if root.contains_key("zimg") {
+                    "linux-zboot"
+                } else {
+                    "pe"
+                };
+                root.insert("kind".into(), json!(kind));
+            }
+        }
+        Err(e) => {
+            root.insert("kind".into(), json!("zboot-pack"));
+            root.insert("payload_error".into(), json!(format!("{e:#}")));
+        }
+    }
+    root.insert("pe".into(), pe_json(&pe));
+    Ok(Value::Object(root))
+}
+
+fn render(v: &Value, indent: usize, out: &mut String) {
+    let pad = "  ".repeat(indent);
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m {
+                match val {
+                    Value::Object(_) => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        render(val, indent + 1, out);
+                    }
+                    Value::Array(a) if a.iter().any(|x| x.is_object()) => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        for item in a {
+                            let line: Vec<String> = item
+                                .as_object()
+                                .map(|m| {
+                                    m.iter()
+                                        .map(|(k, v)| format!("{k}={}", scalar(v)))
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            out.push_str(&format!("{pad}  - {}\n", line.join(" ")));
+                        }
+                    }
+                    _ => out.push_str(&format!("{pad}{k}: {}\n", scalar(val))),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", scalar(other))),
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        Value::Array(a) => a.iter().map(scalar).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+pub fn run(path: &Path, as_json: bool) -> Result<Outcome> {
+    let data = input::read_file(path)?;
+    let v = describe(&data).with_context(|| path.display().to_string())?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let mut s = format!("{}:\n", path.display());
+        render(&v, 1, &mut s);
+        print!("{s}");
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,228 @@
+//! `zboot-pack INPUT -o OUTPUT`: read, lay out, compress, wrap in the stub PE, write atomically.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use zboot_format::header::HEADER_SIZE;
+use zboot_format::{CMDLINE_SECTION, Codec, INITRD_SECTION, PAYLOAD_SECTION, SBAT_SECTION};
+
+use super::Outcome;
+use crate::compress::{self, Progress};
+use crate::input::{self, SourceKind};
+use crate::layout::{self, Embedded};
+use crate::pe::read::PeFile;
+use crate::pe::write::{self, NewSection, READ_ONLY_DATA, ZimgSpec};
+use crate::{EMBEDDED_STUB, Verbosity, output, sbat};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub codec: Codec,
+    pub level: Option<u32>,
+    pub cmdline: Option<String>,
+    pub initrd: Option<PathBuf>,
+    pub relocs: Option<PathBuf>,
+    pub sbat: Option<PathBuf>,
+    pub stub: Option<PathBuf>,
+    pub la57: bool,
+    pub verbosity: Verbosity,
+}
+
+/// COFF TimeDateStamp: `SOURCE_DATE_EPOCH` or 0.
+pub fn timestamp() -> u32 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(0, |t| t.min(u64::from(u32::MAX)) as u32)
+}
+
+fn with_path<T>(path: &Path, r: Result<T>) -> Result<T> {
+    r.with_context(|| path.display().to_string())
+}
+
+/// Build the image bytes (everything but writing the output).
+pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
+    let started = Instant::now();
+    let level = o.level.unwrap_or_else(|| compress::default_level(o.codec));
+    let (lo, hi) = compress::level_range(o.codec);
+    if o.level.is_some() && !(lo..=hi).contains(&level) {
+        bail!(
+            "--level {level} out of range for {} ({lo}..={hi})",
+            o.codec.name()
+        );
+    }
+    let data = input::read_file(&o.input)?;
+    let kernel = input::read_kernel(&o.input, &data)?;
+    drop(data);
+    let relocs = match &o.relocs {
+        Some(p) => Some(input::read_file(p)?),
+        None => None,
+    };
+    let lay = match (&o.relocs, &relocs) {
+        (Some(p), Some(t)) => with_path(p, layout::lay_out(&kernel, Some(t), o.la57))?,
+        _ => with_path(&o.input, layout::lay_out(&kernel, None, o.la57))?,
+    };
+    if lay.relocs_offset == 0 && o.verbosity >= Verbosity::Normal {
+        eprintln!(
+            "zboot-pack: note: {}: no relocation table: physical KASLR only (--relocs FILE enables virtual KASLR)",
+            o.input.display()
+        );
+    }
+
+    let cmdline = match &o.cmdline {
+        Some(c) if c.is_empty() => bail!("--cmdline: empty command line"),
+        Some(c) if c.as_bytes().contains(&0) => bail!("--cmdline: contains a NUL byte"),
+        Some(c) => Some(c.as_bytes().to_vec()),
+        None => None,
+    };
+    let initrd = match &o.initrd {
+        Some(p) => {
+            let d = input::read_file(p)?;
+            if d.is_empty() {
+                bail!("{}: empty initrd", p.display());
+            }
+            Some(d)
+        }
+        None => None,
+    };
+    let sbat_data = match &o.sbat {
+        Some(p) => {
+            let d = input::read_file(p)?;
+            with_path(p, sbat::validate(&d).context("invalid SBAT"))?;
+            Some(d)
+        }
+        None => None,
+    };
+    let stub_data;
+    let (stub_bytes, stub_name): (&[u8], String) = match &o.stub {
+        Some(p) => {
+            stub_data = input::read_file(p)?;
+            (&stub_data, p.display().to_string())
+        }
+        None => (EMBEDDED_STUB, "embedded stub".to_string()),
+    };
+    let stub_pe = PeFile::parse(stub_bytes).with_context(|| stub_name.clone())?;
+
+    let t = Instant::now();
+    let mut progress = Progress::new(
+        &format!("compressing ({})", o.codec.name()),
+        lay.stream.len() as u64,
+        o.verbosity >= Verbosity::Normal,
+    );
+    let compressed = compress::compress(o.codec, level, &lay.stream, &mut progress)?;
+    let compress_time = t.elapsed();
+
+    // Plan the new sections to learn their RVAs, then fill the payload header.
+    let mut names: Vec<[u8; 8]> = vec![*PAYLOAD_SECTION];
+    let mut sizes = vec![(HEADER_SIZE + compressed.len()) as u64];
+    for (name, d) in [
+        (CMDLINE_SECTION, &cmdline),
+        (INITRD_SECTION, &initrd),
+        (SBAT_SECTION, &sbat_data),
+    ] {
+        if let Some(d) = d {
+            names.push(*name);
+            sizes.push(d.len() as u64);
+        }
+    }
+    let rvas = write::plan_rvas(&stub_pe, &sizes).with_context(|| stub_name.clone())?;
+    let rva_of = |name: &[u8; 8]| names.iter().position(|n| n == name).map(|i| rvas[i]);
+    let embedded = Embedded {
+        cmdline: cmdline
+            .as_deref()
+            .map(|c| (rva_of(CMDLINE_SECTION).unwrap_or(0), c)),
+        initrd: initrd
+            .as_deref()
+            .map(|c| (rva_of(INITRD_SECTION).unwrap_or(0), c)),
+    };
+    let header = lay.header(o.codec, compressed.len() as u64, embedded);
+    header
+        .validate(compressed.len() as u64)
+        .map_err(|e| anyhow::anyhow!("{}: payload header: {e}", o.input.display()))?;
+    let mut section = vec![0u8; HEADER_SIZE];
+    header.write((&mut section[..]).try_into().expect("header size"));
+    section.extend_from_slice(&compressed);
+
+    let mut new = vec![NewSection {
+        name: *PAYLOAD_SECTION,
+        data: section,
+        characteristics: READ_ONLY_DATA,
+    }];
+    for (name, d) in [
+        (CMDLINE_SECTION, cmdline),
+        (INITRD_SECTION, initrd),
+        (SBAT_SECTION, sbat_data),
+    ] {
+        if let Some(data) = d {
+            new.push(NewSection {
+                name: *name,
+                data,
+                characteristics: READ_ONLY_DATA,
+            });
+        }
+    }
+    let opts = write::Options {
+        timestamp: timestamp(),
+        zimg: Some(ZimgSpec {
+            section: 0,
+            offset: HEADER_SIZE as u32,
+            size: u32::try_from(compressed.len()).context("payload too large")?,
+            comp_type: o.codec.zimg_type(),
+        }),
+    };
+    let image =
+        write::write(stub_bytes, &new, &opts).with_context(|| o.output.display().to_string())?;
+
+    if o.verbosity >= Verbosity::Verbose {
+        let src = match kernel.facts.source {
+            SourceKind::Elf => "vmlinux ELF".to_string(),
+            SourceKind::BzImage => format!(
+                "bzImage (boot protocol {:#06x}, {} payload)",
+                kernel.facts.boot_protocol,
+                kernel.facts.bz_codec.unwrap_or("?")
+            ),
+        };
+        eprintln!(
+            "zboot-pack: input {}: {src}, {} PT_LOAD segments",
+            o.input.display(),
+            kernel.segments.len()
+        );
+        eprintln!(
+            "zboot-pack: image {:#x} bytes, memory {:#x}, alignment {:#x}, entry +{:#x}, relocs {:?}, flags {:#x}",
+            lay.image_size,
+            lay.mem_size,
+            lay.alignment,
+            lay.entry_offset,
+            lay.relocs_counts,
+            lay.flags.0
+        );
+        eprintln!(
+            "zboot-pack: {} level {level}: {} -> {} bytes in {:.2}s",
+            o.codec.name(),
+            lay.stream.len(),
+            compressed.len(),
+            compress_time.as_secs_f64()
+        );
+    }
+    let summary = format!(
+        "zboot-pack: wrote {} ({} bytes, {} {:.1}% of {} decoded) in {:.1}s",
+        o.output.display(),
+        image.len(),
+        o.codec.name(),
+        compressed.len() as f64 * 100.0 / lay.stream.len().max(1) as f64,
+        lay.stream.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok((image, summary))
+}
+
+pub fn run(o: &Options) -> Result<Outcome> {
+    let (image, summary) = build(o)?;
+    output::write_atomic(&o.output, &image)?;
+    if o.verbosity >= Verbosity::Normal {
+        eprintln!("{summary}");
+    }
+    Ok(Outcome::Ok)
+}

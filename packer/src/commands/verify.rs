@@ -1,0 +1,73 @@
+//! `verify IMAGE`: the strict PE rules, plus (for zboot-pack images) the payload header, the
+//! zimg header, the decoded stream's hash and the embedded sections' hash.
+
+use std::path::Path;
+
+use anyhow::Result;
+use zboot_format::zimg::ZimgHeader;
+
+use super::Outcome;
+use crate::pe::read::PeFile;
+use crate::pe::rules;
+use crate::{Verbosity, input, payload};
+
+/// All violations found in `data` (empty: acceptable).
+pub fn violations(data: &[u8]) -> Vec<String> {
+    let mut v = rules::check(data);
+    let Ok(pe) = PeFile::parse(data) else {
+        return v;
+    };
+    match payload::find(&pe) {
+        Ok(None) => {}
+        Err(e) => v.push(format!("{e:#}")),
+        Ok(Some(p)) => {
+            match ZimgHeader::parse(data) {
+                Ok(z) => {
+                    let want_off = p.file_offset + payload::HEADER_LEN as u32;
+                    if z.payload_offset != want_off
+                        || u64::from(z.payload_size) != p.header.compressed_size
+                    {
+                        v.push(format!(
+                            "zimg header points at {:#x}+{:#x}, payload is at {want_off:#x}+{:#x}",
+                            z.payload_offset, z.payload_size, p.header.compressed_size
+                        ));
+                    }
+                    if z.comp_type != p.header.codec.zimg_type() {
+                        v.push(format!(
+                            "zimg compression type {:?} does not match codec {}",
+                            z.comp_type,
+                            p.header.codec.name()
+                        ));
+                    }
+                    if z.pe_offset != pe.e_lfanew {
+                        v.push("zimg PE offset differs from e_lfanew".into());
+                    }
+                }
+                Err(e) => v.push(format!("zimg header missing or invalid: {e:?}")),
+            }
+            if let Err(e) = payload::embedded(&pe, &p.header) {
+                v.push(format!("{e:#}"));
+            }
+            if let Err(e) = payload::decode(&p) {
+                v.push(format!("payload: {e:#}"));
+            }
+        }
+    }
+    v
+}
+
+pub fn run(path: &Path, verbosity: Verbosity) -> Result<Outcome> {
+    let data = input::read_file(path)?;
+    let v = violations(&data);
+    for line in &v {
+        println!("{}: {line}", path.display());
+    }
+    if v.is_empty() {
+        if verbosity >= Verbosity::Normal {
+            println!("{}: OK", path.display());
+        }
+        Ok(Outcome::Ok)
+    } else {
+        Ok(Outcome::Violations)
+    }
+}

@@ -1,0 +1,254 @@
+//! vmlinux ELF reader: ELF64, little-endian, EM_X86_64, PT_LOAD segments placed by `p_paddr`.
+//! A relocation table appended after the ELF (distro bzImage payloads are `stripped vmlinux ||
+//! vmlinux.relocs`) is detected and validated.
+
+use anyhow::{Result, anyhow, bail};
+use object::elf::{self, FileHeader64, ProgramHeader64};
+use object::read::elf::{FileHeader as _, ProgramHeader as _};
+use object::{LittleEndian as LE, U32, U64};
+
+use super::{Facts, KernelImage, Segment, relocs};
+use crate::align_up;
+use zboot_format::{MAX_KERNEL_MEM, X86_KERNEL_ALIGN, X86_START_KERNEL_MAP};
+
+/// Name of the note an extracted ELF carries so that packing it again reproduces the image.
+pub const ZBOOT_NOTE_NAME: &[u8] = b"zboot-pack";
+/// Note type of [`ZbootNote`].
+pub const ZBOOT_NOTE_TYPE: u32 = 1;
+
+/// Facts carried by an extracted ELF's `zboot-pack` note (all little-endian).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ZbootNote {
+    pub mem_size: u64,
+    pub alignment: u64,
+    pub xloadflags: u16,
+    pub boot_protocol: u16,
+    /// Bit 0: LA57.
+    pub flags: u32,
+}
+
+impl ZbootNote {
+    pub const SIZE: usize = 24;
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.mem_size.to_le_bytes());
+        b[8..16].copy_from_slice(&self.alignment.to_le_bytes());
+        b[16..18].copy_from_slice(&self.xloadflags.to_le_bytes());
+        b[18..20].copy_from_slice(&self.boot_protocol.to_le_bytes());
+        b[20..24].copy_from_slice(&self.flags.to_le_bytes());
+        b
+    }
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != Self::SIZE {
+            return None;
+        }
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        Some(ZbootNote {
+            mem_size: u64_at(0),
+            alignment: u64_at(8),
+            xloadflags: u16::from_le_bytes([b[16], b[17]]),
+            boot_protocol: u16::from_le_bytes([b[18], b[19]]),
+            flags: u32::from_le_bytes(b[20..24].try_into().unwrap()),
+        })
+    }
+}
+
+/// Where the ELF proper ends: the furthest of the section header table, the program header table
+/// and any segment's file bytes. Bytes after it are an appended relocation table.
+fn elf_end(hdr: &FileHeader64<LE>, phdrs: &[ProgramHeader64<LE>]) -> u64 {
+    let e = LE;
+    let mut end =
+        hdr.e_phoff.get(e) + u64::from(hdr.e_phnum.get(e)) * u64::from(hdr.e_phentsize.get(e));
+    end = end.max(u64::from(hdr.e_ehsize.get(e)));
+    if hdr.e_shoff.get(e) != 0 {
+        end = end.max(
+            hdr.e_shoff.get(e) + u64::from(hdr.e_shnum.get(e)) * u64::from(hdr.e_shentsize.get(e)),
+        );
+    }
+    for ph in phdrs {
+        if ph.p_filesz(e) > 0 {
+            end = end.max(ph.p_offset(e).saturating_add(ph.p_filesz(e)));
+        }
+    }
+    end
+}
+
+fn parse_notes(data: &[u8]) -> Option<ZbootNote> {
+    let mut rest = data;
+    while rest.len() >= 12 {
+        let namesz = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+        let descsz = u32::from_le_bytes(rest[4..8].try_into().unwrap()) as usize;
+        let typ = u32::from_le_bytes(rest[8..12].try_into().unwrap());
+        let name_end = 12usize.checked_add(namesz)?;
+        let desc_start = 12 + (align_up(namesz as u64, 4) as usize);
+        let desc_end = desc_start.checked_add(descsz)?;
+        let next = 12 + align_up(namesz as u64, 4) as usize + align_up(descsz as u64, 4) as usize;
+        if desc_end > rest.len() || name_end > rest.len() {
+            return None;
+        }
+        let name = &rest[12..name_end];
+        let name = name.strip_suffix(&[0]).unwrap_or(name);
+        if name == ZBOOT_NOTE_NAME && typ == ZBOOT_NOTE_TYPE {
+            return ZbootNote::from_bytes(&rest[desc_start..desc_end]);
+        }
+        rest = rest.get(next..)?;
+    }
+    None
+}
+
+/// Read a vmlinux ELF (optionally followed by its relocation table).
+pub fn parse(data: &[u8]) -> Result<KernelImage> {
+    let e = LE;
+    if data.len() < 64 || !data.starts_with(b"\x7fELF") {
+        bail!("not an ELF file (truncated header)");
+    }
+    match data[4] {
+        elf::ELFCLASS64 => {}
+        elf::ELFCLASS32 => bail!("32-bit ELF; only ELF64 x86_64 kernels are supported"),
+        c => bail!("bad ELF class {c}"),
+    }
+    if data[5] != elf::ELFDATA2LSB {
+        bail!("big-endian ELF; only little-endian x86_64 kernels are supported");
+    }
+    let hdr = FileHeader64::<LE>::parse(data).map_err(|err| anyhow!("bad ELF header: {err}"))?;
+    let machine = hdr.e_machine.get(e);
+    if machine != elf::EM_X86_64 {
+        bail!("ELF machine {machine} is not x86_64 (62)");
+    }
+    if hdr.e_phnum.get(e) != 0
+        && usize::from(hdr.e_phentsize.get(e)) != size_of::<ProgramHeader64<LE>>()
+    {
+        bail!(
+            "bad ELF program header entry size {}",
+            hdr.e_phentsize.get(e)
+        );
+    }
+    let phdrs = hdr
+        .program_headers(e, data)
+        .map_err(|_| anyhow!("program header table beyond the end of the file"))?;
+
+    let mut segments = Vec::new();
+    let mut note = None;
+    for (i, ph) in phdrs.iter().enumerate() {
+        let (off, filesz, memsz) = (ph.p_offset(e), ph.p_filesz(e), ph.p_memsz(e));
+        let typ = ph.p_type(e);
+        if typ != elf::PT_LOAD && typ != elf::PT_NOTE {
+            continue;
+        }
+        let end = off.checked_add(filesz);
+        if end.is_none_or(|end| end > data.len() as u64) {
+            bail!(
+                "segment {i} file bytes {off:#x}+{filesz:#x} beyond the end of the file ({:#x} bytes)",
+                data.len()
+            );
+        }
+        let bytes = &data[off as usize..(off + filesz) as usize];
+        if typ == elf::PT_NOTE {
+            note = note.or_else(|| parse_notes(bytes));
+            continue;
+        }
+        if memsz == 0 {
+            continue;
+        }
+        if filesz > memsz {
+            bail!("segment {i}: file size {filesz:#x} larger than memory size {memsz:#x}");
+        }
+        if memsz > MAX_KERNEL_MEM {
+            bail!("segment {i}: absurd memory size {memsz:#x} (limit 1 GiB)");
+        }
+        let paddr = ph.p_paddr(e);
+        if paddr.checked_add(memsz).is_none() {
+            bail!("segment {i}: physical address {paddr:#x} + size overflows");
+        }
+        segments.push(Segment {
+            paddr,
+            vaddr: ph.p_vaddr(e),
+            mem_size: memsz,
+            flags: ph.p_flags(e),
+            data: bytes.to_vec(),
+        });
+    }
+    if segments.is_empty() {
+        bail!("no PT_LOAD segment");
+    }
+    segments.sort_by_key(|s| s.paddr);
+    let link_virt_base = segments[0].vaddr;
+    for w in segments.windows(2) {
+        if w[0].paddr + w[0].mem_size > w[1].paddr {
+            bail!(
+                "overlapping segments: [{:#x}, {:#x}) and [{:#x}, {:#x})",
+                w[0].paddr,
+                w[0].paddr + w[0].mem_size,
+                w[1].paddr,
+                w[1].paddr + w[1].mem_size
+            );
+        }
+    }
+    let first = segments[0].paddr;
+    let last_end = segments
+        .iter()
+        .map(|s| s.paddr + s.mem_size)
+        .max()
+        .unwrap_or(first);
+    if last_end - first > MAX_KERNEL_MEM {
+        bail!(
+            "absurd size: segments span {:#x} bytes in memory (limit 1 GiB)",
+            last_end - first
+        );
+    }
+    if first % X86_KERNEL_ALIGN != 0 {
+        bail!("first segment's physical address {first:#x} is not 2 MiB aligned");
+    }
+
+    let raw_entry = hdr.e_entry.get(e);
+    let entry = if raw_entry >= X86_START_KERNEL_MAP {
+        segments
+            .iter()
+            .find(|s| raw_entry >= s.vaddr && raw_entry - s.vaddr < s.mem_size)
+            .map(|s| s.paddr + (raw_entry - s.vaddr))
+            .ok_or_else(|| anyhow!("entry point {raw_entry:#x} is in no segment"))?
+    } else {
+        raw_entry
+    };
+    let image_end = segments
+        .iter()
+        .map(|s| s.paddr + s.data.len() as u64)
+        .max()
+        .unwrap_or(first);
+    if entry < first || entry >= image_end {
+        bail!("entry point {raw_entry:#x} outside the kernel image");
+    }
+
+    let end = elf_end(hdr, phdrs);
+    let relocs = if end < data.len() as u64 {
+        let table = &data[end as usize..];
+        relocs::check(table, link_virt_base, image_end - first)
+            .map_err(|err| anyhow!("{err} (appended after the ELF at offset {end:#x})"))?;
+        Some(table.to_vec())
+    } else {
+        None
+    };
+
+    let mut facts = Facts::elf();
+    if let Some(n) = note {
+        facts.mem_size = Some(n.mem_size);
+        facts.alignment = Some(n.alignment);
+        facts.xloadflags = n.xloadflags;
+        facts.boot_protocol = n.boot_protocol;
+        facts.la57 = n.flags & 1 != 0;
+    }
+    Ok(KernelImage {
+        segments,
+        entry,
+        relocs,
+        facts,
+    })
+}
+
+/// Little helpers for building ELF headers in tests and in `elfout`.
+pub fn u32le(v: u32) -> U32<LE> {
+    U32::new(LE, v)
+}
+pub fn u64le(v: u64) -> U64<LE> {
+    U64::new(LE, v)
+}

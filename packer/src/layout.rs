@@ -1,0 +1,150 @@
+//! From a [`KernelImage`] to the decoded payload stream and the header fields describing it:
+//! segments flattened by physical address (first PT_LOAD at offset 0, gaps zero, bss not stored),
+//! then the relocation table at a 4-byte aligned offset.
+
+use anyhow::{Result, bail};
+use zboot_format::header::{Arch, Flags, PayloadHeader, sha256};
+use zboot_format::{Codec, MAX_KERNEL_MEM, X86_KERNEL_ALIGN};
+
+use crate::align_up;
+use crate::input::{KernelImage, relocs};
+
+/// The decoded stream and everything the payload header says about it.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// `image || zero padding to 4 || relocs`.
+    pub stream: Vec<u8>,
+    pub image_size: u64,
+    pub mem_size: u64,
+    pub alignment: u64,
+    pub preferred_address: u64,
+    pub entry_offset: u64,
+    pub link_virt_base: u64,
+    pub relocs_offset: u64,
+    pub relocs_counts: (u32, u32, u32),
+    pub flags: Flags,
+    pub xloadflags: u16,
+    pub boot_protocol: u16,
+}
+
+/// Lay out `k`. `relocs_override` (from `--relocs`) replaces any table found in the input.
+pub fn lay_out(k: &KernelImage, relocs_override: Option<&[u8]>, la57: bool) -> Result<Layout> {
+    let Some(first) = k.segments.first() else {
+        bail!("no PT_LOAD segment")
+    };
+    let base = first.paddr;
+    let link_virt_base = first.vaddr;
+    let alignment = k.facts.alignment.unwrap_or(X86_KERNEL_ALIGN);
+    if !alignment.is_power_of_two() || alignment < 4096 {
+        bail!("bad kernel alignment {alignment:#x}");
+    }
+    if base % alignment != 0 {
+        bail!("first segment's physical address {base:#x} is not aligned to {alignment:#x}");
+    }
+    let image_size = k
+        .segments
+        .iter()
+        .map(|s| s.paddr + s.data.len() as u64 - base)
+        .max()
+        .unwrap_or(0);
+    let span = k
+        .segments
+        .iter()
+        .map(|s| s.paddr + s.mem_size - base)
+        .max()
+        .unwrap_or(0);
+    if image_size == 0 {
+        bail!("the PT_LOAD segments hold no file bytes");
+    }
+    if span > MAX_KERNEL_MEM {
+        bail!("absurd size: {span:#x} bytes in memory (limit 1 GiB)");
+    }
+    let mut stream = vec![0u8; image_size as usize];
+    for s in &k.segments {
+        let off = (s.paddr - base) as usize;
+        stream[off..off + s.data.len()].copy_from_slice(&s.data);
+    }
+    let entry_offset = k.entry.checked_sub(base).filter(|&o| o < image_size);
+    let Some(entry_offset) = entry_offset else {
+        bail!("entry point {:#x} outside the kernel image", k.entry)
+    };
+
+    let table = relocs_override.or(k.relocs.as_deref());
+    let mut flags = 0u16;
+    let (relocs_offset, relocs_counts) = match table {
+        Some(t) => {
+            relocs::check(t, link_virt_base, image_size)?;
+            let off = align_up(image_size, 4);
+            stream.resize(off as usize, 0);
+            stream.extend_from_slice(t);
+            flags |= Flags::RELOCS;
+            (off, relocs::counts(t))
+        }
+        None => (0, (0, 0, 0)),
+    };
+    if la57 || k.facts.la57 {
+        flags |= Flags::LA57;
+    }
+    let mut mem_size = align_up(span, alignment).max(align_up(stream.len() as u64, alignment));
+    if let Some(m) = k.facts.mem_size {
+        mem_size = mem_size.max(align_up(m, alignment));
+    }
+    if mem_size > MAX_KERNEL_MEM {
+        bail!("absurd size: the kernel needs {mem_size:#x} bytes of memory (limit 1 GiB)");
+    }
+    Ok(Layout {
+        stream,
+        image_size,
+        mem_size,
+        alignment,
+        preferred_address: base,
+        entry_offset,
+        link_virt_base,
+        relocs_offset,
+        relocs_counts,
+        flags: Flags(flags),
+        xloadflags: k.facts.xloadflags,
+        boot_protocol: k.facts.boot_protocol,
+    })
+}
+
+/// Where the embedded command line and initrd sit, and their bytes (for the hash).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Embedded<'a> {
+    pub cmdline: Option<(u32, &'a [u8])>,
+    pub initrd: Option<(u32, &'a [u8])>,
+}
+
+impl Layout {
+    /// The payload header for this layout compressed to `compressed_size` bytes with `codec`.
+    pub fn header(&self, codec: Codec, compressed_size: u64, embedded: Embedded) -> PayloadHeader {
+        let (c64, ci32, c32) = self.relocs_counts;
+        let cmd = embedded.cmdline.unwrap_or((0, &[]));
+        let ird = embedded.initrd.unwrap_or((0, &[]));
+        PayloadHeader {
+            arch: Arch::X86_64,
+            codec,
+            flags: self.flags,
+            compressed_size,
+            uncompressed_size: self.stream.len() as u64,
+            image_size: self.image_size,
+            mem_size: self.mem_size,
+            alignment: self.alignment,
+            preferred_address: self.preferred_address,
+            entry_offset: self.entry_offset,
+            link_virt_base: self.link_virt_base,
+            relocs_offset: self.relocs_offset,
+            relocs_count64: c64,
+            relocs_count_inv32: ci32,
+            relocs_count32: c32,
+            xloadflags: self.xloadflags,
+            boot_protocol: self.boot_protocol,
+            cmdline_rva: cmd.0,
+            cmdline_size: cmd.1.len() as u32,
+            initrd_rva: ird.0,
+            initrd_size: ird.1.len() as u32,
+            image_sha256: sha256(&[&self.stream]),
+            embedded_sha256: sha256(&[cmd.1, ird.1]),
+        }
+    }
+}

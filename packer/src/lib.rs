@@ -1,0 +1,34 @@
+//! zboot-pack: turns a Linux x86_64 kernel into a compressed, strict PE/COFF EFI application
+//! whose code is the `zboot-stub` EFI program.
+//!
+//! Data flows one way: `input` (vmlinux | bzImage → [`input::KernelImage`]) → `layout`
+//! (flattened load image + payload header fields) → `compress` → `pe::write` (stub PE + sections)
+//! → atomic output. `pe::rules` holds the strict PE checks shared by the writer and `verify`.
+
+pub mod commands;
+pub mod compress;
+pub mod elfout;
+pub mod input;
+pub mod layout;
+pub mod output;
+pub mod payload;
+pub mod pe;
+pub mod sbat;
+
+pub use zboot_format::Codec;
+
+/// The stub embedded at build time (see build.rs; `ZBOOT_STUB_EFI` overrides it).
+pub static EMBEDDED_STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/zboot-stub.efi"));
+
+/// How much the commands print on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+/// `x` rounded up to a multiple of the power of two `a`.
+pub const fn align_up(x: u64, a: u64) -> u64 {
+    (x + a - 1) & !(a - 1)
+}

@@ -1,0 +1,27 @@
+//! PE/COFF: reading (stub, inspect, verify), writing (the output image) and the strict rules
+//! shared by the writer's self-check and `verify`.
+
+pub mod read;
+pub mod rules;
+pub mod write;
+
+pub use object::pe;
+
+/// Section alignment every output image uses.
+pub const SECTION_ALIGNMENT: u32 = 0x1000;
+/// File alignment every output image uses.
+pub const FILE_ALIGNMENT: u32 = 0x200;
+
+/// `x` rounded up to a multiple of the power of two `a` (u32 arithmetic, saturating).
+pub const fn align32(x: u32, a: u32) -> u32 {
+    match x.checked_add(a - 1) {
+        Some(v) => v & !(a - 1),
+        None => u32::MAX & !(a - 1),
+    }
+}
+
+/// The section name as text (NUL padding removed).
+pub fn section_name(raw: &[u8; 8]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(8);
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}

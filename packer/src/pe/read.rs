@@ -1,0 +1,179 @@
+//! A bounds-checked PE32+ reader. It accepts anything structurally readable (headers in the
+//! file); whether the image is *acceptable* is `rules`' job.
+
+use anyhow::{Result, bail};
+use object::LittleEndian as LE;
+use object::pe::{
+    IMAGE_NT_OPTIONAL_HDR64_MAGIC, ImageDataDirectory, ImageDosHeader, ImageFileHeader,
+    ImageOptionalHeader64, ImageSectionHeader,
+};
+use object::pod;
+
+use super::section_name;
+
+/// One section header with convenient accessors.
+#[derive(Clone, Copy, Debug)]
+pub struct Section {
+    pub header: ImageSectionHeader,
+}
+
+impl Section {
+    pub fn name(&self) -> String {
+        section_name(&self.header.name)
+    }
+    pub fn va(&self) -> u32 {
+        self.header.virtual_address.get(LE)
+    }
+    pub fn vsize(&self) -> u32 {
+        self.header.virtual_size.get(LE)
+    }
+    pub fn raw_ptr(&self) -> u32 {
+        self.header.pointer_to_raw_data.get(LE)
+    }
+    pub fn raw_size(&self) -> u32 {
+        self.header.size_of_raw_data.get(LE)
+    }
+    pub fn characteristics(&self) -> u32 {
+        self.header.characteristics.get(LE)
+    }
+    /// End of the section in memory (VA + VirtualSize), saturating.
+    pub fn va_end(&self) -> u32 {
+        self.va().saturating_add(self.vsize())
+    }
+    pub fn contains_rva(&self, rva: u32) -> bool {
+        rva >= self.va() && rva < self.va_end()
+    }
+}
+
+/// A parsed PE32+ image.
+#[derive(Clone, Debug)]
+pub struct PeFile<'a> {
+    pub data: &'a [u8],
+    pub e_lfanew: u32,
+    pub file_header: ImageFileHeader,
+    /// File offset of the optional header.
+    pub opt_offset: usize,
+    pub opt: ImageOptionalHeader64,
+    /// Data directories actually present (min of NumberOfRvaAndSizes and the room in the header).
+    pub dirs: Vec<ImageDataDirectory>,
+    /// File offset of the section table.
+    pub section_table_offset: usize,
+    pub sections: Vec<Section>,
+}
+
+/// Size of the fixed part of the PE32+ optional header.
+pub const OPT_HEADER_FIXED: usize = size_of::<ImageOptionalHeader64>();
+
+impl<'a> PeFile<'a> {
+    pub fn parse(data: &'a [u8]) -> Result<Self> {
+        let (dos, _) = pod::from_bytes::<ImageDosHeader>(data)
+            .map_err(|_| anyhow::anyhow!("not a PE image (file too short for an MZ header)"))?;
+        if dos.e_magic.get(LE) != object::pe::IMAGE_DOS_SIGNATURE {
+            bail!("not a PE image (no MZ signature)");
+        }
+        let e_lfanew = dos.e_lfanew.get(LE);
+        let nt = e_lfanew as usize;
+        if data.get(nt..nt.saturating_add(4)) != Some(&b"PE\0\0"[..]) {
+            bail!("not a PE image (no PE signature at e_lfanew {e_lfanew:#x})");
+        }
+        let fh_off = nt + 4;
+        let (file_header, _) =
+            pod::from_bytes::<ImageFileHeader>(data.get(fh_off..).unwrap_or(&[]))
+                .map_err(|_| anyhow::anyhow!("truncated COFF header"))?;
+        let opt_offset = fh_off + size_of::<ImageFileHeader>();
+        let opt_size = usize::from(file_header.size_of_optional_header.get(LE));
+        let opt_bytes = data
+            .get(opt_offset..opt_offset + opt_size)
+            .ok_or_else(|| anyhow::anyhow!("truncated optional header"))?;
+        if opt_bytes.len() < 2
+            || u16::from_le_bytes([opt_bytes[0], opt_bytes[1]]) != IMAGE_NT_OPTIONAL_HDR64_MAGIC
+        {
+            bail!("not a PE32+ image (optional header magic is not 0x20b)");
+        }
+        let (opt, rest) = pod::from_bytes::<ImageOptionalHeader64>(opt_bytes)
+            .map_err(|_| anyhow::anyhow!("optional header too short ({opt_size} bytes)"))?;
+        let n_dirs = (opt.number_of_rva_and_sizes.get(LE) as usize)
+            .min(rest.len() / 8)
+            .min(16);
+        let (dirs, _) = pod::slice_from_bytes::<ImageDataDirectory>(rest, n_dirs)
+            .map_err(|_| anyhow::anyhow!("truncated data directories"))?;
+        let section_table_offset = opt_offset + opt_size;
+        let n_sections = usize::from(file_header.number_of_sections.get(LE));
+        let table = data.get(section_table_offset..).unwrap_or(&[]);
+        let (headers, _) = pod::slice_from_bytes::<ImageSectionHeader>(table, n_sections)
+            .map_err(|_| anyhow::anyhow!("section table beyond the end of the file"))?;
+        Ok(PeFile {
+            data,
+            e_lfanew,
+            file_header: *file_header,
+            opt_offset,
+            opt: *opt,
+            dirs: dirs.to_vec(),
+            section_table_offset,
+            sections: headers.iter().map(|&header| Section { header }).collect(),
+        })
+    }
+
+    /// Data directory `i` as (rva, size); (0, 0) when absent.
+    pub fn dir(&self, i: usize) -> (u32, u32) {
+        self.dirs
+            .get(i)
+            .map(|d| (d.virtual_address.get(LE), d.size.get(LE)))
+            .unwrap_or((0, 0))
+    }
+
+    /// The raw bytes of a section as stored in the file (clamped to the file).
+    pub fn raw(&self, s: &Section) -> &'a [u8] {
+        let start = (s.raw_ptr() as usize).min(self.data.len());
+        let end = start
+            .saturating_add(s.raw_size() as usize)
+            .min(self.data.len());
+        &self.data[start..end]
+    }
+
+    /// The file-backed bytes of a section, limited to its VirtualSize.
+    pub fn contents(&self, s: &Section) -> &'a [u8] {
+        let raw = self.raw(s);
+        &raw[..raw.len().min(s.vsize() as usize)]
+    }
+
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.name() == name)
+    }
+
+    /// `len` bytes at `rva`, if file-backed within one section.
+    pub fn rva_bytes(&self, rva: u32, len: u32) -> Option<&'a [u8]> {
+        let s = self.sections.iter().find(|s| s.contains_rva(rva))?;
+        let off = (rva - s.va()) as usize;
+        self.raw(s).get(off..off.checked_add(len as usize)?)
+    }
+
+    /// Map an RVA to a file offset (file-backed part only).
+    pub fn rva_to_offset(&self, rva: u32) -> Option<usize> {
+        let s = self.sections.iter().find(|s| s.contains_rva(rva))?;
+        let off = rva - s.va();
+        (off < s.raw_size()).then(|| s.raw_ptr() as usize + off as usize)
+    }
+
+    /// File offset of the optional header's CheckSum field.
+    pub fn checksum_offset(&self) -> usize {
+        self.opt_offset + std::mem::offset_of!(ImageOptionalHeader64, check_sum)
+    }
+}
+
+/// The PE image checksum (as computed by Windows' CheckSumMappedFile): 16-bit one's-complement
+/// style sum over the file with the CheckSum field skipped, plus the file length.
+pub fn pe_checksum(data: &[u8], checksum_offset: usize) -> u32 {
+    let mut sum: u64 = 0;
+    for (i, chunk) in data.chunks(2).enumerate() {
+        let off = i * 2;
+        if off == checksum_offset || off == checksum_offset + 2 {
+            continue;
+        }
+        let word = u64::from(chunk[0]) | (u64::from(*chunk.get(1).unwrap_or(&0)) << 8);
+        sum += word;
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    (sum as u32).wrapping_add(data.len() as u32)
+}

@@ -1,0 +1,309 @@
+//! The strict PE rules (shim, edk2/audk BasePeCoffLib2, Microsoft's UEFI CA memory-mitigation
+//! requirements, sbsigntool). Used by `verify` and by the writer on its own output.
+
+use object::LittleEndian as LE;
+use object::pe::*;
+
+use super::read::{PeFile, pe_checksum};
+use super::{FILE_ALIGNMENT, SECTION_ALIGNMENT, align32};
+use crate::sbat;
+
+/// Run every rule; one message per violation (empty: the image is acceptable).
+pub fn check(data: &[u8]) -> Vec<String> {
+    match PeFile::parse(data) {
+        Ok(pe) => check_pe(&pe),
+        Err(e) => vec![format!("{e:#}")],
+    }
+}
+
+/// Run every rule on a parsed image.
+pub fn check_pe(pe: &PeFile) -> Vec<String> {
+    let mut v = Vec::new();
+    headers(pe, &mut v);
+    layout(pe, &mut v);
+    sections(pe, &mut v);
+    entry_point(pe, &mut v);
+    base_relocations(pe, &mut v);
+    if let Some(s) = pe.section(".sbat") {
+        if let Err(e) = sbat::validate(pe.contents(s)) {
+            v.push(format!(".sbat: {e}"));
+        }
+    }
+    v
+}
+
+fn headers(pe: &PeFile, v: &mut Vec<String>) {
+    let o = &pe.opt;
+    let subsystem = o.subsystem.get(LE);
+    if subsystem != IMAGE_SUBSYSTEM_EFI_APPLICATION {
+        v.push(format!(
+            "Subsystem is {subsystem}, not 10 (EFI application)"
+        ));
+    }
+    let dll = o.dll_characteristics.get(LE);
+    if dll & IMAGE_DLLCHARACTERISTICS_NX_COMPAT == 0 {
+        v.push(format!(
+            "DllCharacteristics {dll:#06x} lacks NX_COMPAT (0x100)"
+        ));
+    }
+    let chars = pe.file_header.characteristics.get(LE);
+    if chars & IMAGE_FILE_RELOCS_STRIPPED != 0 {
+        v.push("COFF Characteristics has RELOCS_STRIPPED".into());
+    }
+    if chars & IMAGE_FILE_EXECUTABLE_IMAGE == 0 {
+        v.push("COFF Characteristics lacks EXECUTABLE_IMAGE".into());
+    }
+    if pe.e_lfanew < 0x40 || pe.e_lfanew % 8 != 0 {
+        v.push(format!(
+            "e_lfanew {:#x} is below 0x40 or not 8-aligned",
+            pe.e_lfanew
+        ));
+    }
+    let n = o.number_of_rva_and_sizes.get(LE);
+    if !(6..=16).contains(&n) {
+        v.push(format!("NumberOfRvaAndSizes {n} not in 6..16"));
+    }
+    let opt_size = u32::from(pe.file_header.size_of_optional_header.get(LE));
+    if opt_size != 112 + 8 * n {
+        v.push(format!(
+            "SizeOfOptionalHeader {opt_size} != 112 + 8 * NumberOfRvaAndSizes ({})",
+            112 + 8 * n
+        ));
+    }
+    let sa = o.section_alignment.get(LE);
+    if sa != SECTION_ALIGNMENT {
+        v.push(format!("SectionAlignment {sa:#x}, not 0x1000"));
+    }
+    let fa = o.file_alignment.get(LE);
+    if fa != FILE_ALIGNMENT {
+        v.push(format!("FileAlignment {fa:#x}, not 0x200"));
+    }
+    let soh = o.size_of_headers.get(LE);
+    let table_end = pe.section_table_offset + pe.sections.len() * 40;
+    if (soh as usize) < table_end {
+        v.push(format!(
+            "SizeOfHeaders {soh:#x} does not cover the section table (ends at {table_end:#x})"
+        ));
+    }
+    if soh % FILE_ALIGNMENT != 0 {
+        v.push(format!(
+            "SizeOfHeaders {soh:#x} is not a multiple of FileAlignment 0x200"
+        ));
+    }
+    if pe.sections.is_empty() {
+        v.push("no sections".into());
+    }
+    let sum = o.check_sum.get(LE);
+    if sum != 0 {
+        let want = pe_checksum(pe.data, pe.checksum_offset());
+        if sum != want {
+            v.push(format!("CheckSum {sum:#x} wrong (computed {want:#x})"));
+        }
+    }
+}
+
+fn layout(pe: &PeFile, v: &mut Vec<String>) {
+    let soh = pe.opt.size_of_headers.get(LE);
+    // Memory: contiguous from align_up(SizeOfHeaders, 4K).
+    let mut next_va = align32(soh, SECTION_ALIGNMENT);
+    for s in &pe.sections {
+        if s.va() != next_va {
+            v.push(format!(
+                "{}: VirtualAddress {:#x}, expected {next_va:#x} (sections must be contiguous)",
+                s.name(),
+                s.va()
+            ));
+        }
+        next_va = align32(s.va_end(), SECTION_ALIGNMENT);
+    }
+    let soi = pe.opt.size_of_image.get(LE);
+    if !pe.sections.is_empty() && soi != next_va {
+        v.push(format!("SizeOfImage {soi:#x}, expected {next_va:#x}"));
+    }
+    // File: contiguous from SizeOfHeaders, nothing trailing but a certificate table.
+    let mut pos = soh;
+    for s in &pe.sections {
+        if s.raw_size() == 0 {
+            continue;
+        }
+        if s.raw_ptr() != pos {
+            v.push(format!(
+                "{}: PointerToRawData {:#x}, expected {pos:#x} (raw data must be contiguous)",
+                s.name(),
+                s.raw_ptr()
+            ));
+        }
+        if s.raw_size() % FILE_ALIGNMENT != 0 {
+            v.push(format!(
+                "{}: SizeOfRawData {:#x} is not a multiple of 0x200",
+                s.name(),
+                s.raw_size()
+            ));
+        }
+        pos = s.raw_ptr().saturating_add(s.raw_size());
+    }
+    let (cert_off, cert_size) = pe.dir(IMAGE_DIRECTORY_ENTRY_SECURITY);
+    let len = pe.data.len() as u64;
+    if cert_size != 0 {
+        if u64::from(cert_off) != u64::from(align32(pos, 8))
+            || u64::from(cert_off) + u64::from(cert_size) != len
+        {
+            v.push(format!("certificate table {cert_off:#x}+{cert_size:#x} is not right after the raw data ({pos:#x}) at the end of the file ({len:#x})"));
+        }
+    } else if u64::from(pos) != len {
+        if u64::from(pos) > len {
+            v.push(format!(
+                "raw data ends at {pos:#x}, beyond the end of the file ({len:#x})"
+            ));
+        } else {
+            v.push(format!(
+                "{} bytes trailing after the last section's raw data ({pos:#x})",
+                len - u64::from(pos)
+            ));
+        }
+    }
+}
+
+fn sections(pe: &PeFile, v: &mut Vec<String>) {
+    let soh = pe.opt.size_of_headers.get(LE);
+    for s in &pe.sections {
+        let name = s.name();
+        let c = s.characteristics();
+        if s.vsize() == 0 {
+            v.push(format!("{name}: VirtualSize is 0"));
+        }
+        if c & IMAGE_SCN_MEM_READ == 0 {
+            v.push(format!("{name}: not MEM_READ"));
+        }
+        if s.raw_ptr() < soh {
+            v.push(format!(
+                "{name}: PointerToRawData {:#x} below SizeOfHeaders {soh:#x}",
+                s.raw_ptr()
+            ));
+        }
+        let (w, x) = (c & IMAGE_SCN_MEM_WRITE != 0, c & IMAGE_SCN_MEM_EXECUTE != 0);
+        if w && x {
+            v.push(format!("{name}: both writable and executable"));
+        }
+        if (c & IMAGE_SCN_CNT_CODE != 0) != x {
+            v.push(format!(
+                "{name}: CNT_CODE must be set exactly on executable sections"
+            ));
+        }
+        if s.raw_size() > align32(s.vsize(), FILE_ALIGNMENT) {
+            v.push(format!(
+                "{name}: SizeOfRawData {:#x} exceeds VirtualSize {:#x} rounded to FileAlignment",
+                s.raw_size(),
+                s.vsize()
+            ));
+        }
+        if name == ".zpayld" {
+            if c & IMAGE_SCN_MEM_DISCARDABLE != 0 {
+                v.push(format!("{name}: payload section is DISCARDABLE"));
+            }
+            if w || x {
+                v.push(format!("{name}: payload section is writable or executable"));
+            }
+        }
+    }
+}
+
+fn entry_point(pe: &PeFile, v: &mut Vec<String>) {
+    let ep = pe.opt.address_of_entry_point.get(LE);
+    let holders: Vec<_> = pe
+        .sections
+        .iter()
+        .filter(|s| s.characteristics() & IMAGE_SCN_MEM_EXECUTE != 0 && s.contains_rva(ep))
+        .collect();
+    if holders.len() != 1 {
+        v.push(format!(
+            "entry point {ep:#x} is not inside exactly one executable section"
+        ));
+    }
+}
+
+fn base_relocations(pe: &PeFile, v: &mut Vec<String>) {
+    let (rva, size) = pe.dir(IMAGE_DIRECTORY_ENTRY_BASERELOC);
+    let relocs: Vec<_> = pe
+        .sections
+        .iter()
+        .filter(|s| s.name() == ".reloc")
+        .collect();
+    if size == 0 {
+        if !relocs.is_empty()
+            && relocs
+                .iter()
+                .any(|s| pe.contents(s).iter().any(|&b| b != 0))
+        {
+            v.push(".reloc section present but the base relocation directory is empty".into());
+        }
+        return;
+    }
+    let [sec] = relocs.as_slice() else {
+        v.push(format!(
+            "base relocations need exactly one .reloc section ({} found)",
+            relocs.len()
+        ));
+        return;
+    };
+    if sec.va() != rva || sec.vsize() != size {
+        v.push(format!(
+            ".reloc section [{:#x}, +{:#x}) differs from the base relocation directory [{rva:#x}, +{size:#x})",
+            sec.va(),
+            sec.vsize()
+        ));
+        return;
+    }
+    let Some(table) = pe.rva_bytes(rva, size) else {
+        v.push("base relocation table is not file-backed".into());
+        return;
+    };
+    let mut off = 0usize;
+    let mut last_target: Option<u64> = None;
+    while off < table.len() {
+        if off % 4 != 0 || off + 8 > table.len() {
+            v.push(format!(
+                "base relocation block at {off:#x} misaligned or truncated"
+            ));
+            return;
+        }
+        let page = u32::from_le_bytes(table[off..off + 4].try_into().unwrap());
+        let bsize = u32::from_le_bytes(table[off + 4..off + 8].try_into().unwrap()) as usize;
+        if bsize < 8 || bsize % 4 != 0 || off + bsize > table.len() {
+            v.push(format!(
+                "base relocation block at {off:#x} has bad size {bsize:#x}"
+            ));
+            return;
+        }
+        for e in table[off + 8..off + bsize].chunks_exact(2) {
+            let e = u16::from_le_bytes([e[0], e[1]]);
+            let (typ, ofs) = (e >> 12, u32::from(e & 0xfff));
+            let width = match typ {
+                IMAGE_REL_BASED_ABSOLUTE => continue,
+                IMAGE_REL_BASED_HIGHLOW => 4,
+                IMAGE_REL_BASED_DIR64 => 8,
+                t => {
+                    v.push(format!(
+                        "base relocation type {t} at page {page:#x} not allowed"
+                    ));
+                    continue;
+                }
+            };
+            let target = u64::from(page) + u64::from(ofs);
+            if last_target.is_some_and(|l| target <= l) {
+                v.push(format!("base relocation target {target:#x} not ascending"));
+            }
+            last_target = Some(target);
+            let inside = pe
+                .sections
+                .iter()
+                .any(|s| target >= u64::from(s.va()) && target + width <= u64::from(s.va_end()));
+            if !inside {
+                v.push(format!(
+                    "base relocation target {target:#x} not inside one section"
+                ));
+            }
+        }
+        off += bsize;
+    }
+}

@@ -1,0 +1,309 @@
+//! The PE writer: the stub's sections stay at their RVAs (its `.reloc` refers to them), new
+//! sections follow them; headers, file layout, zimg header and checksum are rebuilt; the result
+//! must pass every rule in `rules` before it is returned.
+
+use anyhow::{Context, Result, bail};
+use object::pe::*;
+use object::pod::bytes_of;
+use object::{LittleEndian as LE, U16, U32};
+use zboot_format::zimg::{self, ZimgHeader};
+
+use super::read::{PeFile, pe_checksum};
+use super::{FILE_ALIGNMENT, SECTION_ALIGNMENT, align32, rules};
+
+/// Characteristics of read-only initialized data (`.zpayld`, `.cmdline`, `.initrd`, `.sbat`).
+pub const READ_ONLY_DATA: u32 = IMAGE_SCN_CNT_INITIALIZED_DATA | IMAGE_SCN_MEM_READ;
+
+/// A section to append after the stub's.
+#[derive(Clone, Debug)]
+pub struct NewSection {
+    pub name: [u8; 8],
+    pub data: Vec<u8>,
+    pub characteristics: u32,
+}
+
+/// Where the zimg header should point.
+#[derive(Clone, Copy, Debug)]
+pub struct ZimgSpec {
+    /// Index into the new sections.
+    pub section: usize,
+    /// Offset of the compressed stream inside that section.
+    pub offset: u32,
+    pub size: u32,
+    pub comp_type: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// COFF TimeDateStamp.
+    pub timestamp: u32,
+    pub zimg: Option<ZimgSpec>,
+}
+
+/// The stub facts the layout needs.
+fn check_stub(stub: &PeFile) -> Result<()> {
+    let machine = stub.file_header.machine.get(LE);
+    if machine != IMAGE_FILE_MACHINE_AMD64 {
+        bail!("stub machine {machine:#x} is not x86_64 (0x8664)");
+    }
+    let sa = stub.opt.section_alignment.get(LE);
+    let fa = stub.opt.file_alignment.get(LE);
+    if sa != SECTION_ALIGNMENT || fa != FILE_ALIGNMENT {
+        bail!("stub alignment (section {sa:#x}, file {fa:#x}) is not 0x1000/0x200");
+    }
+    if stub.sections.is_empty() {
+        bail!("stub has no sections");
+    }
+    for w in stub.sections.windows(2) {
+        if w[1].va() != align32(w[0].va_end(), SECTION_ALIGNMENT) {
+            bail!(
+                "stub sections {} and {} are not contiguous in memory",
+                w[0].name(),
+                w[1].name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// RVAs the new sections of the given sizes will get after the stub's sections.
+pub fn plan_rvas(stub: &PeFile, sizes: &[u64]) -> Result<Vec<u32>> {
+    check_stub(stub)?;
+    let mut next = align32(
+        stub.sections.last().map_or(0, |s| s.va_end()),
+        SECTION_ALIGNMENT,
+    );
+    let mut out = Vec::with_capacity(sizes.len());
+    for &size in sizes {
+        if size == 0 {
+            bail!("empty section");
+        }
+        let size = u32::try_from(size)
+            .ok()
+            .filter(|s| *s < 0xf000_0000)
+            .context("section too large for a PE image")?;
+        out.push(next);
+        next = next
+            .checked_add(align32(size, SECTION_ALIGNMENT))
+            .context("image too large for a PE image")?;
+    }
+    Ok(out)
+}
+
+/// Build the output image from `stub_bytes` and `new` sections.
+pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Vec<u8>> {
+    let stub = PeFile::parse(stub_bytes).context("stub")?;
+    let rvas = plan_rvas(
+        &stub,
+        &new.iter().map(|s| s.data.len() as u64).collect::<Vec<_>>(),
+    )
+    .context("stub")?;
+
+    // Section contents: the stub's raw bytes (with the debug data cleared), then the new ones.
+    struct Out {
+        header: ImageSectionHeader,
+        data: Vec<u8>,
+    }
+    let mut out_sections: Vec<Out> = stub
+        .sections
+        .iter()
+        .map(|s| {
+            let mut data = stub.raw(s).to_vec();
+            // Keep raw data no longer than the (file-aligned) memory size.
+            data.truncate(align32(s.vsize(), FILE_ALIGNMENT) as usize);
+            Out {
+                header: s.header,
+                data,
+            }
+        })
+        .collect();
+    clear_debug_data(
+        &stub,
+        &mut out_sections
+            .iter_mut()
+            .map(|o| &mut o.data)
+            .collect::<Vec<_>>(),
+    );
+    for (s, &rva) in new.iter().zip(&rvas) {
+        let mut header = ImageSectionHeader {
+            name: s.name,
+            virtual_size: U32::new(LE, s.data.len() as u32),
+            virtual_address: U32::new(LE, rva),
+            size_of_raw_data: U32::new(LE, 0),
+            pointer_to_raw_data: U32::new(LE, 0),
+            pointer_to_relocations: U32::new(LE, 0),
+            pointer_to_linenumbers: U32::new(LE, 0),
+            number_of_relocations: U16::new(LE, 0),
+            number_of_linenumbers: U16::new(LE, 0),
+            characteristics: U32::new(LE, s.characteristics),
+        };
+        header.pointer_to_relocations = U32::new(LE, 0);
+        out_sections.push(Out {
+            header,
+            data: s.data.clone(),
+        });
+    }
+
+    // Headers: zimg/MZ header, PE signature at 0x40, COFF, optional header, section table.
+    let pe_offset = zimg::HEADER_LEN;
+    let n_dirs = (stub.opt.number_of_rva_and_sizes.get(LE) as usize).clamp(6, 16);
+    let opt_size = super::read::OPT_HEADER_FIXED + 8 * n_dirs;
+    let table_offset = pe_offset + 4 + size_of::<ImageFileHeader>() + opt_size;
+    let headers_end = table_offset + out_sections.len() * size_of::<ImageSectionHeader>();
+    let size_of_headers = align32(headers_end as u32, FILE_ALIGNMENT);
+    if align32(size_of_headers, SECTION_ALIGNMENT) != stub.sections[0].va() {
+        bail!(
+            "stub: first section at {:#x}, but the headers ({size_of_headers:#x} bytes) need it at {:#x}",
+            stub.sections[0].va(),
+            align32(size_of_headers, SECTION_ALIGNMENT)
+        );
+    }
+
+    // File layout: raw data contiguous from SizeOfHeaders.
+    let mut pos = size_of_headers;
+    for o in &mut out_sections {
+        let raw = align32(o.data.len() as u32, FILE_ALIGNMENT);
+        o.data.resize(raw as usize, 0);
+        o.header.pointer_to_raw_data = U32::new(LE, pos);
+        o.header.size_of_raw_data = U32::new(LE, raw);
+        o.header.pointer_to_relocations = U32::new(LE, 0);
+        o.header.pointer_to_linenumbers = U32::new(LE, 0);
+        o.header.number_of_relocations = U16::new(LE, 0);
+        o.header.number_of_linenumbers = U16::new(LE, 0);
+        pos = pos.checked_add(raw).context("image too large")?;
+    }
+    let file_size = pos as usize;
+    let last = &out_sections.last().unwrap().header;
+    let size_of_image = align32(
+        last.virtual_address.get(LE) + last.virtual_size.get(LE),
+        SECTION_ALIGNMENT,
+    );
+
+    let mut file_header = stub.file_header;
+    file_header.number_of_sections = U16::new(LE, out_sections.len() as u16);
+    file_header.time_date_stamp = U32::new(LE, opts.timestamp);
+    file_header.pointer_to_symbol_table = U32::new(LE, 0);
+    file_header.number_of_symbols = U32::new(LE, 0);
+    file_header.size_of_optional_header = U16::new(LE, opt_size as u16);
+    let mut chars = file_header.characteristics.get(LE);
+    chars &= !(IMAGE_FILE_RELOCS_STRIPPED
+        | IMAGE_FILE_LINE_NUMS_STRIPPED
+        | IMAGE_FILE_LOCAL_SYMS_STRIPPED);
+    chars |= IMAGE_FILE_EXECUTABLE_IMAGE | IMAGE_FILE_DEBUG_STRIPPED;
+    file_header.characteristics = U16::new(LE, chars);
+
+    let sum_raw = |flag: u32| -> u32 {
+        out_sections
+            .iter()
+            .filter(|o| o.header.characteristics.get(LE) & flag != 0)
+            .map(|o| o.header.size_of_raw_data.get(LE))
+            .sum()
+    };
+    let mut opt = stub.opt;
+    opt.size_of_code = U32::new(LE, sum_raw(IMAGE_SCN_CNT_CODE));
+    opt.size_of_initialized_data = U32::new(LE, sum_raw(IMAGE_SCN_CNT_INITIALIZED_DATA));
+    opt.size_of_uninitialized_data = U32::new(LE, sum_raw(IMAGE_SCN_CNT_UNINITIALIZED_DATA));
+    opt.size_of_image = U32::new(LE, size_of_image);
+    opt.size_of_headers = U32::new(LE, size_of_headers);
+    opt.check_sum = U32::new(LE, 0);
+    opt.number_of_rva_and_sizes = U32::new(LE, n_dirs as u32);
+    let mut dirs: Vec<ImageDataDirectory> = (0..n_dirs)
+        .map(|i| {
+            let (rva, size) = stub.dir(i);
+            ImageDataDirectory {
+                virtual_address: U32::new(LE, rva),
+                size: U32::new(LE, size),
+            }
+        })
+        .collect();
+    for i in [IMAGE_DIRECTORY_ENTRY_DEBUG, IMAGE_DIRECTORY_ENTRY_SECURITY] {
+        if let Some(d) = dirs.get_mut(i) {
+            *d = ImageDataDirectory {
+                virtual_address: U32::new(LE, 0),
+                size: U32::new(LE, 0),
+            };
+        }
+    }
+
+    let mut out = Vec::with_capacity(file_size);
+    let mut dos = [0u8; zimg::HEADER_LEN];
+    match opts.zimg {
+        Some(z) => {
+            let sec = &out_sections[stub.sections.len() + z.section].header;
+            ZimgHeader {
+                payload_offset: sec.pointer_to_raw_data.get(LE) + z.offset,
+                payload_size: z.size,
+                comp_type: z.comp_type,
+                pe_offset: pe_offset as u32,
+            }
+            .write(&mut dos);
+        }
+        None => {
+            dos[..2].copy_from_slice(b"MZ");
+            dos[zimg::OFF_PE_HEADER..][..4].copy_from_slice(&(pe_offset as u32).to_le_bytes());
+        }
+    }
+    out.extend_from_slice(&dos);
+    out.extend_from_slice(b"PE\0\0");
+    out.extend_from_slice(bytes_of(&file_header));
+    out.extend_from_slice(bytes_of(&opt));
+    for d in &dirs {
+        out.extend_from_slice(bytes_of(d));
+    }
+    for o in &out_sections {
+        out.extend_from_slice(bytes_of(&o.header));
+    }
+    out.resize(size_of_headers as usize, 0);
+    for o in &out_sections {
+        out.extend_from_slice(&o.data);
+    }
+    debug_assert_eq!(out.len(), file_size);
+
+    let checksum_offset = pe_offset
+        + 4
+        + size_of::<ImageFileHeader>()
+        + std::mem::offset_of!(ImageOptionalHeader64, check_sum);
+    let sum = pe_checksum(&out, checksum_offset);
+    out[checksum_offset..checksum_offset + 4].copy_from_slice(&sum.to_le_bytes());
+
+    let violations = rules::check(&out);
+    if !violations.is_empty() {
+        bail!(
+            "output would break the strict PE rules: {}",
+            violations.join("; ")
+        );
+    }
+    Ok(out)
+}
+
+/// Zero the debug directory entries and the data they point to (rust-lld records an absolute PDB
+/// path there, which makes builds irreproducible). `data[i]` is the raw data of stub section `i`.
+fn clear_debug_data(stub: &PeFile, data: &mut [&mut Vec<u8>]) {
+    let (rva, size) = stub.dir(IMAGE_DIRECTORY_ENTRY_DEBUG);
+    if size == 0 {
+        return;
+    }
+    let mut clear = |rva: u32, len: u32| {
+        for (i, s) in stub.sections.iter().enumerate() {
+            if s.contains_rva(rva) {
+                let start = (rva - s.va()) as usize;
+                let end = start.saturating_add(len as usize).min(data[i].len());
+                if start < end {
+                    data[i][start..end].fill(0);
+                }
+            }
+        }
+    };
+    if let Some(entries) = stub.rva_bytes(rva, size) {
+        for e in entries.chunks_exact(size_of::<ImageDebugDirectory>()) {
+            let Ok((d, _)) = object::pod::from_bytes::<ImageDebugDirectory>(e) else {
+                continue;
+            };
+            let (data_rva, data_size) = (d.address_of_raw_data.get(LE), d.size_of_data.get(LE));
+            if data_rva != 0 && data_size != 0 {
+                clear(data_rva, data_size);
+            }
+        }
+    }
+    clear(rva, size);
+}
