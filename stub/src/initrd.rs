@@ -86,7 +86,7 @@ fn load_file2() -> Result<Option<Initrd>, InitrdError> {
     let data = lf
         .load_file(path)
         .map_err(|e| InitrdError("LoadFile2 initrd", e.status()))?;
-    let pages = Pages::low(data.len() as u64, MemoryType::LOADER_DATA)
+    let mut pages = Pages::low(data.len() as u64, MemoryType::LOADER_DATA)
         .map_err(|e| InitrdError("allocate initrd", e.status()))?;
     pages.bytes_mut()[..data.len()].copy_from_slice(&data);
     Ok(Some(Initrd {
@@ -127,7 +127,7 @@ fn files(paths: &[alloc::string::String]) -> Result<Initrd, InitrdError> {
         total += size;
         handles.push((f, size));
     }
-    let pages = Pages::low(total, MemoryType::LOADER_DATA)
+    let mut pages = Pages::low(total, MemoryType::LOADER_DATA)
         .map_err(|e| InitrdError("allocate initrd", e.status()))?;
     let buf = pages.bytes_mut();
     let mut at = 0usize;

@@ -1,16 +1,15 @@
 //! zboot-stub: the EFI application that unpacks and boots the kernel carried in `.zpayld`.
 //!
 //! `efi_main` reads as the boot pipeline; each step is one function in its own module. The pure
-//! modules (payload, cmdline, decode, arch::x86_64::{boot_params, e820, kaslr}) build and are
-//! tested on the host; the EFI glue only builds for the UEFI target.
+//! modules (payload, cmdline, decode, arch::x86_64::{boot_params, e820, kaslr}) are the library
+//! (`lib.rs`), built and tested on the host; the EFI glue here only builds for the UEFI target.
 #![cfg_attr(target_os = "uefi", no_std, no_main)]
 
+#[cfg(target_os = "uefi")]
 extern crate alloc;
 
-mod arch;
-mod cmdline;
-mod decode;
-mod payload;
+#[cfg(target_os = "uefi")]
+use zboot_stub::{arch, cmdline, decode, payload};
 
 #[cfg(target_os = "uefi")]
 mod error;
@@ -77,11 +76,11 @@ mod pipeline {
         progress!("cmdline: {}", line);
 
         // 3. The kernel's memory, once, aligned, executable.
-        let kernel = allocate_kernel(&h)?;
+        let mut kernel = allocate_kernel(&h)?;
         progress!("kernel region {:#x}+{:#x}", kernel.addr(), h.mem_size);
 
         // 4. Decompress in place, verify, relocate, clear the rest.
-        unpack(&h, payload.compressed, &kernel)?;
+        unpack(&h, payload.compressed, &mut kernel)?;
 
         // 5. Initrd.
         let initrd = initrd::load(&opts, payload.initrd).map_err(|e| Error::Efi(e.0, e.1))?;
@@ -90,9 +89,10 @@ mod pipeline {
         }
 
         // 6. boot_params and everything it points to, allocated before ExitBootServices.
-        let zero_page = Pages::low(4096, MemoryType::LOADER_DATA).efi("allocate boot_params")?;
-        let params: &mut BootParams = memory::as_mut(&zero_page);
-        *params = BootParams::zeroed();
+        let mut zero_page =
+            Pages::low(4096, MemoryType::LOADER_DATA).efi("allocate boot_params")?;
+        let mut params = BootParams::zeroed();
+        let params = &mut params;
         bp::set_header(
             params,
             &bp::KernelPlacement {
@@ -104,7 +104,7 @@ mod pipeline {
                 randomized: false,
             },
         );
-        let cmdline_pages = Pages::low(line.len() as u64 + 1, MemoryType::LOADER_DATA)
+        let mut cmdline_pages = Pages::low(line.len() as u64 + 1, MemoryType::LOADER_DATA)
             .efi("allocate command line")?;
         cmdline_pages.bytes_mut()[..line.len()].copy_from_slice(line.as_bytes());
         bp::set_cmdline(params, cmdline_pages.addr());
@@ -131,7 +131,7 @@ mod pipeline {
         cmdline_pages.leak();
         // SAFETY: no boot-service object is used after this point.
         let map = unsafe { uefi::boot::exit_boot_services(Some(MemoryType::LOADER_DATA)) };
-        finish_boot_params(params, &map, systab, e820_scratch, e820_ext);
+        finish_boot_params(params, &map, e820_scratch, e820_ext);
         let meta = map.meta();
         bp::set_efi_info(
             params,
@@ -144,6 +144,7 @@ mod pipeline {
             },
         );
         core::mem::forget(map); // the kernel reuses the final map: keep it allocated
+        zero_page.write(0, params);
         let params_addr = zero_page.leak();
         // SAFETY: boot services are gone; the kernel at `entry` passed its SHA-256 check and
         // lies in identity-mapped, executable memory; the zero page is complete.
@@ -174,7 +175,7 @@ mod pipeline {
         Ok(kernel)
     }
 
-    fn unpack(h: &PayloadHeader, compressed: &[u8], kernel: &Pages) -> Result<(), Error> {
+    fn unpack(h: &PayloadHeader, compressed: &[u8], kernel: &mut Pages) -> Result<(), Error> {
         let region = &mut kernel.bytes_mut()[..h.mem_size as usize];
         let decoded_len = h.uncompressed_size as usize;
         let t = console::now();
@@ -222,9 +223,8 @@ mod pipeline {
     fn finish_boot_params(
         params: &mut BootParams,
         map: &uefi::mem::memory_map::MemoryMapOwned,
-        _systab: u64,
         mut scratch: Vec<E820Entry>,
-        ext: Pages,
+        mut ext: Pages,
     ) {
         let regions = map.entries().map(|d| e820::EfiRegion {
             ty: d.ty.0,
@@ -236,31 +236,21 @@ mod pipeline {
         let in_zero_page = e820::fill_zero_page(params, &scratch[..n]);
         let rest = &scratch[in_zero_page..n];
         if !rest.is_empty() {
-            let bytes = ext.bytes_mut();
             let mut node = SetupData {
                 next: 0,
                 typ: SETUP_E820_EXT,
-                len: (rest.len() * size_of::<E820Entry>()) as u32,
+                len: size_of_val(rest) as u32,
             };
             bp::link_setup_data(params, &mut node, ext.addr());
-            let hdr = size_of::<SetupData>();
-            // SAFETY-free byte copies of plain packed structs.
-            bytes[..hdr].copy_from_slice(as_bytes(&node));
+            ext.write(0, &node);
             for (i, e) in rest.iter().enumerate() {
-                let at = hdr + i * size_of::<E820Entry>();
-                bytes[at..at + size_of::<E820Entry>()].copy_from_slice(as_bytes(e));
+                ext.write(size_of::<SetupData>() + i * size_of::<E820Entry>(), e);
             }
             ext.leak();
         } else {
             core::mem::forget(ext); // cannot free after ExitBootServices
         }
         core::mem::forget(scratch);
-    }
-
-    fn as_bytes<T: Copy>(v: &T) -> &[u8] {
-        // SAFETY: T is a repr(C, packed) plain-integer struct (SetupData, E820Entry): no
-        // padding, every byte initialized.
-        unsafe { core::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) }
     }
 }
 

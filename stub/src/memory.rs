@@ -30,7 +30,7 @@ impl Pages {
 
     /// `bytes` of `ty` memory, below 4 GiB when possible, zeroed.
     pub fn low(bytes: u64, ty: MemoryType) -> Result<Pages> {
-        let p = Self::raw(AllocateType::MaxAddress(0xffff_ffff), ty, pages(bytes))
+        let mut p = Self::raw(AllocateType::MaxAddress(0xffff_ffff), ty, pages(bytes))
             .or_else(|_| Self::raw(AllocateType::AnyPages, ty, pages(bytes)))?;
         p.bytes_mut().fill(0);
         Ok(p)
@@ -76,13 +76,18 @@ impl Pages {
         self.count as u64 * PAGE
     }
 
-    pub fn bytes_mut(&self) -> &mut [u8] {
-        // SAFETY: we own these pages exclusively for our lifetime (AllocatePages), they are
-        // identity mapped, and callers get one view at a time through &self borrows below.
-        #[allow(clippy::mut_from_ref)]
-        unsafe {
-            core::slice::from_raw_parts_mut(self.addr as *mut u8, self.len() as usize)
-        }
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: we own these pages exclusively (AllocatePages), they are identity mapped,
+        // and the &mut self borrow makes this the only view.
+        unsafe { core::slice::from_raw_parts_mut(self.addr as *mut u8, self.len() as usize) }
+    }
+
+    /// Store a plain-data value (a zero-page struct) at byte `offset`.
+    pub fn write<T: Plain>(&mut self, offset: usize, value: &T) {
+        let end = offset + size_of::<T>();
+        assert!(end as u64 <= self.len(), "write beyond allocation");
+        // SAFETY: in bounds (checked above) of pages we own; unaligned store of a Copy value.
+        unsafe { core::ptr::write_unaligned((self.addr as usize + offset) as *mut T, *value) }
     }
 
     /// Hand the pages over (to the kernel): they are never freed.
@@ -133,10 +138,8 @@ pub fn map_entries() -> Result<usize> {
     Ok(boot::memory_map(MemoryType::LOADER_DATA)?.len())
 }
 
-/// A typed view of a page allocation.
-pub fn as_mut<T>(p: &Pages) -> &mut T {
-    assert!(size_of::<T>() as u64 <= p.len() && align_of::<T>() as u64 <= PAGE);
-    // SAFETY: the pages are ours, page aligned and large enough (checked above); T is one of
-    // the plain-integer zero-page structs for which any bytes are valid.
-    unsafe { &mut *(p.addr as *mut T) }
-}
+/// Plain old data: `repr(C, packed)` integer structs whose every byte pattern is valid.
+pub trait Plain: Copy {}
+impl Plain for zboot_format::bootparam::BootParams {}
+impl Plain for zboot_format::bootparam::SetupData {}
+impl Plain for zboot_format::bootparam::E820Entry {}

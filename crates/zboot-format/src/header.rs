@@ -325,12 +325,12 @@ impl PayloadHeader {
         if !self.alignment.is_power_of_two() || self.alignment < 4096 {
             return Err(HeaderError::BadAlignment);
         }
-        if self.preferred_address % self.alignment != 0 {
+        if !self.preferred_address.is_multiple_of(self.alignment) {
             return Err(HeaderError::MisalignedPreferredAddress);
         }
         if self.mem_size == 0
             || self.mem_size > crate::MAX_KERNEL_MEM
-            || self.mem_size % self.alignment != 0
+            || !self.mem_size.is_multiple_of(self.alignment)
         {
             return Err(HeaderError::MemSizeTooLarge);
         }
@@ -361,7 +361,7 @@ impl PayloadHeader {
             };
         }
         let ok = self.relocs_offset >= self.image_size
-            && self.relocs_offset % 4 == 0
+            && self.relocs_offset.is_multiple_of(4)
             && self.relocs_offset.checked_add(self.relocs_size()) == Some(self.uncompressed_size);
         if ok {
             Ok(())

@@ -74,7 +74,7 @@ fn words(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
 impl<'a> RelocTable<'a> {
     /// Split a table into its three lists.
     pub fn parse(table: &'a [u8]) -> Result<Self, RelocError> {
-        if table.len() % 4 != 0 || table.len() < 12 {
+        if !table.len().is_multiple_of(4) || table.len() < 12 {
             return Err(RelocError::BadLength);
         }
         if table[..4] != [0; 4] {

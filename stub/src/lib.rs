@@ -1,0 +1,11 @@
+//! zboot-stub's portable core: everything the EFI application does that is pure logic
+//! (payload location, command line, decoders, boot_params/e820 assembly, placement choice),
+//! `no_std` + `alloc`, tested on the host. The EFI glue lives in the binary (`main.rs`).
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod arch;
+pub mod cmdline;
+pub mod decode;
+pub mod payload;
