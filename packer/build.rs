@@ -103,10 +103,10 @@ fn stub_target_dir(out_dir: &Path) -> PathBuf {
     // OUT_DIR = <target-dir>[/<triple>]/<profile>/build/<pkg>-<hash>/out
     let mut dir = out_dir;
     while let Some(parent) = dir.parent() {
-        if dir.file_name().is_some_and(|n| n == "build") {
-            if let Some(target_dir) = parent.parent() {
-                return target_dir.join("zboot-stub");
-            }
+        if dir.file_name().is_some_and(|n| n == "build")
+            && let Some(target_dir) = parent.parent()
+        {
+            return target_dir.join("zboot-stub");
         }
         dir = parent;
     }

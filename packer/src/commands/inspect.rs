@@ -216,10 +216,10 @@ pub fn describe(data: &[u8]) -> Result<Value> {
                 "initrd": {"rva": hex(h.initrd_rva), "size": h.initrd_size},
                 "image_sha256": h.image_sha256.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             });
-            if let Ok((cmdline, _)) = payload::embedded(&pe, &h) {
-                if !cmdline.is_empty() {
-                    pj["cmdline"]["text"] = json!(String::from_utf8_lossy(cmdline));
-                }
+            if let Ok((cmdline, _)) = payload::embedded(&pe, &h)
+                && !cmdline.is_empty()
+            {
+                pj["cmdline"]["text"] = json!(String::from_utf8_lossy(cmdline));
             }
             match payload::decode(&p) {
                 Ok(stream) => {

@@ -16,7 +16,7 @@ pub const FILE_ALIGNMENT: u32 = 0x200;
 pub const fn align32(x: u32, a: u32) -> u32 {
     match x.checked_add(a - 1) {
         Some(v) => v & !(a - 1),
-        None => u32::MAX & !(a - 1),
+        None => !(a - 1),
     }
 }
 

@@ -24,10 +24,10 @@ pub fn check_pe(pe: &PeFile) -> Vec<String> {
     sections(pe, &mut v);
     entry_point(pe, &mut v);
     base_relocations(pe, &mut v);
-    if let Some(s) = pe.section(".sbat") {
-        if let Err(e) = sbat::validate(pe.contents(s)) {
-            v.push(format!(".sbat: {e}"));
-        }
+    if let Some(s) = pe.section(".sbat")
+        && let Err(e) = sbat::validate(pe.contents(s))
+    {
+        v.push(format!(".sbat: {e}"));
     }
     v
 }
@@ -53,7 +53,7 @@ fn headers(pe: &PeFile, v: &mut Vec<String>) {
     if chars & IMAGE_FILE_EXECUTABLE_IMAGE == 0 {
         v.push("COFF Characteristics lacks EXECUTABLE_IMAGE".into());
     }
-    if pe.e_lfanew < 0x40 || pe.e_lfanew % 8 != 0 {
+    if pe.e_lfanew < 0x40 || !pe.e_lfanew.is_multiple_of(8) {
         v.push(format!(
             "e_lfanew {:#x} is below 0x40 or not 8-aligned",
             pe.e_lfanew
@@ -85,7 +85,7 @@ fn headers(pe: &PeFile, v: &mut Vec<String>) {
             "SizeOfHeaders {soh:#x} does not cover the section table (ends at {table_end:#x})"
         ));
     }
-    if soh % FILE_ALIGNMENT != 0 {
+    if !soh.is_multiple_of(FILE_ALIGNMENT) {
         v.push(format!(
             "SizeOfHeaders {soh:#x} is not a multiple of FileAlignment 0x200"
         ));
@@ -261,7 +261,7 @@ fn base_relocations(pe: &PeFile, v: &mut Vec<String>) {
     let mut off = 0usize;
     let mut last_target: Option<u64> = None;
     while off < table.len() {
-        if off % 4 != 0 || off + 8 > table.len() {
+        if !off.is_multiple_of(4) || off + 8 > table.len() {
             v.push(format!(
                 "base relocation block at {off:#x} misaligned or truncated"
             ));
@@ -269,7 +269,7 @@ fn base_relocations(pe: &PeFile, v: &mut Vec<String>) {
         }
         let page = u32::from_le_bytes(table[off..off + 4].try_into().unwrap());
         let bsize = u32::from_le_bytes(table[off + 4..off + 8].try_into().unwrap()) as usize;
-        if bsize < 8 || bsize % 4 != 0 || off + bsize > table.len() {
+        if bsize < 8 || !bsize.is_multiple_of(4) || off + bsize > table.len() {
             v.push(format!(
                 "base relocation block at {off:#x} has bad size {bsize:#x}"
             ));
