@@ -34,6 +34,7 @@ pub struct Ctx {
     fixtures: OnceCell<std::result::Result<Fixtures, (bool, String)>>,
     packer: OnceCell<std::result::Result<PathBuf, String>>,
     baselines: RefCell<BTreeMap<Firmware, BootOutcome>>,
+    packed: RefCell<BTreeMap<(PathBuf, Vec<String>), PathBuf>>,
 }
 
 impl Ctx {
@@ -43,6 +44,7 @@ impl Ctx {
             fixtures: OnceCell::new(),
             packer: OnceCell::new(),
             baselines: RefCell::new(BTreeMap::new()),
+            packed: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -66,12 +68,30 @@ impl Ctx {
             .map_err(|e| anyhow!("{e}"))
     }
 
-    /// Packs `input` with `args` into `<target>/boot-tests/<name>.efi`.
+    /// Packs `input` with `args` into `<target>/boot-tests/<name>.efi`. Packing the same input
+    /// with the same arguments again in one run reuses the first image.
     pub fn pack(&self, name: &str, input: &std::path::Path, args: &[&str]) -> Result<PathBuf> {
+        let key = (
+            input.to_path_buf(),
+            args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        );
+        if let Some(p) = self.packed.borrow().get(&key) {
+            return Ok(p.clone());
+        }
         let out = qemu::target_dir()
             .join("boot-tests")
             .join(format!("{name}.efi"));
+        let t = std::time::Instant::now();
         demo::pack(&self.packer()?, input, &out, args)?;
+        println!(
+            "    packed {} {} -> {} ({} bytes, {:.1} s)",
+            input.display(),
+            args.join(" "),
+            out.display(),
+            std::fs::metadata(&out)?.len(),
+            t.elapsed().as_secs_f64()
+        );
+        self.packed.borrow_mut().insert(key, out.clone());
         Ok(out)
     }
 
@@ -257,7 +277,7 @@ fn packed_sdboot(ctx: &Ctx, fw: Firmware) -> Result<()> {
     let fx = ctx.fixtures()?;
     let name = format!("packed-bzimage-sdboot-{fw}");
     let image = ctx
-        .pack(&name, &fx.kernel.vmlinuz, &[])
+        .pack("packed-bzimage", &fx.kernel.vmlinuz, &[])
         .context("packing the Debian kernel")?;
     let spec = BootSpec::systemd_boot(
         &name,
