@@ -53,7 +53,7 @@ pub fn pack(packer: &Path, input: &Path, output: &Path, args: &[&str]) -> Result
     Ok(())
 }
 
-pub fn run(codec: Option<&str>, firmware: Firmware) -> Result<()> {
+pub fn run(codec: Option<&str>, firmware: Firmware, compare: bool) -> Result<()> {
     let fx = fixtures::ensure(&fixtures::FetchOptions::default())?;
     let packer = build_packer()?;
     let output = qemu::target_dir().join("demo/bzImage.efi");
@@ -114,5 +114,18 @@ pub fn run(codec: Option<&str>, firmware: Firmware) -> Result<()> {
         "demo: OK — {} booted through zboot-pack on {firmware}",
         fx.kernel.release
     );
+    if compare {
+        let ctx = crate::boot_tests::Ctx::new(false);
+        let base = ctx.baseline(firmware)?;
+        let b = base.complete_report()?;
+        let (got, want) = (report.memtotal_kb.unwrap_or(0), b.memtotal_kb.unwrap_or(0));
+        println!(
+            "compare with Debian's bzImage on {firmware}: MemTotal {got} kB vs {want} kB ({:+.3}%), \
+             report after {:.1} s vs {:.1} s",
+            (got as f64 - want as f64) / (want.max(1) as f64) * 100.0,
+            out.time_to_report.unwrap_or_default().as_secs_f64(),
+            base.time_to_report.unwrap_or_default().as_secs_f64(),
+        );
+    }
     Ok(())
 }

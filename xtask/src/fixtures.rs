@@ -184,6 +184,8 @@ impl Fixtures {
 pub struct FetchOptions {
     /// Re-resolve package versions (and re-download what changed) instead of keeping the cache.
     pub refresh: bool,
+    /// Print the manifest at the end.
+    pub verbose: bool,
 }
 
 /// Fetches whatever is missing from the cache, then loads the fixtures.
@@ -206,8 +208,10 @@ pub fn ensure(opts: &FetchOptions) -> Result<Fixtures> {
 
     let fx = Fixtures::load_from(&root)?;
     eprintln!("fixtures ready in {}", root.display());
-    for (k, v) in &m {
-        eprintln!("  {k} = {v}");
+    if opts.verbose {
+        for (k, v) in &m {
+            eprintln!("  {k} = {v}");
+        }
     }
     Ok(fx)
 }

@@ -50,6 +50,9 @@ enum Cmd {
         /// Firmware to boot on.
         #[arg(long, value_enum, default_value_t = qemu::Firmware::Ovmf2025StrictNx)]
         firmware: qemu::Firmware,
+        /// Also boot Debian's own bzImage the same way and compare MemTotal and boot time.
+        #[arg(long)]
+        compare: bool,
     },
     /// Run everything CI runs: fmt, clippy, unit tests and the boot tests.
     Test(test_cmd::TestArgs),
@@ -116,11 +119,18 @@ fn main() {
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Fixtures { refresh } => {
-            fixtures::ensure(&fixtures::FetchOptions { refresh })?;
+            fixtures::ensure(&fixtures::FetchOptions {
+                refresh,
+                verbose: true,
+            })?;
             Ok(())
         }
         Cmd::Boot(a) => boot_cmd(a),
-        Cmd::Demo { codec, firmware } => demo::run(codec.as_deref(), firmware),
+        Cmd::Demo {
+            codec,
+            firmware,
+            compare,
+        } => demo::run(codec.as_deref(), firmware, compare),
         Cmd::Test(a) => test_cmd::run(&a),
         Cmd::Probe { args } => {
             if let Err(e) = probe::cli(&args) {

@@ -143,7 +143,7 @@ pub fn default_timeout() -> Duration {
     let secs = std::env::var("ZBOOT_BOOT_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(180);
+        .unwrap_or(120);
     Duration::from_secs(secs)
 }
 
