@@ -13,6 +13,8 @@ pub enum Error {
     /// The decoded kernel does not match `image_sha256`.
     ImageChecksum,
     Relocs(zboot_format::relocs::RelocError),
+    /// A payload feature this stub does not implement.
+    Unsupported(&'static str),
 }
 
 impl Error {
@@ -21,6 +23,7 @@ impl Error {
             Error::Efi(_, s) => *s,
             Error::Decode(_) | Error::ImageChecksum => Status::CRC_ERROR,
             Error::Payload(_) | Error::Relocs(_) => Status::LOAD_ERROR,
+            Error::Unsupported(_) => Status::UNSUPPORTED,
         }
     }
 }
@@ -33,6 +36,7 @@ impl core::fmt::Display for Error {
             Error::Decode(e) => write!(f, "decompression failed: {e}"),
             Error::ImageChecksum => f.write_str("decompressed kernel does not match its SHA-256"),
             Error::Relocs(e) => write!(f, "relocation table rejected: {e}"),
+            Error::Unsupported(what) => write!(f, "unsupported payload: {what}"),
         }
     }
 }

@@ -22,6 +22,8 @@ mod gop;
 mod initrd;
 #[cfg(target_os = "uefi")]
 mod memory;
+#[cfg(target_os = "uefi")]
+mod secureboot;
 
 #[cfg(target_os = "uefi")]
 mod pipeline {
@@ -29,7 +31,7 @@ mod pipeline {
     use crate::console;
     use crate::error::{Context, Error};
     use crate::memory::{self, Pages};
-    use crate::{cmdline, decode, gop, initrd, payload};
+    use crate::{cmdline, decode, gop, initrd, payload, secureboot};
     use alloc::vec::Vec;
     use core::convert::Infallible;
     use uefi::boot::MemoryType;
@@ -117,6 +119,7 @@ mod pipeline {
                 { si.lfb_base }
             );
         }
+        params.secure_boot = secureboot::mode();
         let (e820_scratch, e820_ext) = e820_buffers()?;
         let entry = kernel.addr() + h.entry_offset;
         progress!("entering kernel at {:#x}", entry);
@@ -178,6 +181,10 @@ mod pipeline {
     fn unpack(h: &PayloadHeader, compressed: &[u8], kernel: &mut Pages) -> Result<(), Error> {
         let region = &mut kernel.bytes_mut()[..h.mem_size as usize];
         let decoded_len = h.uncompressed_size as usize;
+        if h.flags.has(zboot_format::Flags::BCJ_X86) {
+            // Not produced by zboot-pack; refuse rather than boot filtered bytes.
+            return Err(Error::Unsupported("BCJ_X86 pre-filter outside xz"));
+        }
         let t = console::now();
         decode::decode(h.codec, compressed, &mut region[..decoded_len]).map_err(Error::Decode)?;
         progress!(

@@ -1,0 +1,28 @@
+//! The firmware's Secure Boot state for `boot_params.secure_boot` (the kernel's lockdown and
+//! IMA policies read it).
+
+use crate::arch::x86_64::boot_params::secure_boot_mode;
+use uefi::runtime::{self, VariableVendor};
+use uefi::{CStr16, Guid, Status, cstr16, guid};
+
+const SHIM_LOCK_GUID: Guid = guid!("605dab50-e046-4300-abb6-3dd810dd8b23");
+
+/// `None`: not found; `Some(None)`: present but unreadable; `Some(Some(b))`: first byte.
+fn byte(name: &CStr16, vendor: &VariableVendor) -> Option<Option<u8>> {
+    let mut buf = [0u8; 8];
+    match runtime::get_variable(name, vendor, &mut buf) {
+        Ok((data, _)) => Some(data.first().copied()),
+        Err(e) if e.status() == Status::NOT_FOUND => None,
+        Err(_) => Some(None),
+    }
+}
+
+/// `boot_params.secure_boot` value.
+pub fn mode() -> u8 {
+    let g = VariableVendor::GLOBAL_VARIABLE;
+    secure_boot_mode(
+        byte(cstr16!("SecureBoot"), &g),
+        byte(cstr16!("SetupMode"), &g).flatten(),
+        byte(cstr16!("MokSBStateRT"), &VariableVendor(SHIM_LOCK_GUID)).flatten(),
+    )
+}
