@@ -14,6 +14,8 @@ pub mod output;
 pub mod payload;
 pub mod pe;
 pub mod sbat;
+#[doc(hidden)]
+pub mod testkit;
 
 pub use zboot_format::Codec;
 

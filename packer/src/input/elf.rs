@@ -252,3 +252,91 @@ pub fn u32le(v: u32) -> U32<LE> {
 pub fn u64le(v: u64) -> U64<LE> {
     U64::new(LE, v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{self, EHDR, P_FILESZ, P_MEMSZ, P_PADDR, P_TYPE, PHDR, poke};
+
+    fn err(data: &[u8]) -> String {
+        format!("{:#}", parse(data).unwrap_err())
+    }
+
+    #[test]
+    fn reads_the_synthetic_kernel() {
+        let k = parse(&testkit::vmlinux(true)).unwrap();
+        assert_eq!(k.segments.len(), 2);
+        assert_eq!(k.entry, testkit::PADDR + 0x10);
+        assert_eq!(k.relocs.as_deref(), Some(&testkit::relocs()[..]));
+        let k = parse(&testkit::vmlinux(false)).unwrap();
+        assert!(k.relocs.is_none());
+    }
+
+    #[test]
+    fn virtual_entry_is_converted() {
+        let mut d = testkit::vmlinux(false);
+        poke::<8>(&mut d, 24, testkit::VADDR + 0x20);
+        assert_eq!(parse(&d).unwrap().entry, testkit::PADDR + 0x20);
+    }
+
+    #[test]
+    fn bad_inputs_have_clear_errors() {
+        let good = testkit::vmlinux(false);
+        let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+            (Box::new(|d| d[4] = 1), "32-bit"),
+            (Box::new(|d| d[5] = 2), "big-endian"),
+            (Box::new(|d| poke::<2>(d, 18, 183)), "not x86_64"),
+            (
+                Box::new(|d| {
+                    poke::<4>(d, EHDR + P_TYPE, 0);
+                    poke::<4>(d, EHDR + PHDR + P_TYPE, 0);
+                }),
+                "no PT_LOAD",
+            ),
+            (
+                Box::new(|d| poke::<8>(d, EHDR + PHDR + P_PADDR, testkit::PADDR + 0x1000)),
+                "overlapping",
+            ),
+            (
+                Box::new(|d| poke::<8>(d, EHDR + P_FILESZ, 0x10_0000)),
+                "beyond the end of the file",
+            ),
+            (
+                Box::new(|d| poke::<8>(d, EHDR + PHDR + P_MEMSZ, 2 << 30)),
+                "absurd",
+            ),
+            (
+                Box::new(|d| {
+                    poke::<8>(d, EHDR + P_PADDR, testkit::PADDR + 0x1000);
+                    poke::<8>(d, EHDR + PHDR + P_PADDR, testkit::PADDR + 0x20_1000);
+                    poke::<8>(d, 24, testkit::PADDR + 0x1010);
+                }),
+                "not 2 MiB aligned",
+            ),
+            (
+                Box::new(|d| d.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])),
+                "malformed relocation table",
+            ),
+            (Box::new(|d| d.truncate(40)), "truncated"),
+        ];
+        for (mutate, want) in cases {
+            let mut d = good.clone();
+            mutate(&mut d);
+            let e = err(&d);
+            assert!(e.contains(want), "expected {want:?} in {e:?}");
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn note_round_trips() {
+        let n = ZbootNote {
+            mem_size: 0x60_0000,
+            alignment: 0x20_0000,
+            xloadflags: 0x7f,
+            boot_protocol: 0x20f,
+            flags: 1,
+        };
+        assert_eq!(ZbootNote::from_bytes(&n.to_bytes()), Some(n));
+    }
+}

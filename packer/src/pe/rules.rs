@@ -307,3 +307,88 @@ fn base_relocations(pe: &PeFile, v: &mut Vec<String>) {
         off += bsize;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EMBEDDED_STUB;
+    use crate::pe::write::{self, NewSection, READ_ONLY_DATA};
+
+    fn image() -> Vec<u8> {
+        let s = NewSection {
+            name: *b".zpayld\0",
+            data: vec![7; 1000],
+            characteristics: READ_ONLY_DATA,
+        };
+        write::write(EMBEDDED_STUB, &[s], &write::Options::default()).unwrap()
+    }
+
+    fn set_u32(d: &mut [u8], off: usize, v: u32) {
+        d[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn section_header_offset(d: &[u8], name: &str) -> usize {
+        let pe = PeFile::parse(d).unwrap();
+        let i = pe.sections.iter().position(|s| s.name() == name).unwrap();
+        pe.section_table_offset + i * 40
+    }
+
+    #[test]
+    fn each_broken_rule_is_reported() {
+        let good = image();
+        assert!(check(&good).is_empty());
+        let pe = PeFile::parse(&good).unwrap();
+        let opt = pe.opt_offset;
+        let dll = opt + std::mem::offset_of!(ImageOptionalHeader64, dll_characteristics);
+        let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+            (Box::new(move |d| d[dll + 1] &= !0x01), "NX_COMPAT"),
+            (Box::new(|d| d.extend_from_slice(&[0; 512])), "trailing"),
+            (
+                Box::new(|d| {
+                    let o = section_header_offset(d, ".zpayld");
+                    set_u32(d, o + 36, READ_ONLY_DATA | IMAGE_SCN_MEM_DISCARDABLE);
+                }),
+                "DISCARDABLE",
+            ),
+            (
+                Box::new(|d| {
+                    let o = section_header_offset(d, ".zpayld");
+                    set_u32(
+                        d,
+                        o + 36,
+                        READ_ONLY_DATA | IMAGE_SCN_MEM_WRITE | IMAGE_SCN_MEM_EXECUTE,
+                    );
+                }),
+                "writable and executable",
+            ),
+            (
+                Box::new(|d| {
+                    let o = section_header_offset(d, ".data");
+                    set_u32(d, o + 20, 0);
+                }),
+                "below SizeOfHeaders",
+            ),
+            (Box::new(move |d| set_u32(d, opt + 16, 0x10)), "entry point"),
+            (Box::new(|d| d[200] ^= 0xff), "CheckSum"),
+        ];
+        for (mutate, want) in cases {
+            let mut d = good.clone();
+            mutate(&mut d);
+            let v = check(&d);
+            assert!(
+                v.iter().any(|m| m.contains(want)),
+                "expected {want:?} in {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn systemd_boot_252_is_flagged() {
+        let Ok(d) = std::fs::read("/usr/lib/systemd/boot/efi/systemd-bootx64.efi") else {
+            return;
+        };
+        let v = check(&d);
+        assert!(v.iter().any(|m| m.contains("NX_COMPAT")));
+        assert!(v.iter().any(|m| m.contains("SectionAlignment")));
+    }
+}

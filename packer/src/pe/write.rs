@@ -307,3 +307,90 @@ fn clear_debug_data(stub: &PeFile, data: &mut [&mut Vec<u8>]) {
     }
     clear(rva, size);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EMBEDDED_STUB;
+    use proptest::prelude::*;
+
+    fn name(s: &str) -> [u8; 8] {
+        let mut n = [0u8; 8];
+        n[..s.len()].copy_from_slice(s.as_bytes());
+        n
+    }
+
+    #[test]
+    fn stub_alone_passes_the_rules() {
+        let out = write(EMBEDDED_STUB, &[], &Options::default()).unwrap();
+        assert!(rules::check(&out).is_empty());
+        let pe = PeFile::parse(&out).unwrap();
+        assert_eq!(pe.dir(IMAGE_DIRECTORY_ENTRY_DEBUG), (0, 0));
+        let stub = PeFile::parse(EMBEDDED_STUB).unwrap();
+        for (a, b) in stub.sections.iter().zip(&pe.sections) {
+            assert_eq!(
+                (a.va(), a.vsize(), a.characteristics()),
+                (b.va(), b.vsize(), b.characteristics())
+            );
+        }
+    }
+
+    #[test]
+    fn empty_section_is_refused() {
+        let s = NewSection {
+            name: name(".x"),
+            data: vec![],
+            characteristics: READ_ONLY_DATA,
+        };
+        assert!(write(EMBEDDED_STUB, &[s], &Options::default()).is_err());
+    }
+
+    #[test]
+    fn stub_with_bad_alignment_is_refused() {
+        let mut stub = EMBEDDED_STUB.to_vec();
+        let pe = PeFile::parse(EMBEDDED_STUB).unwrap();
+        let off = pe.opt_offset + std::mem::offset_of!(ImageOptionalHeader64, section_alignment);
+        stub[off..off + 4].copy_from_slice(&0x200u32.to_le_bytes());
+        let e = write(&stub, &[], &Options::default()).unwrap_err();
+        assert!(format!("{e:#}").contains("alignment"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn layout_invariants(specs in proptest::collection::vec((1usize..40_000, any::<u8>(), any::<bool>()), 0..6), ts in any::<u32>()) {
+            let new: Vec<NewSection> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, &(len, fill, writable))| NewSection {
+                    name: name(&format!(".s{i}")),
+                    data: vec![fill | 1; len],
+                    characteristics: if writable { READ_ONLY_DATA | IMAGE_SCN_MEM_WRITE } else { READ_ONLY_DATA },
+                })
+                .collect();
+            let zimg = (!new.is_empty()).then_some(ZimgSpec { section: 0, offset: 0, size: 1, comp_type: "zstd22" });
+            let opts = Options { timestamp: ts, zimg };
+            let out = write(EMBEDDED_STUB, &new, &opts).unwrap();
+            prop_assert!(rules::check(&out).is_empty());
+            prop_assert_eq!(&out, &write(EMBEDDED_STUB, &new, &opts).unwrap());
+            let pe = PeFile::parse(&out).unwrap();
+            let stub = PeFile::parse(EMBEDDED_STUB).unwrap();
+            let n_stub = stub.sections.len();
+            prop_assert_eq!(pe.sections.len(), n_stub + new.len());
+            prop_assert_eq!(pe.file_header.time_date_stamp.get(LE), ts);
+            let planned = plan_rvas(&stub, &new.iter().map(|s| s.data.len() as u64).collect::<Vec<_>>()).unwrap();
+            for (i, s) in new.iter().enumerate() {
+                let got = &pe.sections[n_stub + i];
+                prop_assert_eq!(got.va(), planned[i]);
+                prop_assert_eq!(pe.contents(got), &s.data[..]);
+                prop_assert_eq!(got.raw_ptr() % FILE_ALIGNMENT, 0);
+            }
+            prop_assert_eq!(out.len() % FILE_ALIGNMENT as usize, 0);
+            prop_assert_eq!(pe_checksum(&out, pe.checksum_offset()), pe.opt.check_sum.get(LE));
+            if let Some(z) = zimg {
+                let h = ZimgHeader::parse(&out).unwrap();
+                prop_assert_eq!(h.payload_offset, pe.sections[n_stub + z.section].raw_ptr());
+            }
+        }
+    }
+}
