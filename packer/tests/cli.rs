@@ -1,0 +1,463 @@
+//! End-to-end tests of the `zboot-pack` binary: packing, verification, round trips, independent
+//! validators and every bad-input case.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use zboot_format::header::Flags;
+use zboot_pack::payload;
+use zboot_pack::pe::read::PeFile;
+use zboot_pack::testkit;
+
+const BIN: &str = env!("CARGO_BIN_EXE_zboot-pack");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Run {
+    let out = Command::new(BIN)
+        .args(args.iter().map(|a| a.as_ref()))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+fn pack_ok(args: &[&dyn AsRef<std::ffi::OsStr>]) {
+    let r = run(args);
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+}
+
+#[test]
+fn every_codec_packs_verifies_and_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = write(dir.path(), "vmlinux", &testkit::vmlinux(true));
+    for codec in ["zstd", "xz", "gzip", "lz4", "none"] {
+        let a = dir.path().join(format!("a-{codec}.efi"));
+        let b = dir.path().join(format!("b-{codec}.efi"));
+        let x = dir.path().join(format!("x-{codec}.elf"));
+        pack_ok(&[&elf, &"-o", &a, &"--codec", &codec, &"-q"]);
+        let v = run(&[&"verify", &a]);
+        assert_eq!(v.code, 0, "{codec}: {}", v.stdout);
+        pack_ok(&[&"extract", &a, &"-o", &x, &"-q"]);
+        pack_ok(&[&x, &"-o", &b, &"--codec", &codec, &"-q"]);
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "{codec}: repack differs"
+        );
+        let img = std::fs::read(&a).unwrap();
+        let pe = PeFile::parse(&img).unwrap();
+        let p = payload::find(&pe).unwrap().unwrap();
+        assert_eq!(p.header.codec.name(), codec);
+        assert!(p.header.flags.has(Flags::RELOCS));
+        assert_eq!(p.header.entry_offset, 0x10);
+        assert_eq!(p.header.image_size, 0x20_1000);
+        assert_eq!(p.header.mem_size, 0x40_0000);
+        let stream = payload::decode(&p).unwrap();
+        assert_eq!(
+            &stream[p.header.relocs_offset as usize..],
+            &testkit::relocs()[..]
+        );
+    }
+}
+
+#[test]
+fn output_is_deterministic_and_honours_source_date_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = write(dir.path(), "vmlinux", &testkit::vmlinux(false));
+    let (a, b) = (dir.path().join("a.efi"), dir.path().join("b.efi"));
+    let r = run(&[&elf, &"-o", &a]);
+    assert_eq!(r.code, 0);
+    assert!(r.stderr.contains("no relocation table"), "{}", r.stderr);
+    assert_eq!(r.stderr.matches("no relocation table").count(), 1);
+    pack_ok(&[&elf, &"-o", &b, &"-q"]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let st = Command::new(BIN)
+        .arg(&elf)
+        .arg("-o")
+        .arg(&b)
+        .arg("-q")
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let img = std::fs::read(&b).unwrap();
+    let pe = PeFile::parse(&img).unwrap();
+    assert_eq!(
+        pe.file_header.time_date_stamp.get(object::LittleEndian),
+        1_700_000_000
+    );
+    let q = run(&[&elf, &"-o", &b, &"-q"]);
+    assert!(q.stderr.is_empty(), "-q printed {:?}", q.stderr);
+}
+
+#[test]
+fn embedded_sections_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = write(dir.path(), "vmlinux", &testkit::vmlinux(false));
+    let relocs = write(dir.path(), "vmlinux.relocs", &testkit::relocs());
+    let initrd = write(dir.path(), "initrd", &testkit::bytes(9, 5000));
+    let sbat_text = format!(
+        "{}\nzboot,1,zboot-pack,zboot,0.1,https://example.invalid\n",
+        zboot_pack::sbat::SBAT_VERSION_LINE
+    );
+    let sbat = write(dir.path(), "sbat.csv", sbat_text.as_bytes());
+    let out = dir.path().join("o.efi");
+    pack_ok(&[
+        &elf,
+        &"-o",
+        &out,
+        &"--cmdline",
+        &"console=ttyS0 quiet",
+        &"--initrd",
+        &initrd,
+        &"--sbat",
+        &sbat,
+        &"--relocs",
+        &relocs,
+        &"--la57",
+        &"--codec",
+        &"gzip",
+        &"-q",
+    ]);
+    let img = std::fs::read(&out).unwrap();
+    let pe = PeFile::parse(&img).unwrap();
+    let h = payload::find(&pe).unwrap().unwrap().header;
+    assert!(h.flags.has(Flags::LA57) && h.flags.has(Flags::RELOCS));
+    assert_eq!(h.cmdline_rva, pe.section(".cmdline").unwrap().va());
+    assert_eq!(h.initrd_rva, pe.section(".initrd").unwrap().va());
+    let (cmd, ird) = payload::embedded(&pe, &h).unwrap();
+    assert_eq!(cmd, b"console=ttyS0 quiet");
+    assert_eq!(ird, &std::fs::read(&initrd).unwrap()[..]);
+    assert!(pe.section(".sbat").is_some());
+    let v = run(&[&"verify", &out]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    let j = run(&[&"inspect", &"--json", &out]);
+    assert_eq!(j.code, 0);
+    let json: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(json["kind"], "zboot-pack");
+    assert_eq!(json["payload"]["codec"], "gzip");
+    assert_eq!(json["payload"]["cmdline"]["text"], "console=ttyS0 quiet");
+    assert_eq!(
+        json["payload"]["kernel_version"],
+        "Linux version 9.9.9-test (zboot) #1"
+    );
+    let t = run(&[&"inspect", &out]);
+    assert!(
+        t.stdout.contains(".zpayld") && t.stdout.contains("NX_COMPAT"),
+        "{}",
+        t.stdout
+    );
+
+    let bad_sbat = write(dir.path(), "bad.csv", b"zboot,1,zboot-pack\n");
+    let r = run(&[&elf, &"-o", &out, &"--sbat", &bad_sbat]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("bad.csv"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    use testkit::{EHDR, P_FILESZ, P_MEMSZ, P_PADDR, P_TYPE, PHDR, poke};
+    let dir = tempfile::tempdir().unwrap();
+    let good = testkit::vmlinux(false);
+    type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
+        (
+            "text",
+            Box::new(|d| *d = b"hello world, not a kernel at all".to_vec()),
+            "not an ELF or bzImage",
+        ),
+        ("elf32", Box::new(|d| d[4] = 1), "32-bit"),
+        ("bigendian", Box::new(|d| d[5] = 2), "big-endian"),
+        ("arm", Box::new(|d| poke::<2>(d, 18, 183)), "not x86_64"),
+        (
+            "noload",
+            Box::new(|d| {
+                poke::<4>(d, EHDR + P_TYPE, 0);
+                poke::<4>(d, EHDR + PHDR + P_TYPE, 0);
+            }),
+            "no PT_LOAD",
+        ),
+        (
+            "overlap",
+            Box::new(|d| poke::<8>(d, EHDR + PHDR + P_PADDR, testkit::PADDR + 0x1000)),
+            "overlapping",
+        ),
+        (
+            "beyond",
+            Box::new(|d| poke::<8>(d, EHDR + P_FILESZ, 0x10_0000)),
+            "beyond the end of the file",
+        ),
+        (
+            "absurd",
+            Box::new(|d| poke::<8>(d, EHDR + PHDR + P_MEMSZ, 3 << 30)),
+            "absurd",
+        ),
+        (
+            "misaligned",
+            Box::new(|d| {
+                poke::<8>(d, EHDR + P_PADDR, testkit::PADDR + 0x1000);
+                poke::<8>(d, EHDR + PHDR + P_PADDR, testkit::PADDR + 0x20_1000);
+                poke::<8>(d, 24, testkit::PADDR + 0x1010);
+            }),
+            "not 2 MiB aligned",
+        ),
+        (
+            "badrelocs",
+            Box::new(|d| d.extend_from_slice(&[0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])),
+            "malformed relocation table",
+        ),
+        (
+            "outrelocs",
+            Box::new(|d| {
+                d.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0x90])
+            }),
+            "malformed relocation table",
+        ),
+        (
+            "badbz",
+            Box::new(|d| {
+                d.clear();
+                d.resize(0x400, 0);
+                d[0x202..0x206].copy_from_slice(b"HdrS");
+                d[0x206] = 0x0f;
+                d[0x207] = 2;
+            }),
+            "bzImage payload",
+        ),
+    ];
+    let existing = dir.path().join("existing.efi");
+    for (name, mutate, want) in cases {
+        let mut d = good.clone();
+        mutate(&mut d);
+        let input = write(dir.path(), name, &d);
+        // A new output must not appear.
+        let out = dir.path().join(format!("{name}.efi"));
+        let r = run(&[&input, &"-o", &out]);
+        assert_eq!(r.code, 2, "{name}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{name}: {:?}", r.stderr);
+        assert!(
+            r.stderr.starts_with("zboot-pack: error: "),
+            "{name}: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(&input.display().to_string()),
+            "{name}: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(want),
+            "{name}: want {want:?} in {}",
+            r.stderr
+        );
+        assert!(!out.exists(), "{name}: output created");
+        // An existing output stays untouched.
+        std::fs::write(&existing, b"old").unwrap();
+        let r = run(&[&input, &"-o", &existing]);
+        assert_eq!(r.code, 2);
+        assert_eq!(std::fs::read(&existing).unwrap(), b"old");
+    }
+    // --relocs with a malformed table.
+    let elf = write(dir.path(), "vmlinux", &good);
+    let rel = write(dir.path(), "bad.relocs", &[1, 2, 3]);
+    let r = run(&[&elf, &"-o", &existing, &"--relocs", &rel]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("bad.relocs") && r.stderr.contains("malformed relocation table"),
+        "{}",
+        r.stderr
+    );
+    // Unreadable input, unwritable output.
+    let r = run(&[&dir.path().join("missing"), &"-o", &existing]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("missing") && r.stderr.contains("cannot read"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[&elf, &"-o", &dir.path().join("no/such/dir/x.efi")]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("cannot write"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&existing).unwrap(), b"old");
+    // No temporary files left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".zboot-pack-"))
+        .collect();
+    assert!(leftovers.is_empty());
+    // Usage errors.
+    assert_eq!(run(&[&elf]).code, 2);
+    assert_eq!(
+        run(&[&elf, &"-o", &existing, &"--codec", &"brotli"]).code,
+        2
+    );
+    assert_eq!(
+        run(&[
+            &elf, &"-o", &existing, &"--codec", &"gzip", &"--level", &"12"
+        ])
+        .code,
+        2
+    );
+    assert_eq!(run(&[&"--help"]).code, 0);
+}
+
+#[test]
+fn verify_flags_violations_with_status_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = write(dir.path(), "vmlinux", &testkit::vmlinux(false));
+    let out = dir.path().join("o.efi");
+    pack_ok(&[&elf, &"-o", &out, &"-q"]);
+    let mut img = std::fs::read(&out).unwrap();
+    let n = img.len();
+    img[n - 700] ^= 0x55; // inside the payload: checksum and payload hash break
+    let bad = write(dir.path(), "bad.efi", &img);
+    let r = run(&[&"verify", &bad]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("CheckSum"), "{}", r.stdout);
+    let sd = Path::new("/usr/lib/systemd/boot/efi/systemd-bootx64.efi");
+    if sd.exists() {
+        let r = run(&[&"verify", &sd]);
+        assert_eq!(r.code, 1);
+        assert!(
+            r.stdout.contains("NX_COMPAT") && r.stdout.contains("SectionAlignment"),
+            "{}",
+            r.stdout
+        );
+    }
+    let r = run(&[&"verify", &elf]);
+    assert_eq!(r.code, 1);
+}
+
+/// sbverify and python3-pefile accept the output.
+#[test]
+fn independent_validators_accept_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = write(dir.path(), "vmlinux", &testkit::vmlinux(true));
+    let out = dir.path().join("o.efi");
+    pack_ok(&[&elf, &"-o", &out, &"--cmdline", &"quiet", &"-q"]);
+    match Command::new("sbverify").arg("--list").arg(&out).output() {
+        Ok(o) => assert!(
+            o.status.success(),
+            "sbverify: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(_) => assert!(!in_ci(), "sbverify missing in CI"),
+    }
+    let script = r#"
+import sys, pefile
+pe = pefile.PE(sys.argv[1])
+w = pe.get_warnings()
+assert not w, w
+assert pe.OPTIONAL_HEADER.CheckSum == pe.generate_checksum(), "checksum"
+assert pe.OPTIONAL_HEADER.DllCharacteristics & 0x100, "nx"
+names = [s.Name.rstrip(b"\0") for s in pe.sections]
+assert b".zpayld" in names and b".cmdline" in names, names
+for s in pe.sections:
+    c = s.Characteristics
+    assert not (c & 0x80000000 and c & 0x20000000), s.Name
+print("ok")
+"#;
+    let py = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    match Command::new(py).arg("-c").arg(script).arg(&out).output() {
+        Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No module named 'pefile'") => {
+            assert!(!in_ci(), "python3-pefile missing in CI")
+        }
+        Ok(o) => assert!(
+            o.status.success(),
+            "pefile: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(_) => assert!(!in_ci(), "python3 missing in CI"),
+    }
+}
+
+/// The Debian kernel from the fixture cache (`ZBOOT_CACHE` or `~/.cache/zboot-pack`).
+fn debian_kernel() -> Option<PathBuf> {
+    let root = std::env::var_os("ZBOOT_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/zboot-pack")))?;
+    fn find(dir: &Path, depth: u32) -> Option<PathBuf> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for p in &entries {
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            if name.starts_with("vmlinuz-6.1.") && name.ends_with("-amd64") && p.is_file() {
+                return Some(p.clone());
+            }
+        }
+        if depth == 0 {
+            return None;
+        }
+        entries
+            .iter()
+            .filter(|p| p.is_dir())
+            .find_map(|p| find(p, depth - 1))
+    }
+    find(&root, 5)
+}
+
+#[test]
+fn debian_kernel_packs_verifies_and_round_trips() {
+    let Some(kernel) = debian_kernel() else {
+        assert!(!in_ci(), "Debian 6.1 kernel not found in the fixture cache");
+        eprintln!("skipped: no Debian kernel in the fixture cache");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&[&"verify", &kernel]);
+    assert_eq!(r.code, 0, "Debian's bzImage should pass: {}", r.stdout);
+    let a = dir.path().join("a.efi");
+    pack_ok(&[
+        &kernel, &"-o", &a, &"--codec", &"zstd", &"--level", &"1", &"-q",
+    ]);
+    let v = run(&[&"verify", &a]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    let img = std::fs::read(&a).unwrap();
+    let pe = PeFile::parse(&img).unwrap();
+    let h = payload::find(&pe).unwrap().unwrap().header;
+    assert!(h.flags.has(Flags::RELOCS) && h.flags.has(Flags::LA57));
+    assert_eq!(h.preferred_address, 0x100_0000);
+    assert_eq!(h.link_virt_base, 0xffff_ffff_8100_0000);
+    assert_eq!(h.boot_protocol, 0x020f);
+    let x = dir.path().join("x.elf");
+    let b = dir.path().join("b.efi");
+    pack_ok(&[&"extract", &a, &"-o", &x, &"-q"]);
+    pack_ok(&[&x, &"-o", &b, &"--codec", &"zstd", &"--level", &"1", &"-q"]);
+    assert!(std::fs::read(&b).unwrap() == img, "repack differs");
+    let j = run(&[&"inspect", &"--json", &a]);
+    let json: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert!(
+        json["payload"]["kernel_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("Linux version 6.1.")
+    );
+}
