@@ -282,7 +282,8 @@ mod tests {
     #[test]
     fn bad_inputs_have_clear_errors() {
         let good = testkit::vmlinux(false);
-        let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|d| d[4] = 1), "32-bit"),
             (Box::new(|d| d[5] = 2), "big-endian"),
             (Box::new(|d| poke::<2>(d, 18, 183)), "not x86_64"),

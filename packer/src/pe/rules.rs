@@ -340,7 +340,8 @@ mod tests {
         let pe = PeFile::parse(&good).unwrap();
         let opt = pe.opt_offset;
         let dll = opt + std::mem::offset_of!(ImageOptionalHeader64, dll_characteristics);
-        let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(move |d| d[dll + 1] &= !0x01), "NX_COMPAT"),
             (Box::new(|d| d.extend_from_slice(&[0; 512])), "trailing"),
             (
