@@ -74,6 +74,15 @@ pub struct Ovmf {
 }
 
 impl Ovmf {
+    /// The (passphrase-free key, certificate) of this build's snakeoil Secure Boot keys, the ones
+    /// its `OVMF_VARS_4M.snakeoil.fd` enrols. (2022.11 and 2025.02 ship different keys.)
+    pub fn snakeoil(&self) -> Result<(PathBuf, PathBuf)> {
+        Ok((
+            self.file("PkKek-1-snakeoil.nopass.key")?,
+            self.file("PkKek-1-snakeoil.pem")?,
+        ))
+    }
+
     pub fn file(&self, name: &str) -> Result<PathBuf> {
         let p = self.dir.join(name);
         if p.is_file() {
@@ -97,7 +106,8 @@ pub struct Fixtures {
     pub systemd_boot_version: String,
     pub ovmf2022: Ovmf,
     pub ovmf2025: Ovmf,
-    /// Snakeoil signing key without passphrase, and its certificate (from trixie's ovmf).
+    /// Snakeoil signing key without passphrase, and its certificate (from trixie's ovmf; see
+    /// [`Ovmf::snakeoil`] for the 2022.11 ones).
     pub snakeoil_key: PathBuf,
     pub snakeoil_cert: PathBuf,
     /// gzip'd newc cpio with busybox and `/init`.
@@ -534,6 +544,10 @@ fn collect_ovmf(sysroot: &Path, dir: &Path) -> Result<()> {
 
 fn ovmf2022(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) -> Result<()> {
     if cached(root, m, &["ovmf2022.dir"]) && !opts.refresh {
+        let dir = root.join(&m["ovmf2022.dir"]);
+        if dir.join("PkKek-1-snakeoil.key").is_file() {
+            decrypt_snakeoil_key(&dir)?;
+        }
         eprintln!("fixtures: ovmf {} (cached)", m["ovmf2022.version"]);
         return Ok(());
     }
@@ -560,6 +574,9 @@ fn ovmf2022(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) 
         version.starts_with("2022.11"),
         "the system's ovmf is {version}, expected 2022.11 (Debian 12)"
     );
+    if dir.join("PkKek-1-snakeoil.key").is_file() {
+        decrypt_snakeoil_key(&dir)?;
+    }
     eprintln!("fixtures: ovmf {version}");
     m.insert("ovmf2022.version".into(), version);
     m.insert("ovmf2022.dir".into(), rel(root, &dir));
@@ -720,23 +737,7 @@ fn ovmf2025(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) 
     ] {
         ensure!(dir.join(f).is_file(), "trixie's ovmf {version} lacks {f}");
     }
-    // sbsign cannot take a passphrase on the command line: keep a decrypted copy of the key.
-    let key = dir.join("PkKek-1-snakeoil.nopass.key");
-    if !key.is_file() {
-        ensure!(
-            have_tool("openssl"),
-            "`openssl` is needed to decrypt the snakeoil key"
-        );
-        run_capture(
-            Command::new("openssl")
-                .args(["pkey", "-passin"])
-                .arg(format!("pass:{SNAKEOIL_PASS}"))
-                .arg("-in")
-                .arg(dir.join("PkKek-1-snakeoil.key"))
-                .arg("-out")
-                .arg(&key),
-        )?;
-    }
+    let key = decrypt_snakeoil_key(&dir)?;
     let listing: Vec<String> = {
         let mut v: Vec<String> = fs::read_dir(&dir)?
             .filter_map(|e| e.ok())
@@ -755,6 +756,28 @@ fn ovmf2025(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) 
         rel(root, &dir.join("PkKek-1-snakeoil.pem")),
     );
     Ok(())
+}
+
+/// sbsign cannot take a passphrase on the command line: keep a decrypted copy of an OVMF
+/// package's snakeoil key (`PkKek-1-snakeoil.nopass.key`) next to it.
+fn decrypt_snakeoil_key(dir: &Path) -> Result<PathBuf> {
+    let key = dir.join("PkKek-1-snakeoil.nopass.key");
+    if !key.is_file() {
+        ensure!(
+            have_tool("openssl"),
+            "`openssl` is needed to decrypt the snakeoil key"
+        );
+        run_capture(
+            Command::new("openssl")
+                .args(["pkey", "-passin"])
+                .arg(format!("pass:{SNAKEOIL_PASS}"))
+                .arg("-in")
+                .arg(dir.join("PkKek-1-snakeoil.key"))
+                .arg("-out")
+                .arg(&key),
+        )?;
+    }
+    Ok(key)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -66,6 +66,14 @@ impl Firmware {
         Ok((ovmf.file(code)?, ovmf.file(vars)?))
     }
 
+    /// The OVMF build this firmware comes from.
+    pub fn ovmf(self, fx: &Fixtures) -> &crate::fixtures::Ovmf {
+        match self {
+            Firmware::Ovmf2022 | Firmware::Ovmf2022SecureBoot => &fx.ovmf2022,
+            _ => &fx.ovmf2025,
+        }
+    }
+
     /// Secure-Boot-capable code: needs SMM and a secure pflash.
     pub fn needs_smm(self) -> bool {
         !matches!(self, Firmware::Ovmf2022 | Firmware::Ovmf2025)
@@ -253,13 +261,14 @@ fn qemu_binary() -> Result<PathBuf> {
         .ok_or_else(|| missing(format!("{name} (apt package qemu-system-x86)")))
 }
 
-/// Signs an EFI binary with the snakeoil key (sbsign).
-pub fn sign(fx: &Fixtures, input: &Path, output: &Path) -> Result<()> {
+/// Signs an EFI binary with the snakeoil key that `firmware`'s snakeoil vars enrol (sbsign).
+pub fn sign(fx: &Fixtures, firmware: Firmware, input: &Path, output: &Path) -> Result<()> {
+    let (key, cert) = firmware.ovmf(fx).snakeoil()?;
     let out = Command::new("sbsign")
         .arg("--key")
-        .arg(&fx.snakeoil_key)
+        .arg(&key)
         .arg("--cert")
-        .arg(&fx.snakeoil_cert)
+        .arg(&cert)
         .arg("--output")
         .arg(output)
         .arg(input)
@@ -275,13 +284,19 @@ pub fn sign(fx: &Fixtures, input: &Path, output: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Puts `src` at `esp/rel` (signed if `sign`).
-fn place(fx: &Fixtures, esp: &Path, rel: &str, src: &Path, sign_it: bool) -> Result<()> {
+/// Puts `src` at `esp/rel` (signed for `sign_for` if given).
+fn place(
+    fx: &Fixtures,
+    esp: &Path,
+    rel: &str,
+    src: &Path,
+    sign_for: Option<Firmware>,
+) -> Result<()> {
     let dst = esp.join(rel.trim_start_matches(['/', '\\']).replace('\\', "/"));
     fs::create_dir_all(dst.parent().unwrap())?;
     ensure!(src.is_file(), "{} does not exist", src.display());
-    if sign_it {
-        sign(fx, src, &dst)
+    if let Some(fw) = sign_for {
+        sign(fx, fw, src, &dst)
     } else {
         fs::copy(src, &dst)
             .with_context(|| format!("copying {} to the ESP", src.display()))
@@ -290,17 +305,18 @@ fn place(fx: &Fixtures, esp: &Path, rel: &str, src: &Path, sign_it: bool) -> Res
 }
 
 fn populate_esp(fx: &Fixtures, spec: &BootSpec, esp: &Path) -> Result<()> {
+    let sign = spec.sign.then_some(spec.firmware);
     match &spec.mode {
         BootMode::SystemdBoot {
             linux,
             initrd,
             options,
         } => {
-            place(fx, esp, "EFI/BOOT/BOOTX64.EFI", &fx.systemd_boot, spec.sign)?;
-            place(fx, esp, "zboot/linux.efi", linux, spec.sign)?;
+            place(fx, esp, "EFI/BOOT/BOOTX64.EFI", &fx.systemd_boot, sign)?;
+            place(fx, esp, "zboot/linux.efi", linux, sign)?;
             let mut entry = String::from("title zboot-pack test\nlinux /zboot/linux.efi\n");
             if let Some(initrd) = initrd {
-                place(fx, esp, "zboot/initrd.img", initrd, false)?;
+                place(fx, esp, "zboot/initrd.img", initrd, None)?;
                 entry.push_str("initrd /zboot/initrd.img\n");
             }
             entry.push_str(&format!("options {options}\n"));
@@ -312,7 +328,7 @@ fn populate_esp(fx: &Fixtures, spec: &BootSpec, esp: &Path) -> Result<()> {
             fs::write(esp.join("loader/entries/zboot.conf"), entry)?;
         }
         BootMode::Bare { image } => {
-            place(fx, esp, "EFI/BOOT/BOOTX64.EFI", image, spec.sign)?;
+            place(fx, esp, "EFI/BOOT/BOOTX64.EFI", image, sign)?;
         }
         BootMode::Shell { image, args } => {
             ensure!(
@@ -320,7 +336,7 @@ fn populate_esp(fx: &Fixtures, spec: &BootSpec, esp: &Path) -> Result<()> {
                 "{} has no UEFI shell",
                 spec.firmware
             );
-            place(fx, esp, "image.efi", image, spec.sign)?;
+            place(fx, esp, "image.efi", image, sign)?;
             // The shell runs startup.nsh from the first file system after a 5 s countdown.
             fs::write(
                 esp.join("startup.nsh"),
@@ -329,7 +345,7 @@ fn populate_esp(fx: &Fixtures, spec: &BootSpec, esp: &Path) -> Result<()> {
         }
     }
     for (rel, src) in &spec.extra_files {
-        place(fx, esp, rel, src, false)?;
+        place(fx, esp, rel, src, None)?;
     }
     Ok(())
 }
