@@ -292,6 +292,52 @@ fn packed_sdboot(ctx: &Ctx, fw: Firmware) -> Result<()> {
     Ok(())
 }
 
+/// The packed kernel, signed with the snakeoil key, boots under enforcing Secure Boot on
+/// strict-NX firmware (sbsign accepts the image; the firmware verifies it).
+fn packed_secure_boot(ctx: &Ctx) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let fw = Firmware::Ovmf2025StrictNxSecureBoot;
+    let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
+    let spec = BootSpec::systemd_boot(
+        format!("packed-bzimage-sdboot-{fw}"),
+        fw,
+        image,
+        Some(fx.initramfs.clone()),
+        baseline_options(),
+    );
+    let out = ctx.boot(&spec)?;
+    let r = check_linux_report(ctx, &out)?;
+    ensure!(
+        r.secure_boot == Some(true),
+        "secure_boot={:?}, want 1",
+        r.raw.get("secure_boot")
+    );
+    Ok(())
+}
+
+/// The packed kernel started directly by the firmware (no loader, no load options) uses its
+/// embedded `.cmdline` and `.initrd`.
+fn packed_embedded_bare(ctx: &Ctx) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let fw = Firmware::Ovmf2025StrictNx;
+    let cmdline = baseline_options();
+    let initrd = fx.initramfs.display().to_string();
+    let image = ctx.pack(
+        "packed-bzimage-embedded",
+        &fx.kernel.vmlinuz,
+        &["--cmdline", &cmdline, "--initrd", &initrd],
+    )?;
+    let spec = BootSpec::new(
+        format!("packed-embedded-bare-{fw}"),
+        fw,
+        BootMode::Bare { image },
+    );
+    let out = ctx.boot(&spec)?;
+    let r = check_linux_report(ctx, &out)?;
+    check_memtotal_parity(ctx, fw, r)?;
+    Ok(())
+}
+
 /// The table. Baselines first: later rows compare against them.
 pub const TESTS: &[BootTest] = &[
     BootTest {
@@ -321,5 +367,13 @@ pub const TESTS: &[BootTest] = &[
     BootTest {
         name: "packed-bzimage-sdboot-ovmf2022",
         run: |ctx| packed_sdboot(ctx, Firmware::Ovmf2022),
+    },
+    BootTest {
+        name: "packed-bzimage-sdboot-ovmf2025-strict-nx-secure-boot",
+        run: packed_secure_boot,
+    },
+    BootTest {
+        name: "packed-embedded-cmdline-initrd-bare-ovmf2025-strict-nx",
+        run: packed_embedded_bare,
     },
 ];
