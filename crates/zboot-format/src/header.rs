@@ -494,9 +494,12 @@ mod tests {
         }
     }
 
+    /// A mutation of a valid header and the error it must produce.
+    type Case = (fn(&mut PayloadHeader), HeaderError);
+
     #[test]
     fn inconsistent_fields_are_rejected() {
-        let cases: [(fn(&mut PayloadHeader), HeaderError); 8] = [
+        let cases: [Case; 8] = [
             (
                 |h| h.compressed_size = 101,
                 HeaderError::CompressedBeyondSection,
