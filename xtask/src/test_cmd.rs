@@ -1,5 +1,5 @@
 //! `cargo xtask test`: what CI runs. Steps (`fmt`, `clippy`, `unit-tests`) then the boot tests
-//! of [`crate::boot_tests::TESTS`]. The last line is always `N passed, N failed`.
+//! of [`crate::boot_tests::all`]. The last line is always `N passed, N failed`.
 //!
 //! Under `CI=true` a missing prerequisite (QEMU, firmware, fixture) is a failure; elsewhere the
 //! test is skipped with a message.
@@ -8,7 +8,7 @@ use anyhow::Result;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::boot_tests::{Ctx, TESTS};
+use crate::boot_tests::{self, Ctx};
 use crate::fixtures::Missing;
 
 #[derive(clap::Args, Debug)]
@@ -60,7 +60,7 @@ pub fn run(a: &TestArgs) -> Result<()> {
         for (name, args) in STEPS {
             println!("step {name}: cargo {}", args.join(" "));
         }
-        for t in TESTS {
+        for t in boot_tests::all() {
             println!("boot {}", t.name);
         }
         return Ok(());
@@ -86,7 +86,7 @@ pub fn run(a: &TestArgs) -> Result<()> {
     }
     if !a.no_boot {
         let ctx = Ctx::new(ci);
-        for t in TESTS.iter().filter(|t| selected(t.name)) {
+        for t in boot_tests::all().filter(|t| selected(t.name)) {
             println!("==> boot {}", t.name);
             let start = Instant::now();
             let v = match (t.run)(&ctx) {

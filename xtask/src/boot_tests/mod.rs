@@ -1,5 +1,6 @@
-//! The boot tests: one table of named tests, each building a [`BootSpec`] and asserting on the
-//! [`BootOutcome`]. Later work adds rows to [`TESTS`].
+//! The boot tests: tables of named tests, one module per area, each test building a [`BootSpec`]
+//! and asserting on the [`BootOutcome`]. [`all`] is the run order: foundation first, because its
+//! baselines are what later rows compare against. New tests go into their area's `TESTS` table.
 //!
 //! Shared state lives in [`Ctx`]: the fixtures, the packer binary (built once), and the
 //! parity baselines (Debian's own bzImage booted through systemd-boot, once per firmware).
@@ -192,188 +193,19 @@ pub fn check_memtotal_parity(ctx: &Ctx, fw: Firmware, r: &InitReport) -> Result<
 // ---------------------------------------------------------------------------------------------
 // The tests
 
-fn bzimage_baseline(ctx: &Ctx, fw: Firmware) -> Result<()> {
-    let out = ctx.baseline(fw)?;
-    check_linux_report(ctx, &out)?;
-    Ok(())
-}
+mod foundation;
+mod hardening;
+mod reliability;
+mod stub;
 
-/// The UEFI shell mode works: startup.nsh starts the bzImage with arguments, and the Linux EFI
-/// stub's own `initrd=` loads the initramfs from the ESP.
-fn bzimage_shell(ctx: &Ctx) -> Result<()> {
-    let fx = ctx.fixtures()?;
-    let mut spec = BootSpec::new(
-        "bzimage-shell-ovmf2022",
-        Firmware::Ovmf2022,
-        BootMode::Shell {
-            image: fx.kernel.vmlinuz.clone(),
-            args: format!("initrd=\\initrd.img {}", baseline_options()),
-        },
-    );
-    spec.extra_files
-        .push(("initrd.img".into(), fx.initramfs.clone()));
-    let out = ctx.boot(&spec)?;
-    check_linux_report(ctx, &out)?;
-    Ok(())
+/// Every boot test, in run order.
+pub fn all() -> impl Iterator<Item = &'static BootTest> {
+    [
+        foundation::TESTS,
+        stub::TESTS,
+        hardening::TESTS,
+        reliability::TESTS,
+    ]
+    .into_iter()
+    .flatten()
 }
-
-/// Secure Boot enforcing (snakeoil keys) on strict-NX 2025.02: signed systemd-boot and a signed
-/// bzImage boot, and the guest sees Secure Boot enabled.
-fn bzimage_secure_boot(ctx: &Ctx) -> Result<()> {
-    let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNxSecureBoot;
-    let spec = BootSpec::systemd_boot(
-        format!("bzimage-sdboot-{fw}"),
-        fw,
-        &fx.kernel.vmlinuz,
-        Some(fx.initramfs.clone()),
-        baseline_options(),
-    );
-    ensure!(spec.sign, "images must be signed for {fw}");
-    let out = ctx.boot(&spec)?;
-    let r = check_linux_report(ctx, &out)?;
-    ensure!(
-        r.secure_boot == Some(true),
-        "secure_boot={:?}, want 1",
-        r.raw.get("secure_boot")
-    );
-    Ok(())
-}
-
-/// Secure Boot enforcing rejects an unsigned image: nothing boots.
-fn unsigned_rejected_secure_boot(ctx: &Ctx) -> Result<()> {
-    let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNxSecureBoot;
-    let mut spec = BootSpec::new(
-        format!("unsigned-bare-{fw}"),
-        fw,
-        BootMode::Bare {
-            image: fx.kernel.vmlinuz.clone(),
-        },
-    );
-    spec.sign = false;
-    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
-    // OVMF gives up on the boot options and drops to the boot manager: stop there.
-    spec.stop_on.extend([
-        "Access Denied".to_string(),
-        "BdsDxe: No bootable option".to_string(),
-    ]);
-    let out = ctx.boot(&spec)?;
-    ensure!(
-        out.report.is_none(),
-        "an unsigned image booted under enforcing Secure Boot"
-    );
-    ensure!(
-        out.log.contains("Access Denied"),
-        "the firmware did not deny the unsigned image (log {}):\n{}",
-        out.log_path.display(),
-        out.log_tail(10)
-    );
-    Ok(())
-}
-
-/// The packed Debian kernel boots like the bzImage baseline (MemTotal within 1%).
-fn packed_sdboot(ctx: &Ctx, fw: Firmware) -> Result<()> {
-    let fx = ctx.fixtures()?;
-    let name = format!("packed-bzimage-sdboot-{fw}");
-    let image = ctx
-        .pack("packed-bzimage", &fx.kernel.vmlinuz, &[])
-        .context("packing the Debian kernel")?;
-    let spec = BootSpec::systemd_boot(
-        &name,
-        fw,
-        image,
-        Some(fx.initramfs.clone()),
-        baseline_options(),
-    );
-    let out = ctx.boot(&spec)?;
-    let r = check_linux_report(ctx, &out)?;
-    check_memtotal_parity(ctx, fw, r)?;
-    Ok(())
-}
-
-/// The packed kernel, signed with the snakeoil key, boots under enforcing Secure Boot on
-/// strict-NX firmware (sbsign accepts the image; the firmware verifies it).
-fn packed_secure_boot(ctx: &Ctx) -> Result<()> {
-    let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNxSecureBoot;
-    let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
-    let spec = BootSpec::systemd_boot(
-        format!("packed-bzimage-sdboot-{fw}"),
-        fw,
-        image,
-        Some(fx.initramfs.clone()),
-        baseline_options(),
-    );
-    let out = ctx.boot(&spec)?;
-    let r = check_linux_report(ctx, &out)?;
-    ensure!(
-        r.secure_boot == Some(true),
-        "secure_boot={:?}, want 1",
-        r.raw.get("secure_boot")
-    );
-    Ok(())
-}
-
-/// The packed kernel started directly by the firmware (no loader, no load options) uses its
-/// embedded `.cmdline` and `.initrd`.
-fn packed_embedded_bare(ctx: &Ctx) -> Result<()> {
-    let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNx;
-    let cmdline = baseline_options();
-    let initrd = fx.initramfs.display().to_string();
-    let image = ctx.pack(
-        "packed-bzimage-embedded",
-        &fx.kernel.vmlinuz,
-        &["--cmdline", &cmdline, "--initrd", &initrd],
-    )?;
-    let spec = BootSpec::new(
-        format!("packed-embedded-bare-{fw}"),
-        fw,
-        BootMode::Bare { image },
-    );
-    let out = ctx.boot(&spec)?;
-    let r = check_linux_report(ctx, &out)?;
-    check_memtotal_parity(ctx, fw, r)?;
-    Ok(())
-}
-
-/// The table. Baselines first: later rows compare against them.
-pub const TESTS: &[BootTest] = &[
-    BootTest {
-        name: "bzimage-sdboot-ovmf2022",
-        run: |ctx| bzimage_baseline(ctx, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "bzimage-sdboot-ovmf2025-strict-nx",
-        run: |ctx| bzimage_baseline(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "bzimage-shell-ovmf2022",
-        run: bzimage_shell,
-    },
-    BootTest {
-        name: "bzimage-sdboot-ovmf2025-strict-nx-secure-boot",
-        run: bzimage_secure_boot,
-    },
-    BootTest {
-        name: "unsigned-rejected-ovmf2025-strict-nx-secure-boot",
-        run: unsigned_rejected_secure_boot,
-    },
-    BootTest {
-        name: "packed-bzimage-sdboot-ovmf2025-strict-nx",
-        run: |ctx| packed_sdboot(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "packed-bzimage-sdboot-ovmf2022",
-        run: |ctx| packed_sdboot(ctx, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "packed-bzimage-sdboot-ovmf2025-strict-nx-secure-boot",
-        run: packed_secure_boot,
-    },
-    BootTest {
-        name: "packed-embedded-cmdline-initrd-bare-ovmf2025-strict-nx",
-        run: packed_embedded_bare,
-    },
-];
