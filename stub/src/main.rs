@@ -23,21 +23,25 @@ mod initrd;
 #[cfg(target_os = "uefi")]
 mod memory;
 #[cfg(target_os = "uefi")]
+mod rng;
+#[cfg(target_os = "uefi")]
 mod secureboot;
 
 #[cfg(target_os = "uefi")]
 mod pipeline {
-    use crate::arch::x86_64::{boot_params as bp, e820, handoff, kaslr};
+    use crate::arch::x86_64::{boot_params as bp, e820, handoff, kaslr, paging};
     use crate::console;
     use crate::error::{Context, Error};
     use crate::memory::{self, Pages};
-    use crate::{cmdline, decode, gop, initrd, payload, secureboot};
+    use crate::{cmdline, decode, gop, initrd, payload, rng, secureboot};
     use alloc::vec::Vec;
     use core::convert::Infallible;
     use uefi::boot::MemoryType;
     use uefi::mem::memory_map::MemoryMap;
     use uefi::proto::loaded_image::LoadedImage;
-    use zboot_format::bootparam::{BootParams, E820Entry, SETUP_E820_EXT, SetupData};
+    use zboot_format::bootparam::{
+        BootParams, E820Entry, SETUP_E820_EXT, SETUP_RNG_SEED, SetupData,
+    };
     use zboot_format::header::{self, PayloadHeader};
     use zboot_format::relocs::RelocTable;
 
@@ -77,12 +81,36 @@ mod pipeline {
         );
         progress!("cmdline: {}", line);
 
-        // 3. The kernel's memory, once, aligned, executable.
-        let mut kernel = allocate_kernel(&h)?;
-        progress!("kernel region {:#x}+{:#x}", kernel.addr(), h.mem_size);
+        // 3. KASLR decisions and the kernel's memory, once, aligned, executable.
+        let mut random = [0u8; 64];
+        let source = rng::fill(&mut random);
+        let word = |i: usize| u64::from_le_bytes(random[i * 8..i * 8 + 8].try_into().unwrap());
+        if source != rng::Source::EfiRng {
+            progress!("KASLR seed from {}", source.name());
+        }
+        let (phys_policy, virt_random) = kaslr::policy(
+            opts.nokaslr,
+            opts.no_phys_kaslr,
+            h.flags.has(zboot_format::Flags::RELOCS),
+        );
+        let (mut kernel, phys_random) = allocate_kernel(&h, phys_policy, word(0))?;
+        let delta = kaslr::virt_delta(
+            virt_random.then(|| word(1)),
+            h.preferred_address,
+            h.mem_size,
+            h.alignment,
+        );
+        let randomized = phys_random || virt_random;
+        progress!(
+            "kernel region {:#x}+{:#x} (physical {}), virtual delta {:#x}",
+            kernel.addr(),
+            h.mem_size,
+            if phys_random { "random" } else { "preferred" },
+            delta
+        );
 
         // 4. Decompress in place, verify, relocate, clear the rest.
-        unpack(&h, payload.compressed, &mut kernel)?;
+        unpack(&h, payload.compressed, &mut kernel, delta)?;
 
         // 5. Initrd.
         let initrd = initrd::load(&opts, payload.initrd).map_err(|e| Error::Efi(e.0, e.1))?;
@@ -103,9 +131,27 @@ mod pipeline {
                 alignment: h.alignment,
                 preferred_address: h.preferred_address,
                 xloadflags: h.xloadflags,
-                randomized: false,
+                randomized,
             },
         );
+        // The kernel's RNG seed (never from the weak TSC fallback).
+        let rng_seed = if source != rng::Source::Tsc {
+            Some(rng_seed_node(params, &random[32..64])?)
+        } else {
+            None
+        };
+        // 5-level paging: decide now, prepare the trampoline while EFI can still allocate.
+        let (cr3, cr4) = handoff::control_registers();
+        let switch = paging::decide(paging::Facts {
+            cpu_la57: handoff::cpu_has_la57(),
+            cr4_la57: cr4 & paging::CR4_LA57 != 0,
+            kernel_la57: h.flags.has(zboot_format::Flags::LA57),
+            no5lvl: opts.no5lvl,
+        });
+        let trampoline = match switch {
+            paging::Switch::None => None,
+            s => Some(Trampoline::prepare(s)?),
+        };
         let mut cmdline_pages = Pages::low(line.len() as u64 + 1, MemoryType::LOADER_DATA)
             .efi("allocate command line")?;
         cmdline_pages.bytes_mut()[..line.len()].copy_from_slice(line.as_bytes());
@@ -132,6 +178,9 @@ mod pipeline {
             .unwrap_or(0);
         kernel.leak();
         cmdline_pages.leak();
+        if let Some(p) = rng_seed {
+            p.leak();
+        }
         // SAFETY: no boot-service object is used after this point.
         let map = unsafe { uefi::boot::exit_boot_services(Some(MemoryType::LOADER_DATA)) };
         finish_boot_params(params, &map, e820_scratch, e820_ext);
@@ -149,9 +198,107 @@ mod pipeline {
         core::mem::forget(map); // the kernel reuses the final map: keep it allocated
         zero_page.write(0, params);
         let params_addr = zero_page.leak();
+        if let Some(t) = trampoline {
+            // SAFETY: as below; the trampoline pages were prepared before ExitBootServices.
+            unsafe { t.enter(cr3, entry, params_addr) }
+        }
         // SAFETY: boot services are gone; the kernel at `entry` passed its SHA-256 check and
         // lies in identity-mapped, executable memory; the zero page is complete.
         unsafe { handoff::jump(entry, params_addr) }
+    }
+
+    /// A `SETUP_RNG_SEED` node with `seed`, linked into `params` (the kernel feeds it to its
+    /// RNG and wipes it).
+    fn rng_seed_node(params: &mut BootParams, seed: &[u8]) -> Result<Pages, Error> {
+        let mut page = Pages::low(4096, MemoryType::LOADER_DATA).efi("allocate RNG seed")?;
+        let mut node = SetupData {
+            next: 0,
+            typ: SETUP_RNG_SEED,
+            len: seed.len() as u32,
+        };
+        bp::link_setup_data(params, &mut node, page.addr());
+        page.write(0, &node);
+        page.bytes_mut()[size_of::<SetupData>()..][..seed.len()].copy_from_slice(seed);
+        Ok(page)
+    }
+
+    /// The LA57 switch trampoline: a code page (read-only + executable) and two data pages
+    /// (variables + GDT, new root table), all below 4 GiB, allocated before ExitBootServices.
+    struct Trampoline {
+        switch: paging::Switch,
+        code: u64,
+        ret64: usize,
+        data: Pages,
+    }
+
+    impl Trampoline {
+        fn prepare(switch: paging::Switch) -> Result<Trampoline, Error> {
+            let (bytes, ret64) = handoff::trampoline();
+            let mut code = Pages::below_4g(4096, MemoryType::LOADER_CODE)
+                .efi("allocate LA57 trampoline below 4 GiB")?;
+            code.bytes_mut()[..bytes.len()].copy_from_slice(bytes);
+            let data = Pages::below_4g(8192, MemoryType::LOADER_DATA)
+                .efi("allocate LA57 page table below 4 GiB")?;
+            // W^X: the code page becomes read-only, then executable.
+            let attr = memory::protect_code(code.addr(), 4096).efi("protect LA57 trampoline")?;
+            progress!(
+                "5-level paging: {:?} via trampoline at {:#x}{}",
+                switch,
+                code.addr(),
+                if attr { " (RO+X)" } else { "" }
+            );
+            Ok(Trampoline {
+                switch,
+                code: code.leak(),
+                ret64,
+                data,
+            })
+        }
+
+        /// After ExitBootServices: build the new root table, fill the variables, switch the
+        /// paging mode and enter the kernel.
+        ///
+        /// # Safety
+        /// Boot services are gone; `entry`/`params` as for `handoff::jump`; `cr3` the current
+        /// root.
+        unsafe fn enter(mut self, cr3: u64, entry: u64, params: u64) -> ! {
+            let vars_addr = self.data.addr();
+            let table_addr = vars_addr + 4096;
+            let bytes = self.data.bytes_mut();
+            let (vars, table) = bytes.split_at_mut(4096);
+            let new_cr3 = match self.switch {
+                paging::Switch::Enable => {
+                    table[..8].copy_from_slice(&paging::pml5_entry(cr3).to_le_bytes());
+                    table_addr
+                }
+                _ => {
+                    let root = cr3 & paging::PTE_ADDR;
+                    // SAFETY: CR3 points at the firmware's identity-mapped PML5 (readable).
+                    let e0 = unsafe { core::ptr::read_volatile(root as *const u64) };
+                    let pml4 = e0 & paging::PTE_ADDR;
+                    if pml4 <= 0xffff_f000 {
+                        pml4
+                    } else {
+                        // SAFETY: the PML4 is a 4 KiB identity-mapped page table.
+                        let src = unsafe { core::slice::from_raw_parts(pml4 as *const u8, 4096) };
+                        table.copy_from_slice(src);
+                        table_addr
+                    }
+                }
+            };
+            paging::fill_vars(
+                vars,
+                vars_addr,
+                new_cr3 as u32,
+                self.switch,
+                (self.code + self.ret64 as u64) as u32,
+                entry,
+                params,
+            );
+            let v = self.data.leak();
+            // SAFETY: the trampoline code and variables are complete; see the caller.
+            unsafe { handoff::jump_via_trampoline(self.code, v) }
+        }
     }
 
     fn load_options() -> Result<alloc::string::String, Error> {
@@ -163,22 +310,62 @@ mod pipeline {
             .unwrap_or_default())
     }
 
-    fn allocate_kernel(h: &PayloadHeader) -> Result<Pages, Error> {
-        // No seed yet: the preferred address when free, else any aligned address.
-        let at = match kaslr::choose(None, 0) {
-            kaslr::Placement::Preferred => Some(h.preferred_address),
-            _ => None,
-        };
+    /// The kernel's memory: a random slot (physical KASLR) or the preferred address, else any
+    /// aligned address. Returns the pages and whether the address was randomized.
+    fn allocate_kernel(
+        h: &PayloadHeader,
+        policy: kaslr::PhysPolicy,
+        seed: u64,
+    ) -> Result<(Pages, bool), Error> {
         // LOADER_CODE: executable on firmware that maps data NX.
-        let kernel = Pages::aligned(h.mem_size, h.alignment, at, MemoryType::LOADER_CODE)
-            .efi("allocate kernel memory")?;
+        let ty = MemoryType::LOADER_CODE;
+        let mut kernel = None;
+        if policy == kaslr::PhysPolicy::Random {
+            let rules = kaslr::SlotRules {
+                size: h.mem_size,
+                align: h.alignment,
+                min: h.preferred_address,
+                max: kaslr::PHYS_MAX,
+            };
+            let ranges = memory::conventional_ranges().efi("GetMemoryMap")?;
+            match kaslr::random_phys(&ranges, &rules, seed) {
+                Some(at) => match Pages::at(at, h.mem_size, ty) {
+                    Ok(p) => kernel = Some(p),
+                    Err(e) => progress!("KASLR slot {:#x} refused ({:?})", at, e.status()),
+                },
+                None => progress!("KASLR: no free slot, physical randomization off"),
+            }
+        }
+        let randomized = kernel.is_some();
+        let kernel = match kernel {
+            Some(k) => k,
+            None => {
+                let k = Pages::aligned(h.mem_size, h.alignment, Some(h.preferred_address), ty)
+                    .efi("allocate kernel memory")?;
+                if k.addr() != h.preferred_address {
+                    progress!(
+                        "preferred address {:#x} busy: kernel at {:#x} instead",
+                        h.preferred_address,
+                        k.addr()
+                    );
+                }
+                k
+            }
+        };
+        // The kernel writes its data, bss and early page tables in place and runs its text from
+        // the same region under the firmware's identity map: RWX at entry (see boot-flow.md).
         if memory::allow_execute(kernel.addr(), h.mem_size).efi("clear XP on the kernel")? {
             progress!("memory attribute protocol: XP cleared on the kernel region");
         }
-        Ok(kernel)
+        Ok((kernel, randomized))
     }
 
-    fn unpack(h: &PayloadHeader, compressed: &[u8], kernel: &mut Pages) -> Result<(), Error> {
+    fn unpack(
+        h: &PayloadHeader,
+        compressed: &[u8],
+        kernel: &mut Pages,
+        delta: u64,
+    ) -> Result<(), Error> {
         let region = &mut kernel.bytes_mut()[..h.mem_size as usize];
         let decoded_len = h.uncompressed_size as usize;
         if h.flags.has(zboot_format::Flags::BCJ_X86) {
@@ -205,7 +392,6 @@ mod pipeline {
             table
                 .check_counts(h.relocs_count64, h.relocs_count_inv32, h.relocs_count32)
                 .map_err(Error::Relocs)?;
-            let delta = kaslr::virt_delta(0);
             table
                 .apply(image, h.link_virt_base, delta)
                 .map_err(Error::Relocs)?;

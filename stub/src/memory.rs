@@ -36,6 +36,19 @@ impl Pages {
         Ok(p)
     }
 
+    /// `bytes` of `ty` memory strictly below 4 GiB (for code and tables used with paging off),
+    /// zeroed.
+    pub fn below_4g(bytes: u64, ty: MemoryType) -> Result<Pages> {
+        let mut p = Self::raw(AllocateType::MaxAddress(0xffff_ffff), ty, pages(bytes))?;
+        p.bytes_mut().fill(0);
+        Ok(p)
+    }
+
+    /// `size` bytes exactly at `addr` (AllocateAddress), not zeroed.
+    pub fn at(addr: u64, size: u64, ty: MemoryType) -> Result<Pages> {
+        Self::raw(AllocateType::Address(addr), ty, pages(size))
+    }
+
     /// `size` bytes aligned to `align`: at `preferred` if free, else over-allocate and trim.
     pub fn aligned(size: u64, align: u64, preferred: Option<u64>, ty: MemoryType) -> Result<Pages> {
         if let Some(at) = preferred
@@ -119,6 +132,42 @@ pub fn allow_execute(addr: u64, len: u64) -> Result<bool> {
     use uefi::mem::memory_map::MemoryAttribute as A;
     mp.clear_memory_attributes(addr..addr + len, A::EXECUTE_PROTECT | A::READ_ONLY)?;
     Ok(true)
+}
+
+/// Make `[addr, addr+len)` read-only and executable (W^X for code the stub wrote, e.g. the
+/// LA57 trampoline) where the EFI_MEMORY_ATTRIBUTE_PROTOCOL exists; RO is set before XP is
+/// cleared so that the range is never writable and executable at once. Returns whether the
+/// protocol was there (without it the firmware maps LOADER_CODE executable).
+pub fn protect_code(addr: u64, len: u64) -> Result<bool> {
+    let Ok(handle) = boot::get_handle_for_protocol::<MemoryProtection>() else {
+        return Ok(false);
+    };
+    let mp = boot::open_protocol_exclusive::<MemoryProtection>(handle)?;
+    use uefi::mem::memory_map::MemoryAttribute as A;
+    mp.set_memory_attributes(addr..addr + len, A::READ_ONLY)?;
+    mp.clear_memory_attributes(addr..addr + len, A::EXECUTE_PROTECT)?;
+    Ok(true)
+}
+
+/// The free physical ranges KASLR may choose from: EfiConventionalMemory, not
+/// specific-purpose (`EFI_MEMORY_SP`), sorted by address.
+pub fn conventional_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange>>
+{
+    use zboot_stub::arch::x86_64::e820::EFI_MEMORY_SP;
+    use zboot_stub::arch::x86_64::kaslr::FreeRange;
+    let map = boot::memory_map(MemoryType::LOADER_DATA)?;
+    let mut v: alloc::vec::Vec<FreeRange> = map
+        .entries()
+        .filter(|d| d.ty == MemoryType::CONVENTIONAL && d.att.bits() & EFI_MEMORY_SP == 0)
+        .map(|d| FreeRange {
+            start: d.phys_start,
+            end: d
+                .phys_start
+                .saturating_add(d.page_count.saturating_mul(PAGE)),
+        })
+        .collect();
+    v.sort_unstable_by_key(|r| r.start);
+    Ok(v)
 }
 
 /// Our own image as loaded (`ImageBase .. ImageBase + ImageSize`).

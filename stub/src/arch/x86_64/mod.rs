@@ -1,7 +1,8 @@
-//! x86_64: boot_params, e820, KASLR slot choice and the jump into the kernel.
+//! x86_64: boot_params, e820, KASLR choices, the LA57 switch and the jump into the kernel.
 
 pub mod boot_params;
 pub mod e820;
 #[cfg(target_os = "uefi")]
 pub mod handoff;
 pub mod kaslr;
+pub mod paging;

@@ -1,0 +1,94 @@
+//! Random bytes for KASLR and the kernel's RNG seed.
+//!
+//! Source order: EFI_RNG_PROTOCOL (default algorithm), else RDRAND when CPUID.1:ECX[30] says the
+//! CPU has it (retried, as Intel recommends), else a TSC-derived value. The TSC fallback is weak:
+//! the time since reset is partly predictable (boot timing varies by milliseconds, a few bits to a
+//! few tens of bits of entropy), so it only defeats fixed-address attacks, not an attacker who can
+//! model the boot. With `efi=debug` the stub says which source it used. The kernel's
+//! `SETUP_RNG_SEED` node is written only from EFI_RNG_PROTOCOL or RDRAND bytes, never from the
+//! TSC fallback (the kernel may credit boot-loader randomness as entropy).
+
+/// Where the bytes came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    EfiRng,
+    Rdrand,
+    Tsc,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::EfiRng => "EFI_RNG_PROTOCOL",
+            Source::Rdrand => "RDRAND (no EFI_RNG_PROTOCOL)",
+            Source::Tsc => "TSC (no EFI_RNG_PROTOCOL, no RDRAND: weak)",
+        }
+    }
+}
+
+/// Fill `out` from the best available source.
+pub fn fill(out: &mut [u8]) -> Source {
+    if efi_rng(out) {
+        return Source::EfiRng;
+    }
+    if has_rdrand()
+        && out
+            .chunks_mut(8)
+            .all(|c| rdrand64().map(|v| put(c, v)).is_some())
+    {
+        return Source::Rdrand;
+    }
+    let mut state = tsc();
+    for c in out.chunks_mut(8) {
+        // splitmix64 over TSC readings taken at different times: spreads the bits, adds none.
+        state = state
+            .wrapping_add(tsc())
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        put(c, z ^ (z >> 31));
+    }
+    Source::Tsc
+}
+
+fn put(c: &mut [u8], v: u64) {
+    let n = c.len();
+    c.copy_from_slice(&v.to_le_bytes()[..n]);
+}
+
+fn efi_rng(out: &mut [u8]) -> bool {
+    use uefi::proto::rng::Rng;
+    let Ok(handle) = uefi::boot::get_handle_for_protocol::<Rng>() else {
+        return false;
+    };
+    let Ok(mut rng) = uefi::boot::open_protocol_exclusive::<Rng>(handle) else {
+        return false;
+    };
+    rng.get_rng(None, out).is_ok()
+}
+
+fn has_rdrand() -> bool {
+    // CPUID leaf 1 exists on every x86_64 CPU.
+    core::arch::x86_64::__cpuid(1).ecx & (1 << 30) != 0
+}
+
+fn rdrand64() -> Option<u64> {
+    for _ in 0..10 {
+        let (v, ok): (u64, u8);
+        // SAFETY: only called when CPUID reports RDRAND; no memory effects.
+        unsafe {
+            core::arch::asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok,
+                options(nomem, nostack));
+        }
+        if ok != 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn tsc() -> u64 {
+    // SAFETY: RDTSC has no memory effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
