@@ -17,6 +17,8 @@ fn main() {
 
     if let Some(path) = env::var_os("ZBOOT_STUB_EFI").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
+        // `--version` names the embedded stub; a prebuilt one has no known crate version.
+        println!("cargo:rustc-env=ZBOOT_STUB_VERSION=external");
         println!("cargo:rerun-if-changed={}", path.display());
         if let Err(e) = fs::copy(&path, &dest) {
             panic!("ZBOOT_STUB_EFI={}: {e}", path.display());
@@ -27,6 +29,10 @@ fn main() {
     let manifest_dir =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = manifest_dir.join("..");
+    println!(
+        "cargo:rustc-env=ZBOOT_STUB_VERSION={}",
+        stub_version(&root.join("stub").join("Cargo.toml"))
+    );
     let workspace_manifest = root.join("Cargo.toml");
     for watched in [
         "stub",
@@ -111,4 +117,23 @@ fn stub_target_dir(out_dir: &Path) -> PathBuf {
         dir = parent;
     }
     out_dir.join("stub-target")
+}
+
+/// The `zboot-stub` crate version: its own `version = "..."`, or the workspace's (which is also
+/// this package's) for `version.workspace = true`.
+fn stub_version(manifest: &Path) -> String {
+    let text = fs::read_to_string(manifest).unwrap_or_default();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("version") {
+            let v = v.trim_start();
+            if let Some(v) = v.strip_prefix('=') {
+                return v.trim().trim_matches('"').to_string();
+            }
+            if v.starts_with(".workspace") {
+                break;
+            }
+        }
+    }
+    env::var("CARGO_PKG_VERSION").unwrap_or_else(|_| "unknown".into())
 }

@@ -5,6 +5,7 @@
 //! (flattened load image + payload header fields) → `compress` → `pe::write` (stub PE + sections)
 //! → atomic output. `pe::rules` holds the strict PE checks shared by the writer and `verify`.
 
+pub mod cli;
 pub mod commands;
 pub mod compress;
 pub mod elfout;

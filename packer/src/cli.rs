@@ -1,0 +1,300 @@
+//! The command-line interface: the clap definition (shared with the man page and shell
+//! completions, see [`command`]) and the dispatch to `commands/`.
+//!
+//! Exit status: 0 success, 1 `verify` found violations, 2 usage or input error ([`EXIT_OK`],
+//! [`EXIT_VIOLATIONS`], [`EXIT_ERROR`]).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::commands::{self, Outcome};
+use crate::{Codec, Verbosity};
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// `verify` found violations.
+pub const EXIT_VIOLATIONS: u8 = 1;
+/// Usage error (bad arguments) or input error (unreadable, malformed or unsupported input).
+pub const EXIT_ERROR: u8 = 2;
+
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  success
+  1  verify found violations
+  2  usage or input error";
+
+/// Pack a Linux x86_64 kernel (vmlinux ELF or bzImage/vmlinuz) into a compressed, strict PE/COFF
+/// EFI application, or inspect, verify and unpack such images.
+///
+/// Exit status: 0 success, 1 `verify` found violations, 2 usage or input error.
+#[derive(Parser, Debug)]
+#[command(name = "zboot-pack", args_conflicts_with_subcommands = true)]
+#[command(subcommand_negates_reqs = true, after_help = EXIT_STATUS_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    pack: PackArgs,
+}
+
+#[derive(Args, Debug)]
+struct PackArgs {
+    /// Kernel to pack: a vmlinux ELF (x86_64), or a bzImage/vmlinuz whose embedded ELF and
+    /// relocation table are recovered.
+    #[arg(value_name = "INPUT", required = true, value_hint = clap::ValueHint::FilePath)]
+    input: Option<PathBuf>,
+    /// Where to write the EFI application (written atomically: replaced only on success).
+    #[arg(short, long, value_name = "OUTPUT", required = true, value_hint = clap::ValueHint::FilePath)]
+    output: Option<PathBuf>,
+    /// Compression of the kernel payload.
+    #[arg(long, value_enum, default_value_t = CodecArg::Zstd)]
+    codec: CodecArg,
+    /// Compression level (zstd 1-22, default 19; xz 0-9, default 9 extreme; gzip 1-9, default 9;
+    /// lz4 HC 3-12, default 12; ignored for none).
+    #[arg(long, value_name = "N")]
+    level: Option<u32>,
+    /// Kernel command line to embed in a `.cmdline` section (used when the loader passes none).
+    #[arg(long, value_name = "STR")]
+    cmdline: Option<String>,
+    /// Initrd to embed in an `.initrd` section (used when the loader provides none).
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    initrd: Option<PathBuf>,
+    /// x86 relocation table (`arch/x86/boot/compressed/vmlinux.relocs`) enabling virtual KASLR
+    /// for a bare vmlinux.
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    relocs: Option<PathBuf>,
+    /// SBAT CSV to embed in a `.sbat` section (first row must be the `sbat,1,...` version line).
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    sbat: Option<PathBuf>,
+    /// Use this EFI stub instead of the embedded one.
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    stub: Option<PathBuf>,
+    /// The kernel may be entered with 5-level paging (LA57). For a bzImage this is taken from
+    /// its xloadflags (XLF_5LEVEL) automatically.
+    #[arg(long)]
+    la57: bool,
+    #[command(flatten)]
+    verbosity: VerbosityArgs,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct VerbosityArgs {
+    /// Print nothing but errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print details (sizes, timings, layout).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+impl VerbosityArgs {
+    fn level(self) -> Verbosity {
+        if self.quiet {
+            Verbosity::Quiet
+        } else if self.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Describe an image: PE layout, zimg and payload headers, codec, sizes, kernel version.
+    /// Reads zboot-pack images, Linux bzImage and zboot images, and any EFI PE file.
+    Inspect {
+        /// Image to describe.
+        #[arg(value_hint = clap::ValueHint::FilePath)]
+        image: PathBuf,
+        /// Print JSON instead of text (schema: docs/inspect-json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an EFI image against the strict PE rules (one line per violation, exit status 1 when
+    /// any); for zboot-pack images also decode the payload and check its hashes.
+    Verify {
+        /// Image to check.
+        #[arg(value_hint = clap::ValueHint::FilePath)]
+        image: PathBuf,
+    },
+    /// Recover the kernel: a vmlinux ELF (with its relocation table appended) from a zboot-pack
+    /// image, or the embedded ELF + relocations from a bzImage. Packing the result again with the
+    /// same options gives a byte-identical image.
+    Extract {
+        /// Image to unpack.
+        #[arg(value_hint = clap::ValueHint::FilePath)]
+        image: PathBuf,
+        /// Where to write the ELF.
+        #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+        output: PathBuf,
+    },
+    /// Print a shell completion script on stdout
+    /// (e.g. `zboot-pack completions bash > /etc/bash_completion.d/zboot-pack`).
+    Completions {
+        /// Shell to generate the completions for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (roff): zboot-pack.1 and one zboot-pack-<command>.1 per subcommand
+    /// into DIR, or only zboot-pack.1 on stdout. `cargo xtask man` runs this.
+    #[command(hide = true)]
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum CodecArg {
+    Zstd,
+    Xz,
+    Gzip,
+    Lz4,
+    None,
+}
+
+impl From<CodecArg> for Codec {
+    fn from(c: CodecArg) -> Codec {
+        match c {
+            CodecArg::Zstd => Codec::Zstd,
+            CodecArg::Xz => Codec::Xz,
+            CodecArg::Gzip => Codec::Gzip,
+            CodecArg::Lz4 => Codec::Lz4,
+            CodecArg::None => Codec::None,
+        }
+    }
+}
+
+/// The version of the `zboot-stub` crate the embedded stub was built from (`external` when the
+/// build embedded a prebuilt stub through `ZBOOT_STUB_EFI`).
+pub const STUB_VERSION: &str = env!("ZBOOT_STUB_VERSION");
+
+/// First 12 hex digits of the SHA-256 of the embedded stub.
+pub fn stub_sha256_prefix() -> String {
+    zboot_format::header::sha256(&[crate::EMBEDDED_STUB])[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What `--version` prints after the program name:
+/// `0.1.0 (stub zboot-stub 0.1.0, sha256 0123456789ab)`.
+pub fn version() -> &'static str {
+    static V: OnceLock<String> = OnceLock::new();
+    V.get_or_init(|| {
+        format!(
+            "{} (stub zboot-stub {STUB_VERSION}, sha256 {})",
+            env!("CARGO_PKG_VERSION"),
+            stub_sha256_prefix()
+        )
+    })
+}
+
+/// The complete clap definition (man page, completions, parsing).
+pub fn command() -> clap::Command {
+    Cli::command().version(version())
+}
+
+/// Parses the process arguments and runs the command; returns the exit status.
+pub fn main() -> ExitCode {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let verbosity = cli.pack.verbosity.level();
+    let result = match cli.command {
+        Some(Command::Inspect { image, json }) => commands::inspect::run(&image, json),
+        Some(Command::Verify { image }) => commands::verify::run(&image, verbosity),
+        Some(Command::Extract { image, output }) => {
+            commands::extract::run(&image, &output, verbosity)
+        }
+        Some(Command::Completions { shell }) => {
+            let mut cmd = command();
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut cmd, "zboot-pack", &mut out);
+            let _ = out.flush();
+            Ok(Outcome::Ok)
+        }
+        Some(Command::Man { out_dir }) => man(out_dir),
+        None => {
+            let p = cli.pack;
+            let (Some(input), Some(output)) = (p.input, p.output) else {
+                eprintln!("zboot-pack: error: INPUT and -o OUTPUT are required (see --help)");
+                return ExitCode::from(EXIT_ERROR);
+            };
+            commands::pack::run(&commands::pack::Options {
+                input,
+                output,
+                codec: p.codec.into(),
+                level: p.level,
+                cmdline: p.cmdline,
+                initrd: p.initrd,
+                relocs: p.relocs,
+                sbat: p.sbat,
+                stub: p.stub,
+                la57: p.la57,
+                verbosity,
+            })
+        }
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::from(EXIT_OK),
+        Ok(Outcome::Violations) => ExitCode::from(EXIT_VIOLATIONS),
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("zboot-pack: error: {msg}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// The man pages: every visible (sub)command, `zboot-pack.1` first.
+fn man(out_dir: Option<PathBuf>) -> anyhow::Result<Outcome> {
+    use anyhow::Context;
+    let cmd = command();
+    match out_dir {
+        None => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            out.flush()?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+            clap_mangen::generate_to(cmd, &dir).with_context(|| dir.display().to_string())?;
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn version_names_the_stub() {
+        let v = version();
+        assert!(v.starts_with(env!("CARGO_PKG_VERSION")), "{v}");
+        assert!(v.contains("stub zboot-stub "), "{v}");
+        let hash = v.rsplit("sha256 ").next().unwrap().trim_end_matches(')');
+        assert_eq!(hash.len(), 12, "{v}");
+        assert!(hash.chars().all(|c| c.is_ascii_hexdigit()), "{v}");
+    }
+}
