@@ -1,6 +1,390 @@
-//! Hardening: KASLR, 5-level paging, W^X, Secure Boot.
+//! Hardening (issue 5): KASLR, 5-level paging, W^X, Secure Boot.
+//!
+//! * `hardening-probe-*`: the probe kernel (packed with `--relocs`, bare `BOOTX64.EFI`, embedded
+//!   command line) on strict-NX OVMF 2025.02 (memory attribute protocol) with `-cpu max` (LA57):
+//!   every boot must pass all of the probe's checks, including `relocs` (every table location
+//!   holds link value ± the delta the stub chose) and `kaslr_flag`; several boots must show
+//!   different virtual deltas and load bases; `nokaslr` must give delta 0 and flag 0 at
+//!   0x1000000 (or the documented fallback message); CR4.LA57 must be 1 exactly when the payload
+//!   has the LA57 flag and `no5lvl` is absent.
+//! * `hardening-linux-*`: Debian's kernel repacked, through systemd-boot on strict-NX OVMF
+//!   2025.02: two boots give different `_text` and "Kernel code"; `nokaslr` gives `_text` =
+//!   ffffffff81000000; VmallocTotal shows 5-level paging by default and 4-level with `no5lvl`.
+//! * `hardening-secure-boot-*`: the signed probe image boots under enforcing Secure Boot (the probe
+//!   sees `secure_boot` = 3, enabled); the same signed image with one payload byte changed is
+//!   refused by the firmware (the kernel never runs).
 
-#[allow(unused_imports)]
 use super::*;
+use crate::probe::{self, ProbeArtifacts};
+use crate::report::ProbeReport;
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
 
-pub const TESTS: &[BootTest] = &[];
+const MIB2: u64 = 2 << 20;
+/// LOAD_PHYSICAL_ADDR of both the probe and Debian's kernel.
+const PREFERRED: u64 = 0x100_0000;
+/// `_text` of an x86_64 kernel that was not moved virtually.
+const TEXT_UNRANDOMIZED: u64 = 0xffff_ffff_8100_0000;
+/// VmallocTotal with 4-level paging (32 TiB - 1 kB) and with 5-level paging.
+const VMALLOC_4LEVEL_KB: u64 = 34_359_738_367;
+const VMALLOC_5LEVEL_KB: u64 = 13_743_895_347_199;
+
+fn probe_artifacts() -> Result<ProbeArtifacts> {
+    static P: OnceLock<std::result::Result<ProbeArtifacts, String>> = OnceLock::new();
+    P.get_or_init(|| probe::build(&crate::workspace_root()).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!("building the probe kernel: {e}"))
+}
+
+/// The probe packed with its relocation table, an embedded command line and `extra` arguments.
+fn pack_probe(ctx: &Ctx, name: &str, cmdline: &str, extra: &[&str]) -> Result<PathBuf> {
+    let p = probe_artifacts()?;
+    let relocs = p.relocs.display().to_string();
+    let mut args = vec!["--relocs", relocs.as_str(), "--cmdline", cmdline];
+    args.extend_from_slice(extra);
+    ctx.pack(name, &p.vmlinux, &args)
+}
+
+/// Boot a probe image as `BOOTX64.EFI` on strict-NX 2025.02 and return its passing report.
+fn boot_probe(ctx: &Ctx, name: &str, image: PathBuf) -> Result<(ProbeReport, BootOutcome)> {
+    let fw = Firmware::Ovmf2025StrictNx;
+    let mut spec = BootSpec::new(name, fw, BootMode::Bare { image });
+    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
+    let out = ctx.boot(&spec)?;
+    let Some(p) = out.probe.clone() else {
+        bail!(
+            "{name}: no probe report (log {}):\n{}",
+            out.log_path.display(),
+            out.log_tail(20)
+        );
+    };
+    ensure!(
+        p.passed(),
+        "{name}: probe failed: {:?} (log {}):\n{}",
+        p.result,
+        out.log_path.display(),
+        out.log_tail(40)
+    );
+    Ok((p, out))
+}
+
+fn hex(p: &ProbeReport, key: &str) -> Result<u64> {
+    let v = p
+        .get(key)
+        .with_context(|| format!("probe reported no {key}"))?;
+    u64::from_str_radix(v.trim_start_matches("0x"), 16)
+        .with_context(|| format!("probe {key}={v:?} is not hex"))
+}
+
+fn flag(p: &ProbeReport, key: &str) -> Result<u64> {
+    let v = p
+        .get(key)
+        .with_context(|| format!("probe reported no {key}"))?;
+    let v = v.trim_start_matches("0x");
+    u64::from_str_radix(v, 16).with_context(|| format!("probe {key}={v:?}"))
+}
+
+fn check_ok(p: &ProbeReport, check: &str) -> Result<()> {
+    let v = p.get(&format!("check_{check}")).unwrap_or("missing");
+    ensure!(v == "ok", "check_{check}={v}");
+    Ok(())
+}
+
+/// KASLR with relocations: three boots, each passing every check (relocations applied
+/// correctly for the delta chosen, KASLR_FLAG set, 2 MiB aligned base at or above 16 MiB,
+/// the RNG seed node handed over); the deltas and bases differ between boots; and CR4.LA57 is
+/// on (the image has the LA57 flag, `-cpu max` has LA57), through a RO+X trampoline.
+fn probe_kaslr(ctx: &Ctx) -> Result<()> {
+    let image = pack_probe(
+        ctx,
+        "hardening-probe-la57",
+        "console=ttyS0 efi=debug",
+        &["--la57"],
+    )?;
+    let mut deltas = BTreeSet::new();
+    let mut bases = BTreeSet::new();
+    for i in 0..3 {
+        let (p, out) = boot_probe(ctx, &format!("hardening-probe-kaslr-{i}"), image.clone())?;
+        for c in ["relocs", "kaslr_flag", "virt_delta", "load_base", "la57"] {
+            check_ok(&p, c)?;
+        }
+        ensure!(
+            flag(&p, "kaslr_flag")? == 1,
+            "KASLR_FLAG not set: {:?}",
+            p.get("kaslr_flag")
+        );
+        let delta = hex(&p, "virt_delta")?;
+        let base = hex(&p, "load_base")?;
+        ensure!(delta % MIB2 == 0 && base % MIB2 == 0 && base >= PREFERRED);
+        for k in ["relocs_rel64", "relocs_inv32", "relocs_rel32"] {
+            let n: u64 = p.get(k).unwrap_or("0").parse().unwrap_or(0);
+            ensure!(n > 0, "{k}={:?}: no relocation verified", p.get(k));
+        }
+        ensure!(
+            p.get("la57") == Some("1") && p.get("cpu_la57") == Some("1"),
+            "la57={:?} cpu_la57={:?}, want 1/1",
+            p.get("la57"),
+            p.get("cpu_la57")
+        );
+        ensure!(
+            out.log.contains("(RO+X)"),
+            "no RO+X trampoline line under efi=debug:\n{}",
+            out.log_tail(30)
+        );
+        let seeded_weakly = out.log.contains("KASLR seed from TSC");
+        let types = p.get("setup_data").unwrap_or("");
+        ensure!(
+            seeded_weakly || types.split(',').any(|t| t.trim().trim_start_matches("0x") == "9"),
+            "no SETUP_RNG_SEED (9) node: setup_data={types:?}"
+        );
+        println!("    boot {i}: load_base {base:#x}, virt_delta {delta:#x}");
+        deltas.insert(delta);
+        bases.insert(base);
+    }
+    ensure!(
+        deltas.len() >= 2,
+        "virtual delta never changed: {deltas:x?}"
+    );
+    ensure!(bases.len() >= 2, "load base never changed: {bases:x?}");
+    Ok(())
+}
+
+/// `nokaslr`: no virtual delta, KASLR_FLAG clear, at 16 MiB when free (else the documented
+/// fallback, announced under `efi=debug`).
+fn probe_nokaslr(ctx: &Ctx) -> Result<()> {
+    let image = pack_probe(
+        ctx,
+        "hardening-probe-nokaslr",
+        "console=ttyS0 efi=debug nokaslr",
+        &["--la57"],
+    )?;
+    let (p, out) = boot_probe(ctx, "hardening-probe-nokaslr", image)?;
+    check_ok(&p, "relocs")?;
+    ensure!(flag(&p, "kaslr_flag")? == 0, "KASLR_FLAG set under nokaslr");
+    ensure!(hex(&p, "virt_delta")? == 0, "virtual delta under nokaslr");
+    let base = hex(&p, "load_base")?;
+    if base != PREFERRED {
+        ensure!(
+            out.log
+                .contains(&format!("preferred address {PREFERRED:#x} busy")),
+            "nokaslr: base {base:#x} without the fallback message"
+        );
+    }
+    println!("    nokaslr: load_base {base:#x}");
+    Ok(())
+}
+
+/// CR4.LA57 off with `no5lvl`, and off for a payload without the LA57 flag.
+fn probe_4level(ctx: &Ctx) -> Result<()> {
+    let image = pack_probe(
+        ctx,
+        "hardening-probe-no5lvl",
+        "console=ttyS0 no5lvl",
+        &["--la57"],
+    )?;
+    let (p, _) = boot_probe(ctx, "hardening-probe-no5lvl", image)?;
+    ensure!(
+        p.get("la57") == Some("0") && p.get("cpu_la57") == Some("1"),
+        "no5lvl: la57={:?} cpu_la57={:?}",
+        p.get("la57"),
+        p.get("cpu_la57")
+    );
+    let image = pack_probe(ctx, "hardening-probe-nola57", "console=ttyS0", &[])?;
+    let (p, _) = boot_probe(ctx, "hardening-probe-no-la57-flag", image)?;
+    ensure!(
+        p.get("la57") == Some("0"),
+        "payload without LA57: la57={:?}",
+        p.get("la57")
+    );
+    check_ok(&p, "relocs")?;
+    Ok(())
+}
+
+fn linux_boot(ctx: &Ctx, name: &str, extra: &str) -> Result<crate::report::InitReport> {
+    let fx = ctx.fixtures()?;
+    let fw = Firmware::Ovmf2025StrictNx;
+    let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
+    let spec = BootSpec::systemd_boot(
+        name,
+        fw,
+        image,
+        Some(fx.initramfs.clone()),
+        format!("{} {extra}", baseline_options()),
+    );
+    let out = ctx.boot(&spec)?;
+    let r = check_linux_report(ctx, &out)?.clone();
+    println!(
+        "    {name}: _text {:x?}, Kernel code {:x?}, VmallocTotal {:?} kB",
+        r.kallsyms_text, r.iomem_kernel_code, r.vmalloc_total_kb
+    );
+    Ok(r)
+}
+
+/// Two boots of the repacked Debian kernel land at different virtual and physical addresses;
+/// both run with 5-level paging on `-cpu max`.
+fn linux_kaslr(ctx: &Ctx) -> Result<()> {
+    let a = linux_boot(ctx, "hardening-linux-kaslr-a", "")?;
+    let b = linux_boot(ctx, "hardening-linux-kaslr-b", "")?;
+    let (ta, tb) = (
+        a.kallsyms_text.context("no _text")?,
+        b.kallsyms_text.context("no _text")?,
+    );
+    let (ca, cb) = (
+        a.iomem_kernel_code.context("no Kernel code")?,
+        b.iomem_kernel_code.context("no Kernel code")?,
+    );
+    ensure!(ta != tb, "_text identical in two boots: {ta:x}");
+    ensure!(ca != cb, "Kernel code identical in two boots: {ca:x?}");
+    for r in [&a, &b] {
+        ensure!(
+            r.vmalloc_total_kb == Some(VMALLOC_5LEVEL_KB),
+            "VmallocTotal {:?} kB, want {VMALLOC_5LEVEL_KB} (5-level)",
+            r.vmalloc_total_kb
+        );
+    }
+    Ok(())
+}
+
+/// `nokaslr`: `_text` at the link address.
+fn linux_nokaslr(ctx: &Ctx) -> Result<()> {
+    let r = linux_boot(ctx, "hardening-linux-nokaslr", "nokaslr")?;
+    ensure!(
+        r.kallsyms_text == Some(TEXT_UNRANDOMIZED),
+        "_text {:x?} under nokaslr, want {TEXT_UNRANDOMIZED:x}",
+        r.kallsyms_text
+    );
+    Ok(())
+}
+
+/// `no5lvl`: 4-level paging.
+fn linux_no5lvl(ctx: &Ctx) -> Result<()> {
+    let r = linux_boot(ctx, "hardening-linux-no5lvl", "no5lvl")?;
+    ensure!(
+        r.vmalloc_total_kb == Some(VMALLOC_4LEVEL_KB),
+        "VmallocTotal {:?} kB under no5lvl, want {VMALLOC_4LEVEL_KB} (4-level)",
+        r.vmalloc_total_kb
+    );
+    Ok(())
+}
+
+/// File offset of the `.zpayld` section's raw data in a PE image.
+fn payload_offset(pe: &[u8]) -> Result<usize> {
+    let rd32 = |o: usize| -> Result<u32> {
+        Ok(u32::from_le_bytes(
+            pe.get(o..o + 4).context("truncated PE")?.try_into()?,
+        ))
+    };
+    let rd16 = |o: usize| -> Result<u16> {
+        Ok(u16::from_le_bytes(
+            pe.get(o..o + 2).context("truncated PE")?.try_into()?,
+        ))
+    };
+    let nt = rd32(0x3c)? as usize;
+    let count = rd16(nt + 6)? as usize;
+    let table = nt + 24 + rd16(nt + 20)? as usize;
+    for i in 0..count {
+        let s = table + 40 * i;
+        if pe.get(s..s + 8).is_some_and(|n| n.starts_with(b".zpayld")) {
+            return Ok(rd32(s + 20)? as usize);
+        }
+    }
+    bail!("no .zpayld section")
+}
+
+/// Secure Boot enforcing: the signed probe boots and sees Secure Boot enabled; the same signed
+/// image with one byte of the compressed kernel changed is refused by the firmware.
+fn secure_boot_tamper(ctx: &Ctx) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let fw = Firmware::Ovmf2025StrictNxSecureBoot;
+    let image = pack_probe(ctx, "hardening-probe-secure", "console=ttyS0", &["--la57"])?;
+    let dir = qemu::target_dir().join("boot-tests");
+    let signed = dir.join("hardening-probe-signed.efi");
+    qemu::sign(fx, fw, &image, &signed)?;
+    let bytes = std::fs::read(&signed)?;
+    let mut tampered = bytes.clone();
+    let at = payload_offset(&bytes)? + 4096; // inside the compressed kernel
+    tampered[at] ^= 0x01;
+    let tampered_path = dir.join("hardening-probe-signed-tampered.efi");
+    std::fs::write(&tampered_path, &tampered)?;
+
+    let mut spec = BootSpec::new(
+        "hardening-secure-boot-signed-probe",
+        fw,
+        BootMode::Bare {
+            image: signed.clone(),
+        },
+    );
+    spec.sign = false; // already signed
+    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
+    let out = ctx.boot(&spec)?;
+    let p = out.probe.clone().with_context(|| {
+        format!(
+            "signed probe did not run under Secure Boot:\n{}",
+            out.log_tail(20)
+        )
+    })?;
+    ensure!(p.passed(), "signed probe failed: {:?}", p.result);
+    ensure!(
+        p.get("secure_boot").map(|v| v.trim_start_matches("0x")) == Some("3"),
+        "probe secure_boot={:?}, want 3 (enabled)",
+        p.get("secure_boot")
+    );
+
+    let mut spec = BootSpec::new(
+        "hardening-secure-boot-tampered-probe",
+        fw,
+        BootMode::Bare {
+            image: tampered_path,
+        },
+    );
+    spec.sign = false;
+    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
+    spec.stop_on.extend([
+        "Access Denied".to_string(),
+        "BdsDxe: No bootable option".to_string(),
+    ]);
+    let out = ctx.boot(&spec)?;
+    ensure!(
+        out.probe.is_none() && !out.log.contains("zboot:"),
+        "the tampered image ran under enforcing Secure Boot:\n{}",
+        out.log_tail(20)
+    );
+    ensure!(
+        out.log.contains("Access Denied"),
+        "the firmware did not deny the tampered image (log {}):\n{}",
+        out.log_path.display(),
+        out.log_tail(10)
+    );
+    Ok(())
+}
+
+pub const TESTS: &[BootTest] = &[
+    BootTest {
+        name: "hardening-probe-kaslr-la57-ovmf2025-strict-nx",
+        run: probe_kaslr,
+    },
+    BootTest {
+        name: "hardening-probe-nokaslr-ovmf2025-strict-nx",
+        run: probe_nokaslr,
+    },
+    BootTest {
+        name: "hardening-probe-4level-ovmf2025-strict-nx",
+        run: probe_4level,
+    },
+    BootTest {
+        name: "hardening-secure-boot-tampered-ovmf2025-strict-nx-secure-boot",
+        run: secure_boot_tamper,
+    },
+    BootTest {
+        name: "hardening-linux-kaslr-5level-ovmf2025-strict-nx",
+        run: linux_kaslr,
+    },
+    BootTest {
+        name: "hardening-linux-nokaslr-ovmf2025-strict-nx",
+        run: linux_nokaslr,
+    },
+    BootTest {
+        name: "hardening-linux-no5lvl-ovmf2025-strict-nx",
+        run: linux_no5lvl,
+    },
+];
