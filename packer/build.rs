@@ -20,6 +20,13 @@ fn main() {
         // `--version` names the embedded stub; a prebuilt one has no known crate version.
         println!("cargo:rustc-env=ZBOOT_STUB_VERSION=external");
         println!("cargo:rerun-if-changed={}", path.display());
+        // The prebuilt stub serves every codec.
+        for (name, _) in STUB_VARIANTS {
+            let to = out_dir.join(format!("zboot-stub-{name}.efi"));
+            if let Err(e) = fs::copy(&path, &to) {
+                panic!("ZBOOT_STUB_EFI={}: {e}", path.display());
+            }
+        }
         if let Err(e) = fs::copy(&path, &dest) {
             panic!("ZBOOT_STUB_EFI={}: {e}", path.display());
         }
@@ -45,10 +52,42 @@ fn main() {
     }
 
     let target_dir = stub_target_dir(&out_dir);
+    // One stub per codec carrying only that decoder (stub cargo features), plus the all-codec
+    // stub for `EMBEDDED_STUB`: see docs/performance.md for the sizes.
+    for (name, features) in STUB_VARIANTS {
+        let built = build_stub(&root, &workspace_manifest, &target_dir, features);
+        let to = out_dir.join(format!("zboot-stub-{name}.efi"));
+        if let Err(e) = fs::copy(&built, &to) {
+            panic!("{}: {e}", built.display());
+        }
+    }
+    if let Err(e) = fs::copy(out_dir.join("zboot-stub-all.efi"), &dest) {
+        panic!("{}: {e}", dest.display());
+    }
+}
+
+/// (name, `--features` of zboot-stub with default features off).
+const STUB_VARIANTS: [(&str, &str); 6] = [
+    ("all", "zstd,xz,gzip,lz4"),
+    ("none", ""),
+    ("gzip", "gzip"),
+    ("zstd", "zstd"),
+    ("xz", "xz"),
+    ("lz4", "lz4"),
+];
+
+/// `cargo build --profile stub -p zboot-stub --no-default-features --features F`; the .efi built.
+fn build_stub(
+    root: &Path,
+    workspace_manifest: &Path,
+    target_dir: &Path,
+    features: &str,
+) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
-        .arg("--release")
+        .args(["--profile", "stub", "--no-default-features"])
+        .args(["--features", features])
         .args(["-p", "zboot-stub", "--target", STUB_TARGET])
         .arg("--manifest-path")
         .arg(&workspace_manifest)
@@ -90,17 +129,15 @@ fn main() {
         .unwrap_or_else(|e| panic!("cannot run cargo for the stub: {e}"));
     if !status.success() {
         panic!(
-            "building the EFI stub (cargo build --release -p zboot-stub --target {STUB_TARGET}) failed; \
+            "building the EFI stub (cargo build --profile stub -p zboot-stub --no-default-features \
+             --features {features:?} --target {STUB_TARGET}) failed; \
              set ZBOOT_STUB_EFI=/path/to/stub.efi to embed a prebuilt stub instead"
         );
     }
-    let built = target_dir
+    target_dir
         .join(STUB_TARGET)
-        .join("release")
-        .join("zboot-stub.efi");
-    if let Err(e) = fs::copy(&built, &dest) {
-        panic!("{}: {e}", built.display());
-    }
+        .join("stub")
+        .join("zboot-stub.efi")
 }
 
 /// `<target-dir>/zboot-stub`, next to the outer build's profile directories, so that build, check,

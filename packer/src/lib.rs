@@ -23,6 +23,23 @@ pub use zboot_format::Codec;
 /// The stub embedded at build time (see build.rs; `ZBOOT_STUB_EFI` overrides it).
 pub static EMBEDDED_STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/zboot-stub.efi"));
 
+/// The stub `pack` embeds for `codec`: built with only that codec's decoder (smaller; see
+/// docs/performance.md). All of them are [`EMBEDDED_STUB`] when `ZBOOT_STUB_EFI` is set.
+pub fn embedded_stub(codec: Codec) -> &'static [u8] {
+    macro_rules! stub {
+        ($name:literal) => {
+            include_bytes!(concat!(env!("OUT_DIR"), "/zboot-stub-", $name, ".efi"))
+        };
+    }
+    match codec {
+        Codec::None => stub!("none"),
+        Codec::Gzip => stub!("gzip"),
+        Codec::Zstd => stub!("zstd"),
+        Codec::Xz => stub!("xz"),
+        Codec::Lz4 => stub!("lz4"),
+    }
+}
+
 /// How much the commands print on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {

@@ -13,7 +13,7 @@ use crate::input::{self, SourceKind};
 use crate::layout::{self, Embedded};
 use crate::pe::read::PeFile;
 use crate::pe::write::{self, NewSection, READ_ONLY_DATA, ZimgSpec};
-use crate::{EMBEDDED_STUB, Verbosity, output, sbat};
+use crate::{Verbosity, embedded_stub, output, sbat};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -101,7 +101,10 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
             stub_data = input::read_file(p)?;
             (&stub_data, p.display().to_string())
         }
-        None => (EMBEDDED_STUB, "embedded stub".to_string()),
+        None => (
+            embedded_stub(o.codec),
+            format!("embedded {} stub", o.codec.name()),
+        ),
     };
     let stub_pe = PeFile::parse(stub_bytes).with_context(|| stub_name.clone())?;
 
