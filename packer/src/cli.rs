@@ -141,8 +141,7 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Write the man pages (roff): zboot-pack.1 and one zboot-pack-<command>.1 per subcommand
-    /// into DIR, or only zboot-pack.1 on stdout. `cargo xtask man` runs this.
-    #[command(hide = true)]
+    /// into DIR, or only zboot-pack.1 on stdout (`cargo xtask man` writes them to target/man).
     Man {
         /// Directory to write the pages into (created if missing).
         #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]

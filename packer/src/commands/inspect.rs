@@ -124,9 +124,14 @@ fn pe_json(pe: &PeFile) -> Value {
     })
 }
 
+/// Version of the `inspect --json` schema (docs/inspect-json.md): bumped when a documented key
+/// is removed, renamed or changes type; adding keys keeps it.
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// Describe `data` as a JSON value.
 pub fn describe(data: &[u8]) -> Result<Value> {
     let mut root = Map::new();
+    root.insert("schema_version".into(), json!(SCHEMA_VERSION));
     root.insert("file_size".into(), json!(data.len()));
     if input::bzimage::is_bzimage(data) {
         root.insert("kind".into(), json!("linux-bzimage"));
