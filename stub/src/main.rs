@@ -319,15 +319,15 @@ mod pipeline {
     ) -> Result<(Pages, bool), Error> {
         // LOADER_CODE: executable on firmware that maps data NX.
         let ty = MemoryType::LOADER_CODE;
+        let rules = kaslr::SlotRules {
+            size: h.mem_size,
+            align: h.alignment,
+            min: h.preferred_address,
+            max: kaslr::PHYS_MAX,
+        };
+        let ranges = memory::conventional_ranges().efi("GetMemoryMap")?;
         let mut kernel = None;
         if policy == kaslr::PhysPolicy::Random {
-            let rules = kaslr::SlotRules {
-                size: h.mem_size,
-                align: h.alignment,
-                min: h.preferred_address,
-                max: kaslr::PHYS_MAX,
-            };
-            let ranges = memory::conventional_ranges().efi("GetMemoryMap")?;
             match kaslr::random_phys(&ranges, &rules, seed) {
                 Some(at) => match Pages::at(at, h.mem_size, ty) {
                     Ok(p) => kernel = Some(p),
@@ -340,7 +340,16 @@ mod pipeline {
         let kernel = match kernel {
             Some(k) => k,
             None => {
-                let k = Pages::aligned(h.mem_size, h.alignment, Some(h.preferred_address), ty)
+                // The preferred address when free; else the lowest free aligned slot at or
+                // above it (as the mainline stub's efi_random_alloc with seed 0); else any
+                // aligned address.
+                let lowest = kaslr::slot_address(&ranges, &rules, 0);
+                let k = Pages::at(h.preferred_address, h.mem_size, ty)
+                    .or_else(|e| match lowest {
+                        Some(at) => Pages::at(at, h.mem_size, ty),
+                        None => Err(e),
+                    })
+                    .or_else(|_| Pages::aligned(h.mem_size, h.alignment, None, ty))
                     .efi("allocate kernel memory")?;
                 if k.addr() != h.preferred_address {
                     progress!(
