@@ -10,6 +10,7 @@
 // The harness modules are a library-style API for later boot tests: not every item is used yet.
 #![allow(dead_code)]
 
+mod bench;
 mod boot_tests;
 mod demo;
 mod fixtures;
@@ -56,6 +57,9 @@ enum Cmd {
     },
     /// Run everything CI runs: fmt, clippy, unit tests and the boot tests.
     Test(test_cmd::TestArgs),
+    /// Performance figures (issue 7), each a ratio against a reference measured in the same run:
+    /// table on stdout, JSON in <target>/bench/results.json. Not part of `test`.
+    Bench(bench::BenchArgs),
     /// Build/run the probe kernel.
     Probe {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -132,6 +136,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             compare,
         } => demo::run(codec.as_deref(), firmware, compare),
         Cmd::Test(a) => test_cmd::run(&a),
+        Cmd::Bench(a) => bench::run(&a),
         Cmd::Probe { args } => {
             if let Err(e) = probe::cli(&args) {
                 bail!("probe: {e:#}");

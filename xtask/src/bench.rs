@@ -1,0 +1,695 @@
+//! `cargo xtask bench`: the performance figures of issue 7, each a ratio against a reference
+//! measured in the same run (the machines are shared and noisy), printed as a table and written
+//! to `<target>/bench/results.json`. Not a test: nothing here asserts on time.
+//!
+//! 1. image size per codec / Debian's bzImage of the same kernel;
+//! 2. decode throughput of the stub's own decoders (the `zboot-stub` library built for the host
+//!    with the stub's opt-level) / the C reference decoding the same stream in this process
+//!    (libzstd, liblzma, liblz4; gzip: flate2's default zlib-rs backend), alternating, medians;
+//!    plus the stub's SHA-256 over the decoded image vs its decode time;
+//! 3. pack time / the reference CLI compressing the same decoded stream with the same settings;
+//! 4. whole boot time in QEMU (TCG, strict-NX OVMF 2025, systemd-boot, the test initramfs) of the
+//!    default image / Debian's bzImage, alternating boots, median ratio; and the in-firmware decode
+//!    and SHA-256 cost per codec from the stub's `efi=debug` progress lines;
+//! 5. embedded stub size per codec / 96 KiB; packer peak RSS / input size.
+//!
+//! Runs optimized: a debug build of xtask re-runs itself with `cargo run --profile bench`
+//! (`[profile.bench]` mirrors the stub's opt-level for the stub's decoders).
+
+use anyhow::{Context, Result, bail, ensure};
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fixtures::Fixtures;
+use crate::qemu::{self, BootSpec, Firmware};
+use zboot_format::Codec;
+
+/// The codec the packer uses without `--codec`.
+pub const DEFAULT_CODEC: &str = "zstd";
+/// Issue 7's stub size goal.
+pub const STUB_GOAL: u64 = 96 << 10;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Codecs to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = ["zstd".to_string(), "xz".into(), "gzip".into(), "lz4".into()])]
+    codecs: Vec<String>,
+    /// Repetitions of each host decode (alternating stub / C reference).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// QEMU boots of each of the default image and Debian's bzImage (alternating).
+    #[arg(long, default_value_t = 3)]
+    boots: usize,
+    /// Skip every QEMU boot (sections 4 and the in-firmware costs).
+    #[arg(long)]
+    no_boot: bool,
+    /// Skip the reference compressor CLIs (section 3).
+    #[arg(long)]
+    no_cli: bool,
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub section: &'static str,
+    pub name: String,
+    pub value: f64,
+    pub reference: f64,
+    pub unit: &'static str,
+    /// Ratio value / reference (or reference / value for throughput, see `name`).
+    pub ratio: f64,
+    /// `("<=", 1.0)` or `(">=", 0.8)`.
+    pub goal: Option<(&'static str, f64)>,
+    pub note: String,
+}
+
+impl Row {
+    pub fn met(&self) -> Option<bool> {
+        self.goal.map(|(op, g)| match op {
+            "<=" => self.ratio <= g,
+            _ => self.ratio >= g,
+        })
+    }
+}
+
+/// `a / b`, NaN when `b` is zero.
+pub fn ratio(a: f64, b: f64) -> f64 {
+    if b == 0.0 { f64::NAN } else { a / b }
+}
+
+/// Median (mean of the middle two for even counts); NaN for none.
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn json_num(x: f64) -> String {
+    if x.is_finite() {
+        let s = format!("{x:.6}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s.is_empty() || s == "-" {
+            "0".into()
+        } else {
+            s.to_string()
+        }
+    } else {
+        "null".into()
+    }
+}
+
+/// The results as JSON: `{"rows": [...], "commands": [...]}`.
+pub fn to_json(rows: &[Row], commands: &[String]) -> String {
+    let mut o = String::from("{\n  \"rows\": [\n");
+    for (i, r) in rows.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "    {{\"section\": {}, \"name\": {}, \"value\": {}, \"reference\": {}, \"unit\": {}, \
+             \"ratio\": {}, \"goal\": {}, \"met\": {}, \"note\": {}}}{}",
+            json_str(r.section),
+            json_str(&r.name),
+            json_num(r.value),
+            json_num(r.reference),
+            json_str(r.unit),
+            json_num(r.ratio),
+            r.goal
+                .map(|(op, g)| json_str(&format!("{op} {g}")))
+                .unwrap_or_else(|| "null".into()),
+            r.met()
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "null".into()),
+            json_str(&r.note),
+            if i + 1 < rows.len() { "," } else { "" }
+        );
+    }
+    o.push_str("  ],\n  \"commands\": [\n");
+    for (i, c) in commands.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "    {}{}",
+            json_str(c),
+            if i + 1 < commands.len() { "," } else { "" }
+        );
+    }
+    o.push_str("  ]\n}\n");
+    o
+}
+
+/// The table for humans (also Markdown).
+pub fn to_table(rows: &[Row]) -> String {
+    let mut o = String::from(
+        "| section | figure | value | reference | ratio | goal | met | note |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} {} | {} {} | {:.3} | {} | {} | {} |",
+            r.section,
+            r.name,
+            fmt_val(r.value),
+            r.unit,
+            fmt_val(r.reference),
+            r.unit,
+            r.ratio,
+            r.goal
+                .map(|(op, g)| format!("{op} {g}"))
+                .unwrap_or_default(),
+            match r.met() {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "",
+            },
+            r.note
+        );
+    }
+    o
+}
+
+fn fmt_val(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// `(decode ms, sha256 ms)` from the stub's `efi=debug` progress lines
+/// ("decoded N bytes in M ms", "sha256 ok in M ms").
+pub fn parse_stub_timings(log: &str) -> (Option<u64>, Option<u64>) {
+    fn ms_after(line: &str, key: &str) -> Option<u64> {
+        let at = line.find(key)?;
+        let rest = &line[at + key.len()..];
+        let i = rest.rfind(" in ")?;
+        rest[i + 4..].trim().strip_suffix("ms")?.trim().parse().ok()
+    }
+    let mut d = None;
+    let mut s = None;
+    for line in log.lines() {
+        if d.is_none() {
+            d = ms_after(line, "decoded ");
+        }
+        if s.is_none() {
+            s = ms_after(line, "sha256 ok");
+        }
+    }
+    (d, s)
+}
+
+fn codec_of(name: &str) -> Result<Codec> {
+    Ok(match name {
+        "zstd" => Codec::Zstd,
+        "xz" => Codec::Xz,
+        "gzip" => Codec::Gzip,
+        "lz4" => Codec::Lz4,
+        "none" => Codec::None,
+        _ => bail!("unknown codec {name}"),
+    })
+}
+
+/// Runs `cmd` (stdout to `stdout` when given) and returns (wall time, peak RSS in bytes).
+fn run_measured(cmd: &mut Command, stdout: Option<&Path>) -> Result<(Duration, u64)> {
+    cmd.stdin(Stdio::null());
+    if let Some(p) = stdout {
+        cmd.stdout(std::fs::File::create(p)?);
+    }
+    let t = Instant::now();
+    let child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: plain syscall on our own child; `ru` is written by the kernel.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let elapsed = t.elapsed();
+    ensure!(r == pid, "wait4 failed for {cmd:?}");
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed (status {status})"
+    );
+    std::mem::forget(child); // already reaped
+    Ok((elapsed, ru.ru_maxrss as u64 * 1024))
+}
+
+/// Decodes with the C reference (same process).
+fn c_decode(codec: Codec, src: &[u8], dst: &mut [u8]) -> Result<()> {
+    match codec {
+        Codec::Zstd => {
+            let n = zstd::bulk::Decompressor::new()?.decompress_to_buffer(src, dst)?;
+            ensure!(n == dst.len(), "libzstd: {n} bytes");
+        }
+        Codec::Xz => {
+            let mut s = xz2::stream::Stream::new_stream_decoder(u64::MAX, 0)?;
+            s.process(src, dst, xz2::stream::Action::Finish)?;
+            ensure!(s.total_out() == dst.len() as u64, "liblzma: short");
+        }
+        Codec::Gzip => {
+            flate2::read::GzDecoder::new(src).read_exact(dst)?;
+        }
+        Codec::Lz4 => {
+            // Legacy frames: magic, then (u32 size, block) pairs of 8 MiB each.
+            let (mut pos, mut out) = (4usize, 0usize);
+            while pos + 4 <= src.len() && out < dst.len() {
+                let size = u32::from_le_bytes(src[pos..pos + 4].try_into().unwrap()) as usize;
+                pos += 4;
+                let cap = (dst.len() - out).min(8 << 20);
+                out += lz4::block::decompress_to_buffer(
+                    &src[pos..pos + size],
+                    Some(cap as i32),
+                    &mut dst[out..out + cap],
+                )?;
+                pos += size;
+            }
+            ensure!(out == dst.len(), "liblz4: short");
+        }
+        Codec::None => dst.copy_from_slice(&src[..dst.len()]),
+    }
+    Ok(())
+}
+
+/// The embedded per-codec stubs of the newest packer build.
+fn stub_files() -> Vec<(String, PathBuf)> {
+    let build = qemu::target_dir().join("release/build");
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in std::fs::read_dir(&build).into_iter().flatten().flatten() {
+        let out = e.path().join("out");
+        let f = out.join("zboot-stub-zstd.efi");
+        if let Ok(m) = std::fs::metadata(&f).and_then(|m| m.modified())
+            && best.as_ref().is_none_or(|(t, _)| m > *t)
+        {
+            best = Some((m, out));
+        }
+    }
+    let Some((_, out)) = best else {
+        return Vec::new();
+    };
+    ["all", "none", "zstd", "xz", "gzip", "lz4"]
+        .iter()
+        .map(|n| (n.to_string(), out.join(format!("zboot-stub-{n}.efi"))))
+        .filter(|(_, p)| p.is_file())
+        .collect()
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    if cfg!(debug_assertions) && std::env::var_os("ZBOOT_BENCH_CHILD").is_none() {
+        // Timings of an unoptimized build mean nothing: re-run under [profile.bench].
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        eprintln!(
+            "bench: cargo run --profile bench -p xtask -- {}",
+            args.join(" ")
+        );
+        let st = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["run", "--quiet", "--profile", "bench", "-p", "xtask", "--"])
+            .args(&args)
+            .env("ZBOOT_BENCH_CHILD", "1")
+            .current_dir(crate::workspace_root())
+            .status()?;
+        ensure!(st.success(), "bench failed");
+        return Ok(());
+    }
+    let fx = Fixtures::load()?;
+    let packer = crate::demo::build_packer()?;
+    let dir = qemu::target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let bz = fx.kernel.vmlinuz.clone();
+    let bz_len = std::fs::metadata(&bz)?.len() as f64;
+    let mut rows = Vec::new();
+    let mut commands = vec![format!(
+        "cargo xtask bench --codecs {} --reps {} --boots {}{}{}",
+        a.codecs.join(","),
+        a.reps,
+        a.boots,
+        if a.no_boot { " --no-boot" } else { "" },
+        if a.no_cli { " --no-cli" } else { "" }
+    )];
+
+    // 1 + 5b: pack every codec; image size and packer peak memory.
+    let mut images = Vec::new();
+    let mut pack_times = Vec::new();
+    for name in &a.codecs {
+        let codec = codec_of(name)?;
+        let out = dir.join(format!("bzImage-{name}.efi"));
+        let mut cmd = Command::new(&packer);
+        cmd.arg("-q")
+            .arg(&bz)
+            .arg("-o")
+            .arg(&out)
+            .args(["--codec", name]);
+        commands.push(format!(
+            "zboot-pack -q {} -o {} --codec {name}",
+            bz.display(),
+            out.display()
+        ));
+        eprintln!("bench: packing {name}");
+        let (t, rss) = run_measured(&mut cmd, None)?;
+        let len = std::fs::metadata(&out)?.len() as f64;
+        let goal = match codec {
+            Codec::Xz => Some(("<=", 1.0)),
+            Codec::Zstd => Some(("<=", 1.10)),
+            _ => None,
+        };
+        rows.push(Row {
+            section: "1 image size",
+            name: format!("{name} image / bzImage"),
+            value: len,
+            reference: bz_len,
+            unit: "B",
+            ratio: ratio(len, bz_len),
+            goal,
+            note: String::new(),
+        });
+        rows.push(Row {
+            section: "5 packer memory",
+            name: format!("{name} peak RSS / input"),
+            value: rss as f64,
+            reference: bz_len,
+            unit: "B",
+            ratio: ratio(rss as f64, bz_len),
+            goal: None,
+            note: "input = the bzImage (decodes to a 65.9 MB vmlinux)".into(),
+        });
+        pack_times.push((name.clone(), codec, t));
+        images.push((name.clone(), codec, out));
+    }
+
+    // The decoded stream, recovered from the first image with the stub's own code.
+    let first = std::fs::read(&images.first().context("no codec")?.2)?;
+    let p = zboot_stub::payload::locate(&first).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut stream = vec![0u8; p.header.uncompressed_size as usize];
+    zboot_stub::decode::decode(p.header.codec, p.compressed, &mut stream)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stream_path = dir.join("stream.bin");
+    std::fs::write(&stream_path, &stream)?;
+
+    // 3: pack time / reference CLI on the same decoded stream.
+    if !a.no_cli {
+        for (name, codec, t_pack) in &pack_times {
+            let (prog, args): (&str, Vec<&str>) = match codec {
+                Codec::Zstd => ("zstd", vec!["-19", "-T2", "-q", "-c", "--content-size"]),
+                Codec::Xz => (
+                    "xz",
+                    vec![
+                        "-q",
+                        "-c",
+                        "-T1",
+                        "--check=crc32",
+                        "--x86",
+                        "--lzma2=preset=9e,dict=64MiB,lc=4,lp=0,depth=0",
+                    ],
+                ),
+                Codec::Gzip => ("gzip", vec!["-9", "-n", "-c"]),
+                Codec::Lz4 => ("lz4", vec!["-12", "-l", "-q", "-c"]),
+                Codec::None => continue,
+            };
+            let out = dir.join(format!("ref-{name}.out"));
+            let mut cmd = Command::new(prog);
+            cmd.args(&args).arg(&stream_path);
+            commands.push(format!(
+                "{prog} {} {} > {}",
+                args.join(" "),
+                stream_path.display(),
+                out.display()
+            ));
+            match run_measured(&mut cmd, Some(&out)) {
+                Ok((t_ref, _)) => {
+                    let ref_len = std::fs::metadata(&out)?.len();
+                    rows.push(Row {
+                        section: "3 pack time",
+                        name: format!("zboot-pack --codec {name} / {prog} CLI"),
+                        value: secs(*t_pack),
+                        reference: secs(t_ref),
+                        unit: "s",
+                        ratio: ratio(secs(*t_pack), secs(t_ref)),
+                        goal: Some(("<=", 1.1)),
+                        note: format!(
+                            "packer time includes decoding the bzImage; CLI output {ref_len} B"
+                        ),
+                    });
+                }
+                Err(e) => eprintln!("bench: {prog}: {e:#} (install it: apt-get install {prog})"),
+            }
+        }
+    }
+
+    // 2: host decode throughput, stub code vs C reference, alternating; SHA-256 cost.
+    for (name, codec, path) in &images {
+        let img = std::fs::read(path)?;
+        let p = zboot_stub::payload::locate(&img).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let mut dst = vec![0u8; p.header.uncompressed_size as usize];
+        let (mut ts, mut tc, mut th, mut thc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..a.reps.max(1) {
+            dst.fill(0);
+            let t = Instant::now();
+            zboot_stub::decode::decode(*codec, p.compressed, &mut dst)
+                .map_err(|e| anyhow::anyhow!("stub {name}: {e}"))?;
+            ts.push(secs(t.elapsed()));
+            ensure!(dst == stream, "stub {name} decoded other bytes");
+            dst.fill(0);
+            let t = Instant::now();
+            c_decode(*codec, p.compressed, &mut dst)?;
+            tc.push(secs(t.elapsed()));
+            ensure!(dst == stream, "C {name} decoded other bytes");
+            let t = Instant::now();
+            std::hint::black_box(zboot_format::header::sha256(&[&dst]));
+            th.push(secs(t.elapsed()));
+            let t = Instant::now();
+            std::hint::black_box(zboot_format::header::sha256(&[p.compressed]));
+            thc.push(secs(t.elapsed()));
+        }
+        let (s, c) = (median(&ts), median(&tc));
+        let reference = match codec {
+            Codec::Zstd => "libzstd",
+            Codec::Xz => "liblzma",
+            Codec::Gzip => "flate2/zlib-rs",
+            Codec::Lz4 => "liblz4",
+            Codec::None => "memcpy",
+        };
+        rows.push(Row {
+            section: "2 decode throughput",
+            name: format!("stub {name} / {reference}"),
+            value: ratio(stream.len() as f64, s) / 1e6,
+            reference: ratio(stream.len() as f64, c) / 1e6,
+            unit: "MB/s",
+            ratio: ratio(c, s),
+            goal: Some((">=", 0.8)),
+            note: format!("host build, median of {}", ts.len()),
+        });
+        rows.push(Row {
+            section: "2 SHA-256 cost",
+            name: format!("sha256(decoded) / stub {name} decode"),
+            value: median(&th),
+            reference: s,
+            unit: "s",
+            ratio: ratio(median(&th), s),
+            goal: None,
+            note: format!("sha256(compressed) would take {:.3} s", median(&thc)),
+        });
+    }
+
+    // 5: stub size per codec.
+    for (name, path) in stub_files() {
+        let len = std::fs::metadata(&path)?.len() as f64;
+        rows.push(Row {
+            section: "5 stub size",
+            name: format!("{name} stub / 96 KiB"),
+            value: len,
+            reference: STUB_GOAL as f64,
+            unit: "B",
+            ratio: ratio(len, STUB_GOAL as f64),
+            goal: (name != "all").then_some(("<=", 1.0)),
+            note: if name == "all" {
+                "every decoder (EMBEDDED_STUB, --stub default before per-codec stubs)".into()
+            } else {
+                String::new()
+            },
+        });
+    }
+
+    // 4: boots.
+    if !a.no_boot {
+        let fw = Firmware::Ovmf2025StrictNx;
+        let default_img = images
+            .iter()
+            .find(|(n, _, _)| n == DEFAULT_CODEC)
+            .map(|(_, _, p)| p.clone());
+        if let Some(img) = default_img {
+            let (mut tb, mut ti) = (Vec::new(), Vec::new());
+            for i in 0..a.boots.max(1) {
+                for (which, kernel) in [("bzimage", &bz), ("packed", &img)] {
+                    let spec = BootSpec::systemd_boot(
+                        format!("bench-{which}-{i}"),
+                        fw,
+                        kernel,
+                        Some(fx.initramfs.clone()),
+                        "console=ttyS0",
+                    );
+                    let out = qemu::run(&fx, &spec)?;
+                    let t = out
+                        .time_to_report
+                        .filter(|_| out.report.as_ref().is_some_and(|r| r.end))
+                        .with_context(|| {
+                            format!("{which} boot {i}: no report ({})", out.log_path.display())
+                        })?;
+                    eprintln!("bench: boot {which} {i}: {:.2} s", secs(t));
+                    if which == "bzimage" {
+                        tb.push(secs(t));
+                    } else {
+                        ti.push(secs(t));
+                    }
+                }
+            }
+            let ratios: Vec<f64> = ti.iter().zip(&tb).map(|(i, b)| ratio(*i, *b)).collect();
+            rows.push(Row {
+                section: "4 boot time",
+                name: format!("{DEFAULT_CODEC} image / bzImage (QEMU start -> init report)"),
+                value: median(&ti),
+                reference: median(&tb),
+                unit: "s",
+                ratio: median(&ratios),
+                goal: Some(("<=", 0.75)),
+                note: format!(
+                    "{fw}, systemd-boot, median of {} alternating pairs",
+                    ratios.len()
+                ),
+            });
+        }
+        // In-firmware decode and SHA-256 cost per codec (stub progress lines under efi=debug).
+        for (name, _, img) in &images {
+            let spec = BootSpec::systemd_boot(
+                format!("bench-debug-{name}"),
+                fw,
+                img,
+                Some(fx.initramfs.clone()),
+                "console=ttyS0 efi=debug",
+            );
+            let out = qemu::run(&fx, &spec)?;
+            let (d, s) = parse_stub_timings(&out.log);
+            let (Some(d), Some(s)) = (d, s) else {
+                eprintln!(
+                    "bench: {name}: no stub timings in {}",
+                    out.log_path.display()
+                );
+                continue;
+            };
+            rows.push(Row {
+                section: "4 in-firmware",
+                name: format!("{name}: stub SHA-256 / stub decode"),
+                value: s as f64 / 1e3,
+                reference: d as f64 / 1e3,
+                unit: "s",
+                ratio: ratio(s as f64, d as f64),
+                goal: None,
+                note: format!("{fw}, TCG, efi=debug; decode {d} ms, sha256 {s} ms"),
+            });
+        }
+    }
+
+    let table = to_table(&rows);
+    println!("{table}");
+    let json = to_json(&rows, &commands);
+    let path = dir.join("results.json");
+    std::fs::write(&path, json)?;
+    std::fs::write(dir.join("results.md"), &table)?;
+    println!("bench: wrote {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_ratio() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+        assert_eq!(median(&[f64::NAN, 5.0]), 5.0);
+        assert_eq!(ratio(1.0, 4.0), 0.25);
+        assert!(ratio(1.0, 0.0).is_nan());
+    }
+
+    fn row(goal: Option<(&'static str, f64)>, ratio: f64) -> Row {
+        Row {
+            section: "s",
+            name: "a \"b\"".into(),
+            value: 10.0,
+            reference: 4.0,
+            unit: "B",
+            ratio,
+            goal,
+            note: "x\ny".into(),
+        }
+    }
+
+    #[test]
+    fn goals() {
+        assert_eq!(row(Some(("<=", 1.0)), 0.99).met(), Some(true));
+        assert_eq!(row(Some(("<=", 1.0)), 1.01).met(), Some(false));
+        assert_eq!(row(Some((">=", 0.8)), 0.81).met(), Some(true));
+        assert_eq!(row(None, 0.5).met(), None);
+    }
+
+    #[test]
+    fn json_is_well_formed() {
+        let j = to_json(
+            &[row(Some(("<=", 1.0)), 2.5), row(None, f64::NAN)],
+            &["cargo xtask bench".into()],
+        );
+        assert!(j.contains(r#""name": "a \"b\"""#), "{j}");
+        assert!(j.contains(r#""note": "x\ny""#));
+        assert!(j.contains(r#""ratio": 2.5,"#));
+        assert!(j.contains(r#""ratio": null"#));
+        assert!(j.contains(r#""goal": "<= 1", "met": false"#));
+        assert!(j.contains(r#""value": 10,"#));
+        // Balanced brackets, no trailing commas before a closer.
+        assert_eq!(j.matches('{').count(), j.matches('}').count());
+        assert!(!j.contains(",\n  ]"));
+        assert_eq!(json_num(0.0), "0");
+        assert_eq!(json_num(-1.5), "-1.5");
+    }
+
+    #[test]
+    fn stub_timings() {
+        let log = "zboot: payload zstd 1 -> 2 bytes\r\nzboot: decoded 61739008 bytes in 1834 ms\r\n\
+                   zboot: sha256 ok in 2011 ms\r\n";
+        assert_eq!(parse_stub_timings(log), (Some(1834), Some(2011)));
+        assert_eq!(parse_stub_timings("nothing"), (None, None));
+    }
+
+    #[test]
+    fn table_marks_misses() {
+        let t = to_table(&[row(Some(("<=", 1.0)), 2.5)]);
+        assert!(t.contains("| NO |"), "{t}");
+        assert!(t.contains("2.500"));
+    }
+}
