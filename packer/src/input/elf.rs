@@ -99,13 +99,17 @@ fn parse_notes(data: &[u8]) -> Option<ZbootNote> {
 /// Read a vmlinux ELF (optionally followed by its relocation table).
 pub fn parse(data: &[u8]) -> Result<KernelImage> {
     let e = LE;
-    if data.len() < 64 || !data.starts_with(b"\x7fELF") {
+    if data.len() < 5 || !data.starts_with(b"\x7fELF") {
         bail!("not an ELF file (truncated header)");
     }
+    // The class first: an ELF32 header is shorter than the ELF64 one.
     match data[4] {
         elf::ELFCLASS64 => {}
         elf::ELFCLASS32 => bail!("32-bit ELF; only ELF64 x86_64 kernels are supported"),
         c => bail!("bad ELF class {c}"),
+    }
+    if data.len() < 64 {
+        bail!("not an ELF file (truncated header)");
     }
     if data[5] != elf::ELFDATA2LSB {
         bail!("big-endian ELF; only little-endian x86_64 kernels are supported");
@@ -114,6 +118,11 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
     let machine = hdr.e_machine.get(e);
     if machine != elf::EM_X86_64 {
         bail!("ELF machine {machine} is not x86_64 (62)");
+    }
+    // A vmlinux is a fixed-address executable; programs and libraries (ET_DYN) are not kernels.
+    let e_type = hdr.e_type.get(e);
+    if e_type != elf::ET_EXEC {
+        bail!("ELF type {e_type} is not ET_EXEC: not a kernel");
     }
     if hdr.e_phnum.get(e) != 0
         && usize::from(hdr.e_phentsize.get(e)) != size_of::<ProgramHeader64<LE>>()
@@ -198,6 +207,12 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
     }
     if first % X86_KERNEL_ALIGN != 0 {
         bail!("first segment's physical address {first:#x} is not 2 MiB aligned");
+    }
+    // x86_64 kernels are linked in the kernel map (user programs sit far below it).
+    if link_virt_base < X86_START_KERNEL_MAP {
+        bail!(
+            "first segment linked at {link_virt_base:#x}, below the kernel map {X86_START_KERNEL_MAP:#x}: not a kernel"
+        );
     }
 
     let raw_entry = hdr.e_entry.get(e);

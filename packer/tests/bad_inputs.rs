@@ -1,0 +1,226 @@
+//! The bad-input matrix, through the real binary: every case fails with exit status 2 (not a
+//! panic: 101), exactly one short `zboot-pack: error: ` line on stderr naming the file and the
+//! problem, no output file created, an existing output file left byte-identical, and no
+//! temporary file left behind. Complements `cli.rs::bad_inputs_fail_cleanly` (ELF class,
+//! endianness, machine, no PT_LOAD, overlap, absurd p_memsz, misalignment, relocation tables)
+//! with the cases below.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use zboot_pack::testkit::{self, EHDR, P_MEMSZ, PHDR, poke};
+
+const BIN: &str = env!("CARGO_BIN_EXE_zboot-pack");
+
+/// Existing output content: must survive every failed run byte for byte.
+fn old_output() -> Vec<u8> {
+    testkit::bytes(99, 4096)
+}
+
+struct Failure {
+    stderr: String,
+}
+
+/// Run `zboot-pack INPUT -o OUTPUT` and check the common contract; returns stderr.
+fn run_fails(dir: &Path, input: &Path, output: &Path, name: &str) -> Failure {
+    let out = Command::new(BIN)
+        .arg(input)
+        .arg("-o")
+        .arg(output)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{name}: status, stderr {stderr:?}"
+    );
+    assert!(out.stdout.is_empty(), "{name}: stdout {:?}", out.stdout);
+    assert_eq!(stderr.lines().count(), 1, "{name}: {stderr:?}");
+    assert!(
+        stderr.starts_with("zboot-pack: error: "),
+        "{name}: {stderr:?}"
+    );
+    assert!(
+        stderr.len() < 240,
+        "{name}: error line too long: {stderr:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{name}: {stderr:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".zboot-pack-") || n.starts_with(".tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "{name}: temporary files left: {leftovers:?}"
+    );
+    Failure { stderr }
+}
+
+/// An input that must be rejected: checked against a fresh output path (must not appear) and
+/// an existing output (must stay byte-identical). `want` is part of the problem description.
+fn rejected(dir: &Path, name: &str, input: &Path, want: &str) {
+    let fresh = dir.join(format!("{name}.efi"));
+    let f = run_fails(dir, input, &fresh, name);
+    assert!(
+        f.stderr.contains(&input.display().to_string()),
+        "{name}: file not named: {:?}",
+        f.stderr
+    );
+    assert!(
+        f.stderr.contains(want),
+        "{name}: want {want:?} in {:?}",
+        f.stderr
+    );
+    assert!(!fresh.exists(), "{name}: output created");
+    let existing = dir.join("existing.efi");
+    std::fs::write(&existing, old_output()).unwrap();
+    run_fails(dir, input, &existing, name);
+    assert_eq!(
+        std::fs::read(&existing).unwrap(),
+        old_output(),
+        "{name}: output changed"
+    );
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+/// A minimal bzImage (boot protocol 2.15) whose gzip payload is `inner`.
+fn bzimage(inner: &[u8]) -> Vec<u8> {
+    let mut progress = zboot_pack::compress::Progress::new("", inner.len() as u64, false);
+    let payload =
+        zboot_pack::compress::compress(zboot_pack::Codec::Gzip, 6, inner, &mut progress).unwrap();
+    let setup_sects = 3u8;
+    let mut d = vec![0u8; (setup_sects as usize + 1) * 512];
+    d[0x1f1] = setup_sects;
+    d[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    d[0x202..0x206].copy_from_slice(b"HdrS");
+    d[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    d[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
+    d[0x24c..0x250].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    d[0x260..0x264].copy_from_slice(&0x80_0000u32.to_le_bytes());
+    d.extend_from_slice(&payload);
+    d
+}
+
+#[test]
+fn the_synthetic_bzimage_packs() {
+    // The truncated-bzImage case below is only meaningful if the whole one is accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "bzImage", &bzimage(&testkit::vmlinux(true)));
+    let out = Command::new(BIN)
+        .arg(&input)
+        .arg("-o")
+        .arg(dir.path().join("ok.efi"))
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_input_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = testkit::vmlinux(false);
+    let bz = bzimage(&testkit::vmlinux(true));
+
+    let mut phoff = good.clone();
+    poke::<8>(&mut phoff, 32, 0xffff_ffff_ffff_ff00); // e_phoff
+    let mut memsz = good.clone();
+    poke::<8>(&mut memsz, EHDR + PHDR + P_MEMSZ, u64::MAX);
+    // A fixed-address user program: the synthetic kernel linked at its physical addresses.
+    let mut user = good.clone();
+    for i in 0..2 {
+        let ph = EHDR + i * PHDR;
+        let paddr = u64::from_le_bytes(user[ph + 24..ph + 32].try_into().unwrap());
+        poke::<8>(&mut user, ph + 16, paddr);
+    }
+    // An ELF32 header (i386 executable), not just a flipped class byte.
+    let mut elf32 = vec![0u8; 52];
+    elf32[..7].copy_from_slice(b"\x7fELF\x01\x01\x01");
+    elf32[16] = 2;
+    elf32[18] = 3;
+
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", Vec::new(), "not an ELF or bzImage"),
+        (
+            "random",
+            testkit::bytes(1234, 64 * 1024),
+            "not an ELF or bzImage",
+        ),
+        ("elf-header-only", good[..40].to_vec(), "truncated"),
+        (
+            "elf-truncated",
+            good[..0x1800].to_vec(),
+            "beyond the end of the file",
+        ),
+        ("elf32", elf32, "32-bit"),
+        (
+            "phoff",
+            phoff,
+            "program header table beyond the end of the file",
+        ),
+        ("memsz-max", memsz, "absurd memory size"),
+        ("user-program", user, "below the kernel map"),
+        (
+            "bzimage-truncated",
+            bz[..bz.len() / 2].to_vec(),
+            "beyond the end of the file",
+        ),
+        (
+            "bzimage-setup-only",
+            bz[..0x220].to_vec(),
+            "truncated bzImage setup header",
+        ),
+    ];
+    for (name, data, want) in &cases {
+        let input = write(d, name, data);
+        rejected(d, name, &input, want);
+    }
+    // A non-kernel ELF from the system (a dynamically linked program).
+    let true_bin = Path::new("/bin/true");
+    if true_bin.exists() {
+        let input = write(d, "true", &std::fs::read(true_bin).unwrap());
+        rejected(d, "true", &input, "not a kernel");
+    }
+    // A directory and a missing file.
+    let sub = d.join("a-directory");
+    std::fs::create_dir(&sub).unwrap();
+    rejected(d, "directory", &sub, "is a directory");
+    rejected(d, "missing", &d.join("no-such-file"), "cannot read");
+}
+
+#[test]
+fn unwritable_output_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // With its relocation table: packing it prints no note, only the error.
+    let input = write(d, "vmlinux", &testkit::vmlinux(true));
+    // The parent is a regular file, the parent does not exist, the output is a directory.
+    let file = write(d, "plain-file", &old_output());
+    let f = run_fails(d, &input, &file.join("x.efi"), "parent-is-file");
+    assert!(f.stderr.contains("cannot write"), "{:?}", f.stderr);
+    assert!(f.stderr.contains("x.efi"), "{:?}", f.stderr);
+    assert_eq!(std::fs::read(&file).unwrap(), old_output());
+    let f = run_fails(d, &input, &d.join("no/such/dir/x.efi"), "no-parent");
+    assert!(f.stderr.contains("cannot write"), "{:?}", f.stderr);
+    assert!(!d.join("no").exists());
+    let out_dir = d.join("out-dir");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::write(out_dir.join("keep"), b"keep").unwrap();
+    let f = run_fails(d, &input, &out_dir, "output-is-directory");
+    assert!(f.stderr.contains("out-dir"), "{:?}", f.stderr);
+    assert!(out_dir.is_dir());
+    assert_eq!(std::fs::read(out_dir.join("keep")).unwrap(), b"keep");
+}
