@@ -134,7 +134,10 @@ fn probe_kaslr(ctx: &Ctx) -> Result<()> {
         let seeded_weakly = out.log.contains("KASLR seed from TSC");
         let types = p.get("setup_data").unwrap_or("");
         ensure!(
-            seeded_weakly || types.split(',').any(|t| t.trim().trim_start_matches("0x") == "9"),
+            seeded_weakly
+                || types
+                    .split(',')
+                    .any(|t| t.trim().trim_start_matches("0x") == "9"),
             "no SETUP_RNG_SEED (9) node: setup_data={types:?}"
         );
         println!("    boot {i}: load_base {base:#x}, virt_delta {delta:#x}");
@@ -220,29 +223,27 @@ fn linux_boot(ctx: &Ctx, name: &str, extra: &str) -> Result<crate::report::InitR
     Ok(r)
 }
 
-/// Two boots of the repacked Debian kernel land at different virtual and physical addresses;
-/// both run with 5-level paging on `-cpu max`.
+/// Two boots of the repacked Debian kernel land at different virtual (`_text`) and physical
+/// ("Kernel code") addresses; all run with 5-level paging on `-cpu max`. A third boot is made
+/// only when the first two collided by chance (~1/470 per address), so a broken randomization
+/// still fails and a lucky collision does not.
 fn linux_kaslr(ctx: &Ctx) -> Result<()> {
-    let a = linux_boot(ctx, "hardening-linux-kaslr-a", "")?;
-    let b = linux_boot(ctx, "hardening-linux-kaslr-b", "")?;
-    let (ta, tb) = (
-        a.kallsyms_text.context("no _text")?,
-        b.kallsyms_text.context("no _text")?,
-    );
-    let (ca, cb) = (
-        a.iomem_kernel_code.context("no Kernel code")?,
-        b.iomem_kernel_code.context("no Kernel code")?,
-    );
-    ensure!(ta != tb, "_text identical in two boots: {ta:x}");
-    ensure!(ca != cb, "Kernel code identical in two boots: {ca:x?}");
-    for r in [&a, &b] {
+    let mut texts = BTreeSet::new();
+    let mut codes = BTreeSet::new();
+    for i in 0..3 {
+        let r = linux_boot(ctx, &format!("hardening-linux-kaslr-{i}"), "")?;
         ensure!(
             r.vmalloc_total_kb == Some(VMALLOC_5LEVEL_KB),
             "VmallocTotal {:?} kB, want {VMALLOC_5LEVEL_KB} (5-level)",
             r.vmalloc_total_kb
         );
+        texts.insert(r.kallsyms_text.context("no _text")?);
+        codes.insert(r.iomem_kernel_code.context("no Kernel code")?);
+        if i >= 1 && texts.len() >= 2 && codes.len() >= 2 {
+            return Ok(());
+        }
     }
-    Ok(())
+    bail!("_text {texts:x?} / Kernel code {codes:x?}: not randomized across 3 boots")
 }
 
 /// `nokaslr`: `_text` at the link address.
