@@ -47,7 +47,7 @@ pub struct Options {
     pub no5lvl: bool,
     /// `efi=debug`: progress lines on the console.
     pub efi_debug: bool,
-    /// `efi=nochunk`: accepted (file reads are not chunked anyway).
+    /// `efi=nochunk`: read each `initrd=` file in one call instead of 1 MiB chunks.
     pub efi_nochunk: bool,
     /// `noinitrd`: load no initrd at all.
     pub noinitrd: bool,

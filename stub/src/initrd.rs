@@ -56,7 +56,7 @@ pub fn load(
         return Ok(Some(i));
     }
     if !opts.initrd.is_empty() {
-        return files(&opts.initrd).map(Some);
+        return files(&opts.initrd, !opts.efi_nochunk).map(Some);
     }
     Ok(embedded.map(|b| Initrd {
         source: Source::Embedded,
@@ -97,7 +97,13 @@ fn load_file2() -> Result<Option<Initrd>, InitrdError> {
     }))
 }
 
-fn files(paths: &[alloc::string::String]) -> Result<Initrd, InitrdError> {
+/// Largest single Read() of an `initrd=` file unless `efi=nochunk` (Linux's
+/// `EFI_READ_CHUNK_SIZE`: some firmware file systems fail on large reads).
+const READ_CHUNK: usize = 1 << 20;
+
+/// `initrd=` files from the volume we were loaded from, concatenated in command-line order into
+/// one allocation (what Linux's `handle_cmdline_files` does).
+fn files(paths: &[alloc::string::String], chunked: bool) -> Result<Initrd, InitrdError> {
     let device = boot::open_protocol_exclusive::<LoadedImage>(boot::image_handle())
         .ok()
         .and_then(|li| li.device())
@@ -110,21 +116,26 @@ fn files(paths: &[alloc::string::String]) -> Result<Initrd, InitrdError> {
     let mut handles = Vec::new();
     let mut total = 0u64;
     for p in paths {
+        // Name the file on the console; the returned error only names the step.
+        let fail = |what: &'static str, status: Status| {
+            error!("initrd={}: {} ({:?})", p, what, status);
+            InitrdError(what, status)
+        };
         let name = CString16::try_from(p.as_str())
-            .map_err(|_| InitrdError("initrd=: bad path", Status::INVALID_PARAMETER))?;
+            .map_err(|_| fail("initrd=: bad path", Status::INVALID_PARAMETER))?;
         let mut f = root
             .open(&name, FileMode::Read, FileAttribute::empty())
-            .map_err(|e| InitrdError("initrd=: open file", e.status()))?
+            .map_err(|e| fail("initrd=: open file", e.status()))?
             .into_regular_file()
-            .ok_or(InitrdError(
-                "initrd=: not a file",
-                Status::INVALID_PARAMETER,
-            ))?;
+            .ok_or_else(|| fail("initrd=: not a file", Status::INVALID_PARAMETER))?;
         let size = f
             .get_boxed_info::<FileInfo>()
-            .map_err(|e| InitrdError("initrd=: file info", e.status()))?
+            .map_err(|e| fail("initrd=: file info", e.status()))?
             .file_size();
-        total += size;
+        total = total
+            .checked_add(size)
+            .filter(|&t| t <= usize::MAX as u64)
+            .ok_or_else(|| fail("initrd=: files too large", Status::BAD_BUFFER_SIZE))?;
         handles.push((f, size));
     }
     let mut pages = Pages::low(total, MemoryType::LOADER_DATA)
@@ -134,8 +145,13 @@ fn files(paths: &[alloc::string::String]) -> Result<Initrd, InitrdError> {
     for (mut f, size) in handles {
         let end = at + size as usize;
         while at < end {
+            let stop = if chunked {
+                end.min(at + READ_CHUNK)
+            } else {
+                end
+            };
             let n = f
-                .read(&mut buf[at..end])
+                .read(&mut buf[at..stop])
                 .map_err(|e| InitrdError("initrd=: read", e.status()))?;
             if n == 0 {
                 return Err(InitrdError(

@@ -505,7 +505,7 @@ fn probe_shell_missing_initrd(ctx: &Ctx) -> Result<()> {
             )
         })?;
     ensure!(
-        line.contains("initrd") && line.contains("NOT_FOUND"),
+        line.contains("missing.img") && line.contains("NOT_FOUND"),
         "{}: error line {line:?} does not name the missing initrd",
         out.name
     );
