@@ -6,6 +6,7 @@
 //! * `demo` — build the packer, pack the Debian kernel, boot it, show the report.
 //! * `test` — everything CI runs (fmt, clippy, unit tests, boot tests).
 //! * `probe` — the probe kernel (see `probe.rs`).
+//! * `fuzz` — the cargo-fuzz targets of `fuzz/`, bounded time each (see `fuzz.rs`).
 
 // The harness modules are a library-style API for later boot tests: not every item is used yet.
 #![allow(dead_code)]
@@ -14,6 +15,7 @@ mod bench;
 mod boot_tests;
 mod demo;
 mod fixtures;
+mod fuzz;
 mod initramfs;
 mod probe;
 mod qemu;
@@ -60,6 +62,9 @@ enum Cmd {
     /// Performance figures (issue 7), each a ratio against a reference measured in the same run:
     /// table on stdout, JSON in <target>/bench/results.json. Not part of `test`.
     Bench(bench::BenchArgs),
+    /// Run the cargo-fuzz targets of fuzz/ for a bounded time each; report executions and
+    /// findings.
+    Fuzz(fuzz::FuzzArgs),
     /// Build/run the probe kernel.
     Probe {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -136,6 +141,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             compare,
         } => demo::run(codec.as_deref(), firmware, compare),
         Cmd::Test(a) => test_cmd::run(&a),
+        Cmd::Fuzz(a) => fuzz::run(&a),
         Cmd::Bench(a) => bench::run(&a),
         Cmd::Probe { args } => {
             if let Err(e) = probe::cli(&args) {

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: what CI runs. Steps (`fmt`, `clippy`, `unit-tests`) then the boot tests
-//! of [`crate::boot_tests::all`]. The last line is always `N passed, N failed`.
+//! `cargo xtask test`: what CI runs. Steps (`fmt`, `clippy`, `unit-tests`, then `docs-check`)
+//! then the boot tests of [`crate::boot_tests::all`], then `kernel-build`. The last line is always
+//! `N passed, N failed`.
 //!
 //! Under `CI=true` a missing prerequisite (QEMU, firmware, fixture) is a failure; elsewhere the
 //! test is skipped with a message.
@@ -45,7 +46,31 @@ const STEPS: &[(&str, &[&str])] = &[
         ],
     ),
     ("unit-tests", &["test", "--workspace"]),
+    // libFuzzer on every fuzz target, 25 s each (see xtask/src/fuzz.rs).
+    ("fuzz", &["xtask", "fuzz", "--seconds", "25"]),
 ];
+
+/// Steps run in-process after the cargo steps (`--boot-only` skips them): they need the fixtures
+/// and the release packer but boot nothing.
+const XTASK_STEPS: &[(&str, fn(&Ctx) -> Result<()>)] = &[("docs-check", crate::docs_check::run)];
+
+/// Run after the boot tests (`--no-boot` skips them): they boot QEMU. `kernel-build` reuses the
+/// kernel tree cached in `<cache>/kernel-build` (a first build takes tens of minutes).
+const LATE_TESTS: &[(&str, fn(&Ctx) -> Result<()>)] =
+    &[("kernel-build", crate::kernel_build::test)];
+
+/// Runs one in-process step or test: a missing prerequisite is a skip outside CI.
+fn run_in_process(name: &str, f: fn(&Ctx) -> Result<()>, ctx: &Ctx, ci: bool) -> (Verdict, f64) {
+    let start = Instant::now();
+    let v = match f(ctx) {
+        Ok(()) => Verdict::Pass,
+        Err(e) if e.downcast_ref::<Missing>().is_some() && !ci => Verdict::Skip(format!("{e:#}")),
+        Err(e) => Verdict::Fail(format!("{e:#}")),
+    };
+    let secs = start.elapsed().as_secs_f64();
+    report(name, &v, secs);
+    (v, secs)
+}
 
 enum Verdict {
     Pass,
@@ -60,8 +85,14 @@ pub fn run(a: &TestArgs) -> Result<()> {
         for (name, args) in STEPS {
             println!("step {name}: cargo {}", args.join(" "));
         }
+        for (name, _) in XTASK_STEPS {
+            println!("step {name}");
+        }
         for t in boot_tests::all() {
             println!("boot {}", t.name);
+        }
+        for (name, _) in LATE_TESTS {
+            println!("boot {name}");
         }
         return Ok(());
     }
@@ -83,6 +114,12 @@ pub fn run(a: &TestArgs) -> Result<()> {
             report(name, &v, t.elapsed().as_secs_f64());
             results.push((name.to_string(), v, t.elapsed().as_secs_f64()));
         }
+        let ctx = Ctx::new(ci);
+        for (name, f) in XTASK_STEPS.iter().filter(|(n, _)| selected(n)) {
+            println!("==> step {name}");
+            let (v, secs) = run_in_process(name, *f, &ctx, ci);
+            results.push((name.to_string(), v, secs));
+        }
     }
     if !a.no_boot {
         let ctx = Ctx::new(ci);
@@ -99,6 +136,11 @@ pub fn run(a: &TestArgs) -> Result<()> {
             let secs = start.elapsed().as_secs_f64();
             report(t.name, &v, secs);
             results.push((t.name.to_string(), v, secs));
+        }
+        for (name, f) in LATE_TESTS.iter().filter(|(n, _)| selected(n)) {
+            println!("==> boot {name}");
+            let (v, secs) = run_in_process(name, *f, &ctx, ci);
+            results.push((name.to_string(), v, secs));
         }
     }
 

@@ -1,6 +1,333 @@
 //! Reliability: damaged images and boot-time resource failures.
+//!
+//! * `damaged-*`: the probe kernel packed with `--relocs`, an embedded command line and an
+//!   embedded initrd, with one byte flipped at one place (payload header, start / middle / end /
+//!   last byte of the compressed stream, embedded initrd, embedded command line), started bare as
+//!   `\EFI\BOOT\BOOTX64.EFI` (unsigned). The stub must print its one error line
+//!   (`zboot: error: ...`), the kernel must never run (no `ZBOOT-PROBE`, `ZBOOT-INIT` or
+//!   `Linux version` line), and the firmware must report the failed start
+//!   (`BdsDxe: failed to start Boot0001 ...`), i.e. the stub returned an error status and the
+//!   boot manager moved on. Offsets come from the PE section table and the payload header.
+//!   Seven boots, split between OVMF 2022.11 and 2025.02 strict NX.
+//! * `resource-small-memory`: the packed Debian kernel with `-m 64M`: the 60 MiB kernel
+//!   allocation fails, the stub says so and returns (no kernel output, failed start).
+//! * `resource-no-gop`: `-vga none`: no Graphics Output Protocol, so no `screen_info`; the
+//!   kernel still boots to the initramfs `init` (no EFI framebuffer there).
+//! * Missing RNG: QEMU's default machine has no virtio-rng and OVMF offers no `EFI_RNG_PROTOCOL`
+//!   without one, which is what every other boot test runs with (the stub does not need it).
 
-#[allow(unused_imports)]
 use super::*;
+use std::sync::OnceLock;
+use zboot_format::header::{HEADER_SIZE, PayloadHeader};
 
-pub const TESTS: &[BootTest] = &[];
+/// The stub's error line prefix (stub/src/console.rs: `zboot: ` + `error: `).
+const STUB_ERROR: &str = "zboot: error: ";
+/// OVMF BdsDxe's line when an image returns an error from its entry point.
+const BDS_FAILED: &str = "BdsDxe: failed to start";
+/// Lines that only a running kernel prints.
+const KERNEL_LINES: [&str; 3] = ["Linux version", "ZBOOT-INIT", "ZBOOT-PROBE"];
+
+/// The packed probe with embedded command line and initrd, and where its parts lie in the file.
+struct Subject {
+    image: PathBuf,
+    /// File offsets: the `.zpayld` raw data, the compressed stream and its length, the
+    /// embedded command line and initrd.
+    payload_at: usize,
+    stream_at: usize,
+    stream_len: usize,
+    cmdline_at: usize,
+    initrd_at: usize,
+    initrd_len: usize,
+}
+
+fn le16(b: &[u8], o: usize) -> Result<usize> {
+    Ok(u16::from_le_bytes(b.get(o..o + 2).context("PE header truncated")?.try_into()?) as usize)
+}
+
+fn le32(b: &[u8], o: usize) -> Result<usize> {
+    Ok(u32::from_le_bytes(b.get(o..o + 4).context("PE header truncated")?.try_into()?) as usize)
+}
+
+/// (name, VirtualAddress, VirtualSize, PointerToRawData) of every section.
+fn sections(pe: &[u8]) -> Result<Vec<(String, usize, usize, usize)>> {
+    let nt = le32(pe, 0x3c)?;
+    ensure!(pe.get(nt..nt + 4) == Some(b"PE\0\0"), "no PE signature");
+    let n = le16(pe, nt + 6)?;
+    let table = nt + 24 + le16(pe, nt + 20)?;
+    (0..n)
+        .map(|i| {
+            let s = table + i * 40;
+            let name = pe.get(s..s + 8).context("section table truncated")?;
+            let name = String::from_utf8_lossy(name)
+                .trim_end_matches('\0')
+                .to_string();
+            Ok((name, le32(pe, s + 12)?, le32(pe, s + 8)?, le32(pe, s + 20)?))
+        })
+        .collect()
+}
+
+/// File offset of `rva` (inside a section's raw data).
+fn rva_to_file(secs: &[(String, usize, usize, usize)], rva: usize) -> Result<usize> {
+    secs.iter()
+        .find(|(_, va, vs, _)| rva >= *va && rva < va + vs)
+        .map(|(_, va, _, raw)| raw + (rva - va))
+        .ok_or_else(|| anyhow!("RVA {rva:#x} in no section"))
+}
+
+fn subject(ctx: &Ctx) -> Result<Subject> {
+    static P: OnceLock<std::result::Result<crate::probe::ProbeArtifacts, String>> = OnceLock::new();
+    let probe = P
+        .get_or_init(|| crate::probe::build(&crate::workspace_root()).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!("building the probe kernel: {e}"))?;
+    let initrd = qemu::target_dir().join("boot-tests/reliability-initrd.img");
+    std::fs::create_dir_all(initrd.parent().unwrap())?;
+    // 64 KiB of not-very-compressible bytes: flipping one of them must be noticed.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let bytes: Vec<u8> = (0..65_537)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    std::fs::write(&initrd, bytes)?;
+    let image = ctx.pack(
+        "reliability-probe",
+        &probe.vmlinux,
+        &[
+            "--relocs",
+            &probe.relocs.display().to_string(),
+            "--cmdline",
+            "console=ttyS0 zboot.reliability=1",
+            "--initrd",
+            &initrd.display().to_string(),
+        ],
+    )?;
+    let pe = std::fs::read(&image)?;
+    let secs = sections(&pe)?;
+    let (_, _, vsize, payload_at) = secs
+        .iter()
+        .find(|s| s.0 == ".zpayld")
+        .cloned()
+        .context("no .zpayld section")?;
+    let h = PayloadHeader::parse(&pe[payload_at..payload_at + vsize])
+        .map_err(|e| anyhow!("payload header of {}: {e}", image.display()))?;
+    ensure!(h.cmdline_size > 0 && h.initrd_size > 0, "no embedded parts");
+    Ok(Subject {
+        payload_at,
+        stream_at: payload_at + HEADER_SIZE,
+        stream_len: h.compressed_size as usize,
+        cmdline_at: rva_to_file(&secs, h.cmdline_rva as usize)?,
+        initrd_at: rva_to_file(&secs, h.initrd_rva as usize)?,
+        initrd_len: h.initrd_size as usize,
+        image,
+    })
+}
+
+/// Where a damage case flips its byte.
+#[derive(Clone, Copy)]
+enum Spot {
+    /// A field in the middle of the payload header (the header checksum breaks).
+    Header,
+    StreamStart,
+    StreamMiddle,
+    /// 64 bytes before the end of the stream (inside its last block).
+    StreamEnd,
+    /// The very last byte of the stream (the codec's trailer: checksum / footer).
+    StreamLastByte,
+    Initrd,
+    Cmdline,
+}
+
+/// Boots the subject with one byte flipped at `spot` on `fw` and checks that the stub refused
+/// it (error line, no kernel output, failed start reported by the firmware).
+fn damaged(ctx: &Ctx, spot: Spot, fw: Firmware) -> Result<()> {
+    let s = subject(ctx)?;
+    let (tag, off, want) = match spot {
+        Spot::Header => ("header", s.payload_at + 0x30, "payload header"),
+        Spot::StreamStart => ("stream-start", s.stream_at + 1, ""),
+        Spot::StreamMiddle => ("stream-middle", s.stream_at + s.stream_len / 2, ""),
+        Spot::StreamEnd => ("stream-end", s.stream_at + s.stream_len - 64, ""),
+        Spot::StreamLastByte => ("stream-last-byte", s.stream_at + s.stream_len - 1, ""),
+        Spot::Initrd => (
+            "initrd",
+            s.initrd_at + s.initrd_len / 2,
+            "embedded command line/initrd",
+        ),
+        Spot::Cmdline => ("cmdline", s.cmdline_at + 3, "embedded command line/initrd"),
+    };
+    let mut bytes = std::fs::read(&s.image)?;
+    bytes[off] ^= 0x10;
+    let name = format!("damaged-{tag}-{fw}");
+    let image = qemu::target_dir()
+        .join("boot-tests")
+        .join(format!("{name}.efi"));
+    std::fs::write(&image, &bytes)?;
+    println!(
+        "    flipped bit 4 of byte {off:#x} ({tag}) of {}",
+        s.image.display()
+    );
+    let mut spec = BootSpec::new(&name, fw, BootMode::Bare { image });
+    spec.sign = false;
+    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
+    spec.stop_on.extend([
+        BDS_FAILED.to_string(),
+        "BdsDxe: No bootable option".to_string(),
+    ]);
+    spec.stop_on
+        .extend(KERNEL_LINES.iter().map(|s| s.to_string()));
+    let out = ctx.boot(&spec)?;
+    check_refused(&out, want)
+}
+
+/// The stub printed one error line (containing `want`), no kernel ran, and the firmware reported
+/// the failed start.
+fn check_refused(out: &BootOutcome, want: &str) -> Result<()> {
+    let ctx_log = || format!("(log {}):\n{}", out.log_path.display(), out.log_tail(15));
+    for k in KERNEL_LINES {
+        ensure!(
+            !out.log.contains(k),
+            "the kernel ran: {k:?} in the log {}",
+            ctx_log()
+        );
+    }
+    let errors: Vec<&str> = out
+        .log
+        .lines()
+        .filter_map(|l| l.find(STUB_ERROR).map(|i| l[i..].trim_end()))
+        .collect();
+    ensure!(
+        errors.len() == 1,
+        "want exactly one {STUB_ERROR:?} line, got {errors:?} {}",
+        ctx_log()
+    );
+    ensure!(
+        errors[0].contains(want),
+        "stub error {:?} does not mention {want:?}",
+        errors[0]
+    );
+    println!("    stub: {}", errors[0]);
+    let bds = out
+        .log
+        .lines()
+        .find(|l| l.contains(BDS_FAILED))
+        .ok_or_else(|| anyhow!("the firmware did not report a failed start {}", ctx_log()))?;
+    println!("    firmware: {}", bds.trim_end());
+    Ok(())
+}
+
+/// `-m 64M`: the packed Debian kernel needs 60 MiB in one aligned piece; OVMF cannot give it.
+fn small_memory(ctx: &Ctx) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let fw = Firmware::Ovmf2022;
+    let cmdline = baseline_options();
+    let initrd = fx.initramfs.display().to_string();
+    let image = ctx.pack(
+        "packed-bzimage-embedded",
+        &fx.kernel.vmlinuz,
+        &["--cmdline", &cmdline, "--initrd", &initrd],
+    )?;
+    let mut spec = BootSpec::new(
+        format!("resource-small-memory-{fw}"),
+        fw,
+        BootMode::Bare { image },
+    );
+    spec.memory_mb = 64;
+    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
+    spec.stop_on.extend([
+        BDS_FAILED.to_string(),
+        "BdsDxe: No bootable option".to_string(),
+    ]);
+    let out = ctx.boot(&spec)?;
+    check_refused(&out, "allocate kernel memory")
+}
+
+/// `-vga none`: no GOP. The stub leaves screen_info empty and the kernel boots to init.
+fn no_gop(ctx: &Ctx) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let fw = Firmware::Ovmf2025StrictNx;
+    let cmdline = baseline_options();
+    let initrd = fx.initramfs.display().to_string();
+    let image = ctx.pack(
+        "packed-bzimage-embedded",
+        &fx.kernel.vmlinuz,
+        &["--cmdline", &cmdline, "--initrd", &initrd],
+    )?;
+    let mut spec = BootSpec::new(
+        format!("resource-no-gop-{fw}"),
+        fw,
+        BootMode::Bare { image },
+    );
+    spec.qemu_args
+        .extend(["-vga".to_string(), "none".to_string()]);
+    let out = ctx.boot(&spec)?;
+    ensure!(
+        !out.log.contains(STUB_ERROR),
+        "the stub failed without GOP (log {})",
+        out.log_path.display()
+    );
+    let r = out.complete_report()?;
+    ensure!(
+        r.release.as_deref() == Some(fx.kernel.release.as_str()),
+        "release {:?}, want {}",
+        r.release,
+        fx.kernel.release
+    );
+    ensure!(
+        r.cmdline_has(MARKER),
+        "cmdline {:?} lacks {MARKER}",
+        r.cmdline
+    );
+    ensure!(
+        r.efi_runtime == Some(true),
+        "efi_runtime {:?}",
+        r.efi_runtime
+    );
+    ensure!(
+        !r.has_fb("EFI VGA"),
+        "an EFI framebuffer without a display device: fb={:?}",
+        r.fb
+    );
+    Ok(())
+}
+
+pub const TESTS: &[BootTest] = &[
+    BootTest {
+        name: "damaged-header-ovmf2025-strict-nx",
+        run: |ctx| damaged(ctx, Spot::Header, Firmware::Ovmf2025StrictNx),
+    },
+    BootTest {
+        name: "damaged-stream-start-ovmf2025-strict-nx",
+        run: |ctx| damaged(ctx, Spot::StreamStart, Firmware::Ovmf2025StrictNx),
+    },
+    BootTest {
+        name: "damaged-stream-middle-ovmf2022",
+        run: |ctx| damaged(ctx, Spot::StreamMiddle, Firmware::Ovmf2022),
+    },
+    BootTest {
+        name: "damaged-stream-end-ovmf2025-strict-nx",
+        run: |ctx| damaged(ctx, Spot::StreamEnd, Firmware::Ovmf2025StrictNx),
+    },
+    BootTest {
+        name: "damaged-stream-last-byte-ovmf2022",
+        run: |ctx| damaged(ctx, Spot::StreamLastByte, Firmware::Ovmf2022),
+    },
+    BootTest {
+        name: "damaged-initrd-ovmf2025-strict-nx",
+        run: |ctx| damaged(ctx, Spot::Initrd, Firmware::Ovmf2025StrictNx),
+    },
+    BootTest {
+        name: "damaged-cmdline-ovmf2022",
+        run: |ctx| damaged(ctx, Spot::Cmdline, Firmware::Ovmf2022),
+    },
+    BootTest {
+        name: "resource-small-memory-ovmf2022",
+        run: small_memory,
+    },
+    BootTest {
+        name: "resource-no-gop-ovmf2025-strict-nx",
+        run: no_gop,
+    },
+];
