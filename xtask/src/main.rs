@@ -7,6 +7,10 @@
 //! * `test` — everything CI runs (fmt, clippy, unit tests, boot tests).
 //! * `probe` — the probe kernel (see `probe.rs`).
 //! * `fuzz` — the cargo-fuzz targets of `fuzz/`, bounded time each (see `fuzz.rs`).
+//! * `kernel-build` — build a small kernel from Debian's source, pack it with `make/zboot.mk`,
+//!   boot it (see `kernel_build.rs`).
+//! * `docs-check` — run the runnable blocks of the docs (see `docs_check.rs`).
+//! * `man` — write the packer's man pages to `target/man/`.
 
 // The harness modules are a library-style API for later boot tests: not every item is used yet.
 #![allow(dead_code)]
@@ -14,9 +18,11 @@
 mod bench;
 mod boot_tests;
 mod demo;
+mod docs_check;
 mod fixtures;
 mod fuzz;
 mod initramfs;
+mod kernel_build;
 mod probe;
 mod qemu;
 mod report;
@@ -70,6 +76,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build a minimal kernel from Debian's linux-source-6.1 (cached), pack it with
+    /// make/zboot.mk, check the fragment's rebuild rules and boot the image.
+    KernelBuild,
+    /// Run the runnable shell and workflow blocks of README.md and docs/*.md.
+    DocsCheck,
+    /// Write the zboot-pack man pages (clap_mangen) to target/man/.
+    Man,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -143,6 +156,9 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Test(a) => test_cmd::run(&a),
         Cmd::Fuzz(a) => fuzz::run(&a),
         Cmd::Bench(a) => bench::run(&a),
+        Cmd::KernelBuild => kernel_build::test(&boot_tests::Ctx::new(test_cmd::is_ci())),
+        Cmd::DocsCheck => docs_check::run(&boot_tests::Ctx::new(test_cmd::is_ci())),
+        Cmd::Man => man(),
         Cmd::Probe { args } => {
             if let Err(e) = probe::cli(&args) {
                 bail!("probe: {e:#}");
@@ -150,6 +166,21 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `cargo xtask man`: builds the release packer and has it write its pages to `target/man/`.
+fn man() -> Result<()> {
+    let packer = demo::build_packer()?;
+    let dir = workspace_root().join("target/man");
+    let st = std::process::Command::new(&packer)
+        .args(["man", "--out-dir"])
+        .arg(&dir)
+        .status()?;
+    anyhow::ensure!(st.success(), "{} man failed", packer.display());
+    let page = dir.join("zboot-pack.1");
+    anyhow::ensure!(page.is_file(), "{} not written", page.display());
+    println!("{}", page.display());
+    Ok(())
 }
 
 fn boot_cmd(a: BootArgs) -> Result<()> {
