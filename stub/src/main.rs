@@ -150,7 +150,16 @@ mod pipeline {
         });
         let trampoline = match switch {
             paging::Switch::None => None,
-            s => Some(Trampoline::prepare(s)?),
+            paging::Switch::Enable => match Trampoline::prepare(paging::Switch::Enable) {
+                Ok(t) => Some(t),
+                // Staying in 4-level mode is always correct for the kernel: only say so.
+                Err(e) => {
+                    progress!("5-level paging not enabled: {}", e);
+                    None
+                }
+            },
+            // The kernel cannot run in 5-level mode: switching down is mandatory.
+            paging::Switch::Disable => Some(Trampoline::prepare(paging::Switch::Disable)?),
         };
         let mut cmdline_pages = Pages::low(line.len() as u64 + 1, MemoryType::LOADER_DATA)
             .efi("allocate command line")?;
