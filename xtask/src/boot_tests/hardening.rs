@@ -201,7 +201,7 @@ fn probe_kaslr_ovmf2022(ctx: &Ctx) -> Result<()> {
 }
 
 /// `nokaslr`: no virtual delta, KASLR_FLAG clear, at 16 MiB when free (else the documented
-/// fallback, announced under `efi=debug`).
+/// fallback, announced under `efi=debug`). `mem=`: the same physical placement, virtual KASLR on.
 fn probe_nokaslr(ctx: &Ctx) -> Result<()> {
     let image = pack_probe(
         ctx,
@@ -222,6 +222,23 @@ fn probe_nokaslr(ctx: &Ctx) -> Result<()> {
         );
     }
     println!("    nokaslr: load_base {base:#x}");
+
+    // `mem=` disables only the physical part: the same deterministic placement as `nokaslr`,
+    // but KASLR_FLAG set (the virtual delta is still random, relocations still verified).
+    let image = pack_probe(
+        ctx,
+        "hardening-probe-mem",
+        "console=ttyS0 efi=debug mem=1G",
+        &["--la57"],
+    )?;
+    let (p, _) = boot_probe(ctx, "hardening-probe-mem", image)?;
+    check_ok(&p, "relocs")?;
+    ensure!(flag(&p, "kaslr_flag")? == 1, "KASLR_FLAG clear under mem=");
+    let mem_base = hex(&p, "load_base")?;
+    ensure!(
+        mem_base == base,
+        "mem=: load_base {mem_base:#x}, want the non-random placement {base:#x}"
+    );
     Ok(())
 }
 
