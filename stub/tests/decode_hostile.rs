@@ -227,3 +227,31 @@ fn streams_decoded_with_the_wrong_codec_fail() {
         }
     }
 }
+
+#[test]
+fn damage_in_stream_trailers_is_detected() {
+    // The last bytes of a stream are checksums/sizes the output's SHA-256 does not cover:
+    // zstd content checksum, gzip ISIZE, xz check + index + footer.
+    let data = sample(20 * 1024);
+    for codec in [Codec::Zstd, Codec::Xz] {
+        let c = compress(codec, &data);
+        for back in 1..=4 {
+            let mut bad = c.clone();
+            let at = bad.len() - back;
+            bad[at] ^= 0x10;
+            let (r, _) = guarded(codec, &bad, data.len());
+            assert!(
+                r.is_err(),
+                "{codec:?}: flip {back} bytes from the end accepted"
+            );
+        }
+    }
+    let c = compress(Codec::Gzip, &data);
+    let mut bad = c.clone();
+    let at = bad.len() - 1;
+    bad[at] ^= 0x10;
+    assert!(
+        guarded(Codec::Gzip, &bad, data.len()).0.is_err(),
+        "gzip ISIZE"
+    );
+}

@@ -8,10 +8,18 @@ use ruzstd::decoding::errors::FrameDecoderError;
 
 pub fn decode(src: &[u8], dst: &mut [u8]) -> Result<usize, DecodeError> {
     let mut decoder = Box::new(FrameDecoder::new());
-    decoder.decode_all(src, dst).map_err(|e| match e {
+    let n = decoder.decode_all(src, dst).map_err(|e| match e {
         FrameDecoderError::TargetTooSmall => DecodeError::TooLong,
         _ => DecodeError::Corrupt("zstd frame"),
-    })
+    })?;
+    // The content checksum (zboot-pack always writes one; the last 4 bytes of the frame): the
+    // SHA-256 of the output does not cover damage there, so check it.
+    if let Some(want) = decoder.get_checksum_from_data()
+        && decoder.get_calculated_checksum() != Some(want)
+    {
+        return Err(DecodeError::Corrupt("zstd content checksum"));
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
