@@ -90,10 +90,10 @@ fn build_stub(
         .args(["--features", features])
         .args(["-p", "zboot-stub", "--target", STUB_TARGET])
         .arg("--manifest-path")
-        .arg(&workspace_manifest)
+        .arg(workspace_manifest)
         .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(&root);
+        .arg(target_dir)
+        .current_dir(root);
     // The outer build's settings must not leak into the stub build.
     for (key, _) in env::vars_os() {
         let Some(key) = key.to_str() else { continue };

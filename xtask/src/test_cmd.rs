@@ -50,14 +50,16 @@ const STEPS: &[(&str, &[&str])] = &[
     ("fuzz", &["xtask", "fuzz", "--seconds", "25"]),
 ];
 
+/// A named step or test run in-process.
+type InProcess = (&'static str, fn(&Ctx) -> Result<()>);
+
 /// Steps run in-process after the cargo steps (`--boot-only` skips them): they need the fixtures
 /// and the release packer but boot nothing.
-const XTASK_STEPS: &[(&str, fn(&Ctx) -> Result<()>)] = &[("docs-check", crate::docs_check::run)];
+const XTASK_STEPS: &[InProcess] = &[("docs-check", crate::docs_check::run)];
 
 /// Run after the boot tests (`--no-boot` skips them): they boot QEMU. `kernel-build` reuses the
 /// kernel tree cached in `<cache>/kernel-build` (a first build takes tens of minutes).
-const LATE_TESTS: &[(&str, fn(&Ctx) -> Result<()>)] =
-    &[("kernel-build", crate::kernel_build::test)];
+const LATE_TESTS: &[InProcess] = &[("kernel-build", crate::kernel_build::test)];
 
 /// Runs one in-process step or test: a missing prerequisite is a skip outside CI.
 fn run_in_process(name: &str, f: fn(&Ctx) -> Result<()>, ctx: &Ctx, ci: bool) -> (Verdict, f64) {
