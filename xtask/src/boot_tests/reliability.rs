@@ -9,7 +9,7 @@
 //!   (`BdsDxe: failed to start Boot0001 ...`), i.e. the stub returned an error status and the
 //!   boot manager moved on. Offsets come from the PE section table and the payload header.
 //!   Seven boots, split between OVMF 2022.11 and 2025.02 strict NX.
-//! * `resource-small-memory`: the packed Debian kernel with `-m 64M`: the 60 MiB kernel
+//! * `resource-small-memory`: the packed Debian kernel with `-m 96M`: the 60 MiB kernel
 //!   allocation fails, the stub says so and returns (no kernel output, failed start).
 //! * `resource-no-gop`: `-vga none`: no Graphics Output Protocol, so no `screen_info`; the
 //!   kernel still boots to the initramfs `init` (no EFI framebuffer there).
@@ -198,9 +198,11 @@ fn check_refused(out: &BootOutcome, want: &str) -> Result<()> {
         .lines()
         .filter_map(|l| l.find(STUB_ERROR).map(|i| l[i..].trim_end()))
         .collect();
+    // One line per start of the image. OVMF 2025.02 starts it a second time (its platform
+    // recovery retries the removable-media path), so the same line may appear twice.
     ensure!(
-        errors.len() == 1,
-        "want exactly one {STUB_ERROR:?} line, got {errors:?} {}",
+        !errors.is_empty() && errors.iter().all(|e| *e == errors[0]),
+        "want one {STUB_ERROR:?} line (per start), got {errors:?} {}",
         ctx_log()
     );
     ensure!(
@@ -218,7 +220,9 @@ fn check_refused(out: &BootOutcome, want: &str) -> Result<()> {
     Ok(())
 }
 
-/// `-m 64M`: the packed Debian kernel needs 60 MiB in one aligned piece; OVMF cannot give it.
+/// `-m 96M`: the packed Debian kernel needs 60 MiB in one 2 MiB aligned piece; after OVMF and
+/// the loaded 10.7 MB image there is no such piece. (With `-m 64M` OVMF 2022.11 cannot even load
+/// the image: `BdsDxe: failed to load ... Not Found`, the stub never runs.)
 fn small_memory(ctx: &Ctx) -> Result<()> {
     let fx = ctx.fixtures()?;
     let fw = Firmware::Ovmf2022;
@@ -234,7 +238,7 @@ fn small_memory(ctx: &Ctx) -> Result<()> {
         fw,
         BootMode::Bare { image },
     );
-    spec.memory_mb = 64;
+    spec.memory_mb = 96;
     spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
     spec.stop_on.extend([
         BDS_FAILED.to_string(),
