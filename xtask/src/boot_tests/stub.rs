@@ -13,8 +13,9 @@
 //! * Repacking Debian's vmlinuz is the foundation's `packed-bzimage-sdboot-*` rows (not
 //!   duplicated here); its embedded `--cmdline`/`--initrd` bare row on 2025 strict NX gets a
 //!   2022.11 twin here.
-//! * `initrd=` through the UEFI shell (no LoadFile2): one file, two files concatenated, and
-//!   `noinitrd`; a missing `initrd=` file makes the stub fail cleanly.
+//! * `initrd=` without LoadFile2: through the UEFI shell (one file, two files concatenated,
+//!   `noinitrd`, embedded initrd overridden; a missing file makes the stub fail cleanly), and
+//!   through a systemd-boot entry without an `initrd` line (2025.02 strict NX has no shell).
 
 use super::*;
 use crate::probe::{self, ProbeArtifacts};
@@ -339,6 +340,34 @@ fn probe_sdboot_noinitrd(ctx: &Ctx, fw: Firmware) -> Result<()> {
     Ok(())
 }
 
+/// systemd-boot entry without an `initrd` line (no LoadFile2) whose options name
+/// `initrd=/zboot/b.img`: the stub reads the file from the volume it was loaded from (the path
+/// written with `/`). The strict-NX firmware has no shell: this is its `initrd=` row.
+fn probe_sdboot_initrd_option(ctx: &Ctx, fw: Firmware) -> Result<()> {
+    let image = pack_probe(ctx, "probe", &[])?;
+    let b = initrd_b()?;
+    let options = format!("console=ttyS0 initrd=/zboot/b.img {MARKER} efi=debug");
+    let mut spec = BootSpec::systemd_boot(
+        format!("probe-sdboot-initrd-option-{fw}"),
+        fw,
+        image,
+        None,
+        &options,
+    );
+    spec.extra_files
+        .push(("zboot/b.img".into(), b.path.clone()));
+    boot_probe(
+        ctx,
+        &spec,
+        &ProbeExpect {
+            cmdline_exact: None,
+            cmdline_words: words(&options),
+            initrd: Some(&b.bytes),
+        },
+    )?;
+    Ok(())
+}
+
 /// Bare `\EFI\BOOT\BOOTX64.EFI` with embedded `--cmdline` and `--initrd`: the kernel gets
 /// exactly the embedded command line (no load options) and initrd A.
 fn probe_bare_embedded(ctx: &Ctx, fw: Firmware) -> Result<()> {
@@ -563,6 +592,27 @@ fn linux_vmlinux_shell(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Debian's vmlinux (zstd) through systemd-boot without an `initrd` line: the options'
+/// `initrd=\initrd.img` is read by the stub from the ESP (no LoadFile2), on `fw`.
+fn linux_vmlinux_sdboot_initrd_option(ctx: &Ctx, fw: Firmware) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let vmlinux = debian_vmlinux(ctx)?;
+    let image = ctx.pack("debian-vmlinux-zstd", &vmlinux, &["--codec", "zstd"])?;
+    let mut spec = BootSpec::systemd_boot(
+        format!("linux-vmlinux-zstd-sdboot-initrd-option-{fw}"),
+        fw,
+        image,
+        None,
+        format!("initrd=\\initrd.img {}", baseline_options()),
+    );
+    spec.extra_files
+        .push(("initrd.img".into(), fx.initramfs.clone()));
+    let out = ctx.boot(&spec)?;
+    let r = check_linux_report(ctx, &out)?;
+    check_memtotal_parity(ctx, fw, r)?;
+    Ok(())
+}
+
 /// The foundation's embedded `--cmdline` + `--initrd` bare row, on OVMF 2022.11 (same image).
 fn linux_embedded_bare(ctx: &Ctx, fw: Firmware) -> Result<()> {
     let fx = ctx.fixtures()?;
@@ -606,6 +656,10 @@ pub const TESTS: &[BootTest] = &[
     BootTest {
         name: "probe-sdboot-noinitrd-ovmf2025-strict-nx",
         run: |ctx| probe_sdboot_noinitrd(ctx, Firmware::Ovmf2025StrictNx),
+    },
+    BootTest {
+        name: "probe-sdboot-initrd-option-ovmf2025-strict-nx",
+        run: |ctx| probe_sdboot_initrd_option(ctx, Firmware::Ovmf2025StrictNx),
     },
     BootTest {
         name: "probe-shell-initrd-ovmf2022",
@@ -659,6 +713,10 @@ pub const TESTS: &[BootTest] = &[
     BootTest {
         name: "linux-vmlinux-zstd-shell-initrd-ovmf2022",
         run: linux_vmlinux_shell,
+    },
+    BootTest {
+        name: "linux-vmlinux-zstd-sdboot-initrd-option-ovmf2025-strict-nx",
+        run: |ctx| linux_vmlinux_sdboot_initrd_option(ctx, Firmware::Ovmf2025StrictNx),
     },
     BootTest {
         name: "packed-embedded-cmdline-initrd-bare-ovmf2022",
