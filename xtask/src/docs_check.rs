@@ -173,6 +173,27 @@ fn signing_key(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((key, cert))
 }
 
+/// Runs one block with `bash -euo pipefail` in `dir` (`SOURCE_DATE_EPOCH` unset, `env` added).
+pub fn run_block(script: &str, dir: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Result<()> {
+    let o = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .context("running bash")?;
+    if !o.status.success() {
+        bail!(
+            "{}\n--- stdout\n{}--- stderr\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Runs every runnable block; fails on the first failing one.
 pub fn run(ctx: &Ctx) -> Result<()> {
     let fx = ctx.fixtures()?;
@@ -193,6 +214,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         packer.parent().unwrap().display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let root = crate::workspace_root();
     let mut total = 0;
     let mut workflows = 0;
     for doc in documents()? {
@@ -211,30 +233,18 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             total += 1;
             workflows += usize::from(b.script.contains("( set -euo pipefail"));
             println!("    docs-check: {name}:{}", b.line);
-            let o = Command::new("bash")
-                .args(["-euo", "pipefail", "-c", &b.script])
-                .current_dir(dir.path())
-                .env("PATH", &path)
-                .env("ZBOOT_SRC", crate::workspace_root())
-                .env("ZBOOT_VMLINUZ", &fx.kernel.vmlinuz)
-                .env("ZBOOT_INITRD", &fx.initramfs)
-                .env("KERNEL", &fx.kernel.vmlinuz)
-                .env("INITRD", &fx.initramfs)
-                .env("DB_KEY", &key)
-                .env("DB_CERT", &cert)
-                .env_remove("SOURCE_DATE_EPOCH")
-                .stdin(Stdio::null())
-                .output()
-                .context("running bash")?;
-            if !o.status.success() {
-                bail!(
-                    "{name}:{}: {}\n--- stdout\n{}--- stderr\n{}",
-                    b.line,
-                    o.status,
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                );
-            }
+            let env: [(&str, &std::ffi::OsStr); 9] = [
+                ("PATH", path.as_ref()),
+                ("ZBOOT_SRC", root.as_os_str()),
+                ("ZBOOT_VMLINUZ", fx.kernel.vmlinuz.as_os_str()),
+                ("ZBOOT_INITRD", fx.initramfs.as_os_str()),
+                ("KERNEL", fx.kernel.vmlinuz.as_os_str()),
+                ("INITRD", fx.initramfs.as_os_str()),
+                ("DB_KEY", key.as_os_str()),
+                ("DB_CERT", cert.as_os_str()),
+                ("ZBOOT_DOCS_CHECK", "1".as_ref()),
+            ];
+            run_block(&b.script, dir.path(), &env).with_context(|| format!("{name}:{}", b.line))?;
         }
     }
     // The CI recipe (docs/ci.md) is a workflow; losing it or its markers must fail.
@@ -279,7 +289,7 @@ jobs:
       - name: two
         run: |
           echo two
-            indented
+            echo indented
         env:
           X: 1
 ";
@@ -294,9 +304,19 @@ jobs:
         );
         assert!(!s.contains("apt-get"));
         let one = s.find("echo one").unwrap();
-        let two = s.find("echo two\n  indented\n").unwrap();
+        let two = s.find("echo two\n  echo indented\n").unwrap();
         assert!(one < two, "{s}");
         assert!(!s.contains("export X"), "{s}");
+        // A failing step fails the whole workflow, even when later steps succeed.
+        let dir = tempfile::tempdir().unwrap();
+        assert!(run_block(&s, dir.path(), &[]).is_ok(), "{s}");
+        let failing = yaml.replace("echo one", "false");
+        let lines2: Vec<&str> = failing.lines().collect();
+        let s2 = workflow_script(&lines2).unwrap();
+        assert!(run_block(&s2, dir.path(), &[]).is_err(), "{s2}");
+        // A failing command in the middle of a sh block fails it.
+        assert!(run_block("false\necho ok\n", dir.path(), &[]).is_err());
+        assert!(run_block("set +e\nfalse\ntrue\n", dir.path(), &[]).is_ok());
         let secret =
             "jobs:\n  a:\n    env:\n      K: ${{ secrets.K }}\n    steps:\n      - run: true\n";
         let lines: Vec<&str> = secret.lines().collect();
