@@ -43,6 +43,9 @@ pub struct BenchArgs {
     /// QEMU boots of each of the default image and Debian's bzImage (alternating).
     #[arg(long, default_value_t = 3)]
     boots: usize,
+    /// The codec of the image whose boot time is compared with Debian's bzImage (section 4).
+    #[arg(long, default_value = DEFAULT_CODEC)]
+    boot_codec: String,
     /// Skip every QEMU boot (sections 4 and the in-firmware costs).
     #[arg(long)]
     no_boot: bool,
@@ -293,6 +296,44 @@ fn c_decode(codec: Codec, src: &[u8], dst: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
+/// A PE file laid out as the firmware loads it (sections at their RVAs), for
+/// `zboot_stub::payload::locate`.
+pub fn load_pe(file: &[u8]) -> Result<Vec<u8>> {
+    let u16_at = |o: usize| -> Result<usize> {
+        Ok(u16::from_le_bytes(file.get(o..o + 2).context("short PE")?.try_into()?) as usize)
+    };
+    let u32_at = |o: usize| -> Result<usize> {
+        Ok(u32::from_le_bytes(file.get(o..o + 4).context("short PE")?.try_into()?) as usize)
+    };
+    let pe = u32_at(0x3c)?;
+    ensure!(file.get(pe..pe + 4) == Some(b"PE\0\0"), "not a PE file");
+    let nsec = u16_at(pe + 6)?;
+    let opt = pe + 24;
+    let size_of_image = u32_at(opt + 56)?;
+    let size_of_headers = u32_at(opt + 60)?;
+    ensure!(size_of_image <= 1 << 30, "SizeOfImage too large");
+    let mut img = vec![0u8; size_of_image];
+    let h = size_of_headers.min(file.len()).min(img.len());
+    img[..h].copy_from_slice(&file[..h]);
+    let table = opt + u16_at(pe + 20)?;
+    for i in 0..nsec {
+        let s = table + i * 40;
+        let (vsize, rva, raw_size, raw_ptr) = (
+            u32_at(s + 8)?,
+            u32_at(s + 12)?,
+            u32_at(s + 16)?,
+            u32_at(s + 20)?,
+        );
+        let n = raw_size.min(vsize.max(raw_size));
+        let src = file
+            .get(raw_ptr..raw_ptr + n)
+            .context("section beyond file")?;
+        let n = n.min(img.len().saturating_sub(rva));
+        img[rva..rva + n].copy_from_slice(&src[..n]);
+    }
+    Ok(img)
+}
+
 /// The embedded per-codec stubs of the newest packer build.
 fn stub_files() -> Vec<(String, PathBuf)> {
     let build = qemu::target_dir().join("release/build");
@@ -345,8 +386,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let bz_len = std::fs::metadata(&bz)?.len() as f64;
     let mut rows = Vec::new();
     let mut commands = vec![format!(
-        "cargo xtask bench --codecs {} --reps {} --boots {}{}{}",
+        "cargo xtask bench --codecs {} --boot-codec {} --reps {} --boots {}{}{}",
         a.codecs.join(","),
+        a.boot_codec,
         a.reps,
         a.boots,
         if a.no_boot { " --no-boot" } else { "" },
@@ -403,7 +445,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     }
 
     // The decoded stream, recovered from the first image with the stub's own code.
-    let first = std::fs::read(&images.first().context("no codec")?.2)?;
+    let first = load_pe(&std::fs::read(&images.first().context("no codec")?.2)?)?;
     let p = zboot_stub::payload::locate(&first).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut stream = vec![0u8; p.header.uncompressed_size as usize];
     zboot_stub::decode::decode(p.header.codec, p.compressed, &mut stream)
@@ -463,7 +505,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
 
     // 2: host decode throughput, stub code vs C reference, alternating; SHA-256 cost.
     for (name, codec, path) in &images {
-        let img = std::fs::read(path)?;
+        let img = load_pe(&std::fs::read(path)?)?;
         let p = zboot_stub::payload::locate(&img).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let mut dst = vec![0u8; p.header.uncompressed_size as usize];
         let (mut ts, mut tc, mut th, mut thc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -540,7 +582,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let fw = Firmware::Ovmf2025StrictNx;
         let default_img = images
             .iter()
-            .find(|(n, _, _)| n == DEFAULT_CODEC)
+            .find(|(n, _, _)| *n == a.boot_codec)
             .map(|(_, _, p)| p.clone());
         if let Some(img) = default_img {
             let (mut tb, mut ti) = (Vec::new(), Vec::new());
@@ -571,7 +613,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             let ratios: Vec<f64> = ti.iter().zip(&tb).map(|(i, b)| ratio(*i, *b)).collect();
             rows.push(Row {
                 section: "4 boot time",
-                name: format!("{DEFAULT_CODEC} image / bzImage (QEMU start -> init report)"),
+                name: format!(
+                    "{} image / bzImage (QEMU start -> init report)",
+                    a.boot_codec
+                ),
                 value: median(&ti),
                 reference: median(&tb),
                 unit: "s",
