@@ -25,6 +25,10 @@ fuzz_target!(|data: &[u8]| {
         "{codec:?} wrote past the destination ({r:?})"
     );
     if codec == Codec::None {
-        assert_eq!(r.is_ok(), src.len() == len, "stored stream must be exactly dst");
+        assert_eq!(
+            r.is_ok(),
+            src.len() == len,
+            "stored stream must be exactly dst"
+        );
     }
 });

@@ -7,9 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use zboot_format::Flags;
 use zboot_format::header::{HEADER_SIZE, PayloadHeader, layout, sha256};
 use zboot_format::relocs::RelocTable;
-use zboot_format::Flags;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(h) = PayloadHeader::parse(&section) else {
         return;
     };
-    let compressed = h.compressed(&section).expect("compressed stream inside the section");
+    let compressed = h
+        .compressed(&section)
+        .expect("compressed stream inside the section");
     assert_eq!(compressed.len() as u64, h.compressed_size);
     assert!(h.uncompressed_size <= h.mem_size);
     assert!(h.image_size <= h.uncompressed_size);
@@ -31,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
     // Re-serialising gives back the same header.
     let mut out = [0u8; HEADER_SIZE];
     h.write(&mut out);
-    assert_eq!(PayloadHeader::parse(&[&out[..], compressed].concat()).ok(), Some(h));
+    assert_eq!(
+        PayloadHeader::parse(&[&out[..], compressed].concat()).ok(),
+        Some(h)
+    );
 
     // The stub's relocation step on a region of mem_size bytes (at most 4 MiB here): the table
     // is the decoded stream after the image; fill it from the fuzz input.
@@ -41,7 +46,11 @@ fuzz_target!(|data: &[u8]| {
     let mut region = vec![0u8; h.mem_size as usize];
     let decoded_len = h.uncompressed_size as usize;
     let tail = &section[HEADER_SIZE..];
-    for (d, s) in region[..decoded_len].iter_mut().rev().zip(tail.iter().rev()) {
+    for (d, s) in region[..decoded_len]
+        .iter_mut()
+        .rev()
+        .zip(tail.iter().rev())
+    {
         *d = *s;
     }
     let (image, rest) = region.split_at_mut(h.image_size as usize);
@@ -57,6 +66,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let before = image.to_vec();
     if table.apply(image, h.link_virt_base, 0x20_0000).is_err() {
-        assert_eq!(before, image, "a rejected table must leave the image untouched");
+        assert_eq!(
+            before, image,
+            "a rejected table must leave the image untouched"
+        );
     }
 });

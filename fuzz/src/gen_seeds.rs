@@ -75,7 +75,12 @@ fn main() {
     put(&dir, "elf_reader", "vmlinux", &plain);
     put(&dir, "elf_reader", "vmlinux-relocs", &with_relocs);
     let bz = bzimage(&with_relocs);
-    put(&dir, "bzimage_reader", "bzimage", &[&[1u8][..], &bz].concat());
+    put(
+        &dir,
+        "bzimage_reader",
+        "bzimage",
+        &[&[1u8][..], &bz].concat(),
+    );
 
     // Raw streams: selector, declared size (u16 LE), stream.
     let sample = testkit::bytes(7, 12 * 1024);
@@ -113,7 +118,12 @@ fn main() {
         let section = &pe.contents(s)[..HEADER_SIZE + p.compressed.len()];
         // The stored (none) stream is the whole 2 MiB image: left out to keep the corpus small.
         if codec != Codec::None {
-            put(&dir, "payload_header", codec.name(), &[&[0u8][..], section].concat());
+            put(
+                &dir,
+                "payload_header",
+                codec.name(),
+                &[&[0u8][..], section].concat(),
+            );
         }
         // Whole images are ~190 KB (the stub): two of each kind keep the corpora small.
         if matches!(codec, Codec::Zstd | Codec::Lz4) {
