@@ -11,7 +11,7 @@
 # Variables (all optional):
 #   ZBOOT_PACK     the zboot-pack binary (default: zboot-pack from PATH)
 #   ZBOOT_OUT      the image to write (default: $(O)/arch/x86/boot/zboot.efi)
-#   ZBOOT_CODEC    zstd | xz | gzip | lz4 | none (default: zstd)
+#   ZBOOT_CODEC    zstd | xz | gzip | lz4 | none (default: zboot-pack's default)
 #   ZBOOT_LEVEL    compression level (default: the codec's default)
 #   ZBOOT_CMDLINE  kernel command line to embed (default: none)
 #   ZBOOT_INITRD   initrd file to embed (default: none)
@@ -31,7 +31,7 @@ O             ?= .
 ZBOOT_PACK    ?= zboot-pack
 ZBOOT_VMLINUX ?= $(O)/vmlinux
 ZBOOT_OUT     ?= $(O)/arch/x86/boot/zboot.efi
-ZBOOT_CODEC   ?= zstd
+ZBOOT_CODEC   ?=
 ZBOOT_LEVEL   ?=
 ZBOOT_CMDLINE ?=
 ZBOOT_INITRD  ?=
@@ -56,7 +56,7 @@ zboot-quote = '$(subst ','\'',$(1))'
 zboot-pack-file := $(firstword $(wildcard $(ZBOOT_PACK)) \
                    $(shell command -v $(call zboot-quote,$(ZBOOT_PACK)) 2>/dev/null))
 
-zboot-args := --codec $(call zboot-quote,$(ZBOOT_CODEC)) \
+zboot-args := $(if $(ZBOOT_CODEC),--codec $(call zboot-quote,$(ZBOOT_CODEC))) \
 	$(if $(ZBOOT_LEVEL),--level $(call zboot-quote,$(ZBOOT_LEVEL))) \
 	$(if $(ZBOOT_CMDLINE),--cmdline $(call zboot-quote,$(ZBOOT_CMDLINE))) \
 	$(if $(ZBOOT_INITRD),--initrd $(call zboot-quote,$(ZBOOT_INITRD))) \
