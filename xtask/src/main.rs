@@ -5,6 +5,7 @@
 //! * `boot` — boot one image under QEMU/OVMF and print the report (see `qemu.rs`).
 //! * `demo` — build the packer, pack the Debian kernel, boot it, show the report.
 //! * `test` — everything CI runs (fmt, clippy, unit tests, boot tests).
+//! * `bench` — performance figures as ratios, not a test (see `bench.rs`, docs/performance.md).
 //! * `probe` — the probe kernel (see `probe.rs`).
 //! * `fuzz` — the cargo-fuzz targets of `fuzz/`, bounded time each (see `fuzz.rs`).
 //! * `kernel-build` — build a small kernel from Debian's source, pack it with `make/zboot.mk`,
