@@ -150,6 +150,13 @@ struct ProbeExpect<'a> {
     initrd: Option<&'a [u8]>,
 }
 
+/// `spec`, stopped 2 s after the firmware reports a CPU exception (instead of the timeout).
+fn fail_fast(spec: &BootSpec) -> BootSpec {
+    let mut spec = spec.clone();
+    spec.stop_on.push("!!!! X64 Exception Type".into());
+    spec
+}
+
 fn hex(v: &str) -> Option<u64> {
     u64::from_str_radix(v.trim().strip_prefix("0x")?, 16).ok()
 }
@@ -162,7 +169,7 @@ fn probe_get<'a>(p: &'a ProbeReport, key: &str) -> Result<&'a str> {
 /// Runs `spec` and checks the probe outcome against `want`.
 fn boot_probe(ctx: &Ctx, spec: &BootSpec, want: &ProbeExpect) -> Result<ProbeReport> {
     let arts = probe_artifacts()?;
-    let out = ctx.boot(spec)?;
+    let out = ctx.boot(&fail_fast(spec))?;
     let ctx_msg = || format!("{} (log {})", out.name, out.log_path.display());
     let Some(p) = out.probe.clone() else {
         bail!(
@@ -390,6 +397,33 @@ fn probe_bare_embedded(ctx: &Ctx, fw: Firmware) -> Result<()> {
     Ok(())
 }
 
+/// The probe packed with `codec` (zboot-pack embeds one stub variant per codec), bare on
+/// strict NX 2025.02 with an embedded command line: every stub variant reaches the kernel.
+fn probe_codec_bare(ctx: &Ctx, codec: &str) -> Result<()> {
+    let fw = Firmware::Ovmf2025StrictNx;
+    let cmdline = format!("console=ttyS0 {MARKER} probe.codec={codec}");
+    let image = pack_probe(
+        ctx,
+        &format!("probe-codec-{codec}"),
+        &["--codec", codec, "--cmdline", &cmdline],
+    )?;
+    let spec = BootSpec::new(
+        format!("probe-codec-{codec}-bare-{fw}"),
+        fw,
+        BootMode::Bare { image },
+    );
+    boot_probe(
+        ctx,
+        &spec,
+        &ProbeExpect {
+            cmdline_exact: Some(cmdline),
+            cmdline_words: vec![],
+            initrd: None,
+        },
+    )?;
+    Ok(())
+}
+
 /// UEFI shell (no LoadFile2): `initrd=` files from the volume the image came from.
 /// `files`: (path on the ESP, contents); `initrd_args`: the `initrd=` words; `want`: expected
 /// initrd bytes.
@@ -564,7 +598,7 @@ fn linux_vmlinux_sdboot(ctx: &Ctx, codec: &str, fw: Firmware) -> Result<()> {
         Some(fx.initramfs.clone()),
         baseline_options(),
     );
-    let out = ctx.boot(&spec)?;
+    let out = ctx.boot(&fail_fast(&spec))?;
     let r = check_linux_report(ctx, &out)?;
     check_memtotal_parity(ctx, fw, r)?;
     Ok(())
@@ -660,6 +694,26 @@ pub const TESTS: &[BootTest] = &[
     BootTest {
         name: "probe-sdboot-initrd-option-ovmf2025-strict-nx",
         run: |ctx| probe_sdboot_initrd_option(ctx, Firmware::Ovmf2025StrictNx),
+    },
+    BootTest {
+        name: "probe-codec-zstd-bare-ovmf2025-strict-nx",
+        run: |ctx| probe_codec_bare(ctx, "zstd"),
+    },
+    BootTest {
+        name: "probe-codec-xz-bare-ovmf2025-strict-nx",
+        run: |ctx| probe_codec_bare(ctx, "xz"),
+    },
+    BootTest {
+        name: "probe-codec-gzip-bare-ovmf2025-strict-nx",
+        run: |ctx| probe_codec_bare(ctx, "gzip"),
+    },
+    BootTest {
+        name: "probe-codec-lz4-bare-ovmf2025-strict-nx",
+        run: |ctx| probe_codec_bare(ctx, "lz4"),
+    },
+    BootTest {
+        name: "probe-codec-none-bare-ovmf2025-strict-nx",
+        run: |ctx| probe_codec_bare(ctx, "none"),
     },
     BootTest {
         name: "probe-shell-initrd-ovmf2022",
