@@ -116,8 +116,8 @@ pub struct Embedded<'a> {
 }
 
 impl Layout {
-    /// The payload header for this layout compressed to `compressed_size` bytes with `codec`.
-    pub fn header(&self, codec: Codec, compressed_size: u64, embedded: Embedded) -> PayloadHeader {
+    /// The payload header for this layout compressed with `codec` to `compressed`.
+    pub fn header(&self, codec: Codec, compressed: &[u8], embedded: Embedded) -> PayloadHeader {
         let (c64, ci32, c32) = self.relocs_counts;
         let cmd = embedded.cmdline.unwrap_or((0, &[]));
         let ird = embedded.initrd.unwrap_or((0, &[]));
@@ -125,7 +125,7 @@ impl Layout {
             arch: Arch::X86_64,
             codec,
             flags: self.flags,
-            compressed_size,
+            compressed_size: compressed.len() as u64,
             uncompressed_size: self.stream.len() as u64,
             image_size: self.image_size,
             mem_size: self.mem_size,
@@ -144,6 +144,7 @@ impl Layout {
             initrd_rva: ird.0,
             initrd_size: ird.1.len() as u32,
             image_sha256: sha256(&[&self.stream]),
+            stream_sha256: sha256(&[compressed]),
             embedded_sha256: sha256(&[cmd.1, ird.1]),
         }
     }

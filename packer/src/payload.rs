@@ -40,6 +40,9 @@ pub fn find<'a>(pe: &PeFile<'a>) -> Result<Option<Payload<'a>>> {
 
 /// Decode the payload's stream and check its size and hash.
 pub fn decode(p: &Payload) -> Result<Vec<u8>> {
+    if !p.header.stream_intact(p.compressed) {
+        bail!("compressed stream SHA-256 mismatch");
+    }
     let decoded = compress::decompress(p.header.codec, p.compressed)?;
     if decoded.len() as u64 != p.header.uncompressed_size {
         bail!(

@@ -10,8 +10,8 @@ pub enum Error {
     /// An EFI call failed (`what` names it).
     Efi(&'static str, Status),
     Decode(DecodeError),
-    /// The decoded kernel does not match `image_sha256`.
-    ImageChecksum,
+    /// The compressed stream does not match `stream_sha256` (checked before decoding).
+    StreamChecksum,
     Relocs(zboot_format::relocs::RelocError),
     /// A payload feature this stub does not implement.
     Unsupported(&'static str),
@@ -21,7 +21,7 @@ impl Error {
     pub fn status(&self) -> Status {
         match self {
             Error::Efi(_, s) => *s,
-            Error::Decode(_) | Error::ImageChecksum => Status::CRC_ERROR,
+            Error::Decode(_) | Error::StreamChecksum => Status::CRC_ERROR,
             Error::Payload(_) | Error::Relocs(_) => Status::LOAD_ERROR,
             Error::Unsupported(_) => Status::UNSUPPORTED,
         }
@@ -34,7 +34,9 @@ impl core::fmt::Display for Error {
             Error::Payload(e) => write!(f, "{e}"),
             Error::Efi(what, s) => write!(f, "{what} failed: {s:?}"),
             Error::Decode(e) => write!(f, "decompression failed: {e}"),
-            Error::ImageChecksum => f.write_str("decompressed kernel does not match its SHA-256"),
+            Error::StreamChecksum => {
+                f.write_str("compressed kernel does not match its SHA-256 (damaged image)")
+            }
             Error::Relocs(e) => write!(f, "relocation table rejected: {e}"),
             Error::Unsupported(what) => write!(f, "unsupported payload: {what}"),
         }

@@ -183,6 +183,7 @@ pub(crate) mod tests {
             initrd_rva: 0,
             initrd_size: 0,
             image_sha256: header::sha256(&[decoded]),
+            stream_sha256: [0; 32],
             embedded_sha256: [0; 32],
         }
     }

@@ -140,7 +140,7 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
             .as_deref()
             .map(|c| (rva_of(INITRD_SECTION).unwrap_or(0), c)),
     };
-    let header = lay.header(o.codec, compressed.len() as u64, embedded);
+    let header = lay.header(o.codec, &compressed, embedded);
     header
         .validate(compressed.len() as u64)
         .map_err(|e| anyhow::anyhow!("{}: payload header: {e}", o.input.display()))?;
