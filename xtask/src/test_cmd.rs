@@ -45,6 +45,33 @@ const STEPS: &[(&str, &[&str])] = &[
             "warnings",
         ],
     ),
+    // The freestanding programs, linted for the targets they actually run on.
+    (
+        "clippy-stub-uefi",
+        &[
+            "clippy",
+            "-p",
+            "zboot-stub",
+            "--target",
+            "x86_64-unknown-uefi",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
+    (
+        "clippy-probe-none",
+        &[
+            "clippy",
+            "-p",
+            "probe-kernel",
+            "--target",
+            "x86_64-unknown-none",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
     ("unit-tests", &["test", "--workspace"]),
     // libFuzzer on every fuzz target, 25 s each (see xtask/src/fuzz.rs).
     ("fuzz", &["xtask", "fuzz", "--seconds", "25"]),
