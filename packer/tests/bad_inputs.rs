@@ -5,12 +5,13 @@
 //! endianness, machine, no PT_LOAD, overlap, absurd p_memsz, misalignment, relocation tables)
 //! with the cases below.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use zboot_pack::testkit::{self, EHDR, P_MEMSZ, PHDR, poke};
 
-const BIN: &str = env!("CARGO_BIN_EXE_zboot-pack");
+mod common;
+use common::{BIN, write};
 
 /// Existing output content: must survive every failed run byte for byte.
 fn old_output() -> Vec<u8> {
@@ -83,12 +84,6 @@ fn rejected(dir: &Path, name: &str, input: &Path, want: &str) {
         old_output(),
         "{name}: output changed"
     );
-}
-
-fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, data).unwrap();
-    p
 }
 
 /// A minimal bzImage (boot protocol 2.15) whose gzip payload is `inner`.

@@ -1,7 +1,7 @@
 //! End-to-end tests of the `zboot-pack` binary: packing, verification, round trips, independent
 //! validators and every bad-input case.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use zboot_format::header::Flags;
@@ -9,36 +9,8 @@ use zboot_pack::payload;
 use zboot_pack::pe::read::PeFile;
 use zboot_pack::testkit;
 
-const BIN: &str = env!("CARGO_BIN_EXE_zboot-pack");
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Run {
-    let out = Command::new(BIN)
-        .args(args.iter().map(|a| a.as_ref()))
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, data).unwrap();
-    p
-}
+mod common;
+use common::{BIN, debian_kernel, in_ci, run, write};
 
 fn pack_ok(args: &[&dyn AsRef<std::ffi::OsStr>]) {
     let r = run(args);
@@ -393,35 +365,6 @@ print("ok")
         ),
         Err(_) => assert!(!in_ci(), "python3 missing in CI"),
     }
-}
-
-/// The Debian kernel from the fixture cache (`ZBOOT_CACHE` or `~/.cache/zboot-pack`).
-fn debian_kernel() -> Option<PathBuf> {
-    let root = std::env::var_os("ZBOOT_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/zboot-pack")))?;
-    fn find(dir: &Path, depth: u32) -> Option<PathBuf> {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .collect();
-        entries.sort();
-        for p in &entries {
-            let name = p.file_name()?.to_string_lossy().into_owned();
-            if name.starts_with("vmlinuz-6.1.") && name.ends_with("-amd64") && p.is_file() {
-                return Some(p.clone());
-            }
-        }
-        if depth == 0 {
-            return None;
-        }
-        entries
-            .iter()
-            .filter(|p| p.is_dir())
-            .find_map(|p| find(p, depth - 1))
-    }
-    find(&root, 5)
 }
 
 #[test]

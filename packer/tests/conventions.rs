@@ -1,36 +1,14 @@
 //! Command-line conventions: exit status, `--version`, shell completions, the man page, and the
 //! documented `inspect --json` schema (docs/inspect-json.md).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 use zboot_pack::testkit;
 
-const BIN: &str = env!("CARGO_BIN_EXE_zboot-pack");
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Run {
-    let out = Command::new(BIN)
-        .args(args.iter().map(|a| a.as_ref()))
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+mod common;
+use common::{debian_kernel, in_ci, run};
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
@@ -374,16 +352,4 @@ fn inspect_json_matches_documented_schema() {
     v["file_size"] = Value::from("12");
     let caught = std::panic::catch_unwind(|| check(&schema, &v, "mutated"));
     assert!(caught.is_err(), "a wrong type passed the check");
-}
-
-/// The Debian kernel from the fixture cache (`ZBOOT_CACHE` or `~/.cache/zboot-pack`).
-fn debian_kernel() -> Option<PathBuf> {
-    let root = std::env::var_os("ZBOOT_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/zboot-pack")))?;
-    let manifest = std::fs::read_to_string(root.join("manifest.txt")).ok()?;
-    let rel = manifest
-        .lines()
-        .find_map(|l| l.strip_prefix("kernel.vmlinuz="))?;
-    Some(root.join(rel)).filter(|p| p.is_file())
 }
