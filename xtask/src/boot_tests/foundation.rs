@@ -127,10 +127,9 @@ fn packed_secure_boot(ctx: &Ctx) -> Result<()> {
 }
 
 /// The packed kernel started directly by the firmware (no loader, no load options) uses its
-/// embedded `.cmdline` and `.initrd`.
-fn packed_embedded_bare(ctx: &Ctx) -> Result<()> {
+/// embedded `.cmdline` and `.initrd` (one image per run, booted on each firmware that asks).
+pub(super) fn packed_embedded_bare(ctx: &Ctx, fw: Firmware) -> Result<()> {
     let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNx;
     let cmdline = baseline_options();
     let initrd = fx.initramfs.display().to_string();
     let image = ctx.pack(
@@ -185,6 +184,6 @@ pub const TESTS: &[BootTest] = &[
     },
     BootTest {
         name: "packed-embedded-cmdline-initrd-bare-ovmf2025-strict-nx",
-        run: packed_embedded_bare,
+        run: |ctx| packed_embedded_bare(ctx, Firmware::Ovmf2025StrictNx),
     },
 ];

@@ -647,28 +647,6 @@ fn linux_vmlinux_sdboot_initrd_option(ctx: &Ctx, fw: Firmware) -> Result<()> {
     Ok(())
 }
 
-/// The foundation's embedded `--cmdline` + `--initrd` bare row, on OVMF 2022.11 (same image).
-fn linux_embedded_bare(ctx: &Ctx, fw: Firmware) -> Result<()> {
-    let fx = ctx.fixtures()?;
-    let cmdline = baseline_options();
-    let initrd = fx.initramfs.display().to_string();
-    // Same name and arguments as foundation's row: one image per run.
-    let image = ctx.pack(
-        "packed-bzimage-embedded",
-        &fx.kernel.vmlinuz,
-        &["--cmdline", &cmdline, "--initrd", &initrd],
-    )?;
-    let spec = BootSpec::new(
-        format!("packed-embedded-bare-{fw}"),
-        fw,
-        BootMode::Bare { image },
-    );
-    let out = ctx.boot(&spec)?;
-    let r = check_linux_report(ctx, &out)?;
-    check_memtotal_parity(ctx, fw, r)?;
-    Ok(())
-}
-
 pub const TESTS: &[BootTest] = &[
     // The probe kernel.
     BootTest {
@@ -774,6 +752,6 @@ pub const TESTS: &[BootTest] = &[
     },
     BootTest {
         name: "packed-embedded-cmdline-initrd-bare-ovmf2022",
-        run: |ctx| linux_embedded_bare(ctx, Firmware::Ovmf2022),
+        run: |ctx| super::foundation::packed_embedded_bare(ctx, Firmware::Ovmf2022),
     },
 ];
