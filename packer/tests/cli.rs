@@ -51,6 +51,17 @@ fn every_codec_packs_verifies_and_round_trips() {
 }
 
 #[test]
+fn a_failed_pack_prints_one_line_even_without_relocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = write(dir.path(), "vmlinux", &testkit::vmlinux(false));
+    let out = dir.path().join("missing-dir").join("x.efi");
+    let r = run(&[&elf, &"-o", &out]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("note:"), "{}", r.stderr);
+}
+
+#[test]
 fn output_is_deterministic_and_honours_source_date_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let elf = write(dir.path(), "vmlinux", &testkit::vmlinux(false));

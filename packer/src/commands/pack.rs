@@ -64,12 +64,13 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
         (Some(p), Some(t)) => with_path(p, layout::lay_out(&kernel, Some(t), o.la57))?,
         _ => with_path(&o.input, layout::lay_out(&kernel, None, o.la57))?,
     };
-    if lay.relocs_offset == 0 && o.verbosity >= Verbosity::Normal {
-        eprintln!(
-            "zboot-pack: note: {}: no relocation table: physical KASLR only (--relocs FILE enables virtual KASLR)",
+    // Said once, with the summary after a successful write, so a failure stays one line.
+    let note = (lay.relocs_offset == 0).then(|| {
+        format!(
+            "zboot-pack: note: {}: no relocation table: physical KASLR only (--relocs FILE enables virtual KASLR)\n",
             o.input.display()
-        );
-    }
+        )
+    });
 
     let cmdline = match &o.cmdline {
         Some(c) if c.is_empty() => bail!("--cmdline: empty command line"),
@@ -210,7 +211,8 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
         );
     }
     let summary = format!(
-        "zboot-pack: wrote {} ({} bytes, {} {:.1}% of {} decoded) in {:.1}s",
+        "{}zboot-pack: wrote {} ({} bytes, {} {:.1}% of {} decoded) in {:.1}s",
+        note.unwrap_or_default(),
         o.output.display(),
         image.len(),
         o.codec.name(),

@@ -1,5 +1,5 @@
 //! The x86 relocation table, appended to a vmlinux (distro bzImage payloads) or given separately
-//! (`--relocs`, Linux >= 6.5 `arch/x86/boot/compressed/vmlinux.relocs`). Parsing and validation
+//! (`--relocs`: a kernel build's `arch/x86/boot/compressed/vmlinux.relocs`, 6.1 included). Parsing and validation
 //! are zboot-format's; this only turns them into errors.
 
 use anyhow::{Result, anyhow};
