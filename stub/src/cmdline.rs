@@ -38,6 +38,14 @@ pub fn compose(embedded: &str, loader: &str) -> String {
     out
 }
 
+/// Whether the loader's options may be appended to the embedded command line. An embedded line
+/// is part of the signed image and the loader's options are not, so under Secure Boot (or when
+/// its state cannot be read: `secure_boot_locked`) they are ignored, as systemd-stub ignores them
+/// for a UKI with a `.cmdline`. Without an embedded line the loader's options are the line.
+pub fn loader_options_allowed(embedded: &str, secure_boot_locked: bool) -> bool {
+    embedded.trim().is_empty() || !secure_boot_locked
+}
+
 /// Options the stub acts on. Everything stays in the line passed to the kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Options {
@@ -114,6 +122,14 @@ impl Options {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secure_boot_keeps_an_embedded_line_alone() {
+        assert!(loader_options_allowed("", true));
+        assert!(loader_options_allowed("  ", true));
+        assert!(loader_options_allowed("console=ttyS0", false));
+        assert!(!loader_options_allowed("console=ttyS0", true));
+    }
+
     use super::*;
 
     fn utf16(s: &str) -> Vec<u8> {

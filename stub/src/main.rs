@@ -65,13 +65,21 @@ mod pipeline {
         let payload = payload::locate(image).map_err(Error::Payload)?;
         let h = payload.header;
 
-        // 2. Command line: embedded first, loader options appended.
-        let line = cmdline::compose(
-            core::str::from_utf8(payload.cmdline).unwrap_or(""),
-            &load_options()?,
-        );
+        // 2. Command line: embedded first, loader options appended; under Secure Boot an
+        //    embedded (signed) line stands alone.
+        let sb_mode = secureboot::mode();
+        let embedded = core::str::from_utf8(payload.cmdline).unwrap_or("");
+        let loader = load_options()?;
+        let locked = matches!(sb_mode, bp::secure_boot::ENABLED | bp::secure_boot::UNKNOWN);
+        let use_loader = cmdline::loader_options_allowed(embedded, locked);
+        let line = cmdline::compose(embedded, if use_loader { &loader } else { "" });
         let opts = cmdline::Options::parse(&line);
         console::set_debug(opts.efi_debug);
+        if !use_loader && !loader.trim().is_empty() {
+            progress!(
+                "Secure Boot: loader options ignored, the embedded command line stands alone"
+            );
+        }
         progress!(
             "payload {} {} -> {} bytes, mem {:#x}",
             h.codec.name(),
@@ -174,7 +182,7 @@ mod pipeline {
                 { si.lfb_base }
             );
         }
-        params.secure_boot = secureboot::mode();
+        params.secure_boot = sb_mode;
         let (e820_scratch, e820_ext) = e820_buffers()?;
         let entry = kernel.addr() + h.entry_offset;
         progress!("entering kernel at {:#x}", entry);

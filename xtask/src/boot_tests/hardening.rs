@@ -424,6 +424,42 @@ fn secure_boot_tamper(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// An embedded command line is part of the signed image; systemd-boot's entry options (which
+/// anyone at the boot menu could edit) are not. Under enforcing Secure Boot the stub must ignore
+/// them; without Secure Boot the same image gets them appended.
+fn embedded_cmdline_vs_loader_options(ctx: &Ctx, fw: Firmware, secure: bool) -> Result<()> {
+    // efi=debug: the stub says when it drops the loader's options, which proves they arrived.
+    let embedded = "console=ttyS0 efi=debug zboot.signed=1";
+    let injected = "zboot.injected=1";
+    let image = pack_probe(ctx, "hardening-probe-embedded-cmdline", embedded, &[])?;
+    let spec = BootSpec::systemd_boot(
+        format!("hardening-embedded-cmdline-{fw}"),
+        fw,
+        image,
+        None,
+        injected,
+    );
+    let out = ctx.boot(&spec)?;
+    let p = out
+        .probe
+        .clone()
+        .with_context(|| format!("the probe did not report:\n{}", out.log_tail(20)))?;
+    ensure!(p.passed(), "probe failed: {:?}", p.result);
+    let want = if secure {
+        embedded.to_string()
+    } else {
+        format!("{embedded} {injected}")
+    };
+    let got = p.get("cmdline").unwrap_or_default();
+    ensure!(got == want, "kernel command line {got:?}, want {want:?}");
+    let dropped = out.log.contains("loader options ignored");
+    ensure!(
+        dropped == secure,
+        "stub's 'loader options ignored' line present: {dropped}, want {secure}"
+    );
+    Ok(())
+}
+
 pub const TESTS: &[BootTest] = &[
     BootTest {
         name: "hardening-probe-kaslr-la57-ovmf2025-strict-nx",
@@ -444,6 +480,16 @@ pub const TESTS: &[BootTest] = &[
     BootTest {
         name: "hardening-secure-boot-tampered-ovmf2025-strict-nx-secure-boot",
         run: secure_boot_tamper,
+    },
+    BootTest {
+        name: "hardening-secure-boot-embedded-cmdline-ovmf2025-strict-nx-secure-boot",
+        run: |ctx| {
+            embedded_cmdline_vs_loader_options(ctx, Firmware::Ovmf2025StrictNxSecureBoot, true)
+        },
+    },
+    BootTest {
+        name: "hardening-embedded-cmdline-loader-options-ovmf2025-strict-nx",
+        run: |ctx| embedded_cmdline_vs_loader_options(ctx, Firmware::Ovmf2025StrictNx, false),
     },
     BootTest {
         name: "hardening-linux-kaslr-5level-ovmf2025-strict-nx",
