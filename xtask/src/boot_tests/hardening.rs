@@ -12,7 +12,9 @@
 //!   ffffffff81000000; VmallocTotal shows 5-level paging by default and 4-level with `no5lvl`.
 //! * `hardening-secure-boot-*`: the signed probe image boots under enforcing Secure Boot (the probe
 //!   sees `secure_boot` = 3, enabled); the same signed image with one payload byte changed is
-//!   refused by the firmware (the kernel never runs).
+//!   refused by the firmware (the kernel never runs); an embedded command line stands alone
+//!   under Secure Boot (systemd-boot's entry options are ignored, the stub says so) and gets the
+//!   loader's options appended without it.
 
 use super::*;
 use crate::probe::{self, ProbeArtifacts};
