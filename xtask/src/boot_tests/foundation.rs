@@ -55,20 +55,7 @@ fn bzimage_secure_boot(ctx: &Ctx) -> Result<()> {
 fn unsigned_rejected_secure_boot(ctx: &Ctx) -> Result<()> {
     let fx = ctx.fixtures()?;
     let fw = Firmware::Ovmf2025StrictNxSecureBoot;
-    let mut spec = BootSpec::new(
-        format!("unsigned-bare-{fw}"),
-        fw,
-        BootMode::Bare {
-            image: fx.kernel.vmlinuz.clone(),
-        },
-    );
-    spec.sign = false;
-    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
-    // OVMF gives up on the boot options and drops to the boot manager: stop there.
-    spec.stop_on.extend([
-        "Access Denied".to_string(),
-        "BdsDxe: No bootable option".to_string(),
-    ]);
+    let spec = refused_image_spec(format!("unsigned-bare-{fw}"), fw, fx.kernel.vmlinuz.clone());
     let out = ctx.boot(&spec)?;
     ensure!(
         out.report.is_none(),

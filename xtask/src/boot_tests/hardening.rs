@@ -398,19 +398,7 @@ fn secure_boot_tamper(ctx: &Ctx) -> Result<()> {
         p.get("secure_boot")
     );
 
-    let mut spec = BootSpec::new(
-        "hardening-secure-boot-tampered-probe",
-        fw,
-        BootMode::Bare {
-            image: tampered_path,
-        },
-    );
-    spec.sign = false;
-    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
-    spec.stop_on.extend([
-        "Access Denied".to_string(),
-        "BdsDxe: No bootable option".to_string(),
-    ]);
+    let spec = refused_image_spec("hardening-secure-boot-tampered-probe", fw, tampered_path);
     let out = ctx.boot(&spec)?;
     ensure!(
         out.probe.is_none() && !out.log.contains("zboot:"),

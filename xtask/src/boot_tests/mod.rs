@@ -173,6 +173,19 @@ pub fn check_linux_report<'a>(ctx: &Ctx, out: &'a BootOutcome) -> Result<&'a Ini
     Ok(r)
 }
 
+/// A bare boot of `image` (used as is, never signed) that enforcing Secure Boot must refuse:
+/// capped at 90 s and stopped as soon as OVMF reports the refusal or gives up on its options.
+pub fn refused_image_spec(name: impl Into<String>, fw: Firmware, image: PathBuf) -> BootSpec {
+    let mut spec = BootSpec::new(name, fw, BootMode::Bare { image });
+    spec.sign = false;
+    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
+    spec.stop_on.extend([
+        "Access Denied".to_string(),
+        "BdsDxe: No bootable option".to_string(),
+    ]);
+    spec
+}
+
 /// MemTotal of `r` is within 1% of the baseline's on `fw`.
 pub fn check_memtotal_parity(ctx: &Ctx, fw: Firmware, r: &InitReport) -> Result<()> {
     let base = ctx.baseline_report(fw)?.memtotal_kb.unwrap_or(0) as f64;
