@@ -86,6 +86,13 @@ fn feed<W: Write>(w: &mut W, data: &[u8], progress: &mut Progress) -> std::io::R
     Ok(())
 }
 
+/// Whether the packer runs the x86 BCJ filter over the image before compressing it with
+/// `codec` (payload flag `BCJ_X86`). xz carries the same filter inside its container; for the
+/// others it buys a smaller image for one extra pass over the image at boot (docs/performance.md).
+pub fn pre_filter(codec: Codec) -> bool {
+    matches!(codec, Codec::Zstd | Codec::Gzip | Codec::Lz4)
+}
+
 /// Compress `data` with `codec` at `level`.
 pub fn compress(codec: Codec, level: u32, data: &[u8], progress: &mut Progress) -> Result<Vec<u8>> {
     let out = match codec {
@@ -316,6 +323,57 @@ mod tests {
                 assert_eq!(decode_any(&c).unwrap().1, data, "{codec:?}");
             }
         }
+    }
+
+    /// Code-like bytes: a real x86_64 ELF from the machine (this test binary) when readable.
+    fn code_sample() -> Vec<u8> {
+        let mut v = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        v.truncate(4 << 20);
+        v
+    }
+
+    /// `xz --format=raw` with `filters` (liblzma through the xz CLI, which has raw mode).
+    fn xz_raw(filters: &[&str], decompress: bool, input: &[u8]) -> Vec<u8> {
+        use std::process::{Command, Stdio};
+        let mut cmd = Command::new("xz");
+        cmd.args(["--format=raw", "-c", "-q"]).args(filters);
+        if decompress {
+            cmd.arg("-d");
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the xz CLI (xz-utils) is needed for this test");
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&data));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(out.status.success(), "xz {filters:?} failed");
+        out.stdout
+    }
+
+    /// zboot_format::bcj must produce exactly liblzma's x86 BCJ (the .xz filter 0x04), both
+    /// ways: liblzma applies or undoes the filter, LZMA2 alone carries the bytes in between.
+    #[test]
+    fn bcj_matches_liblzma() {
+        use zboot_format::bcj::{Direction, X86Bcj};
+        let data = code_sample();
+        let (bcj, plain) = (["--x86", "--lzma2=preset=0"], ["--lzma2=preset=0"]);
+        let mut ours = data.clone();
+        X86Bcj::run_all(Direction::Encode, &mut ours);
+        assert_ne!(ours, data, "no branch converted: not a code sample");
+        let theirs = xz_raw(&plain, true, &xz_raw(&bcj, false, &data));
+        assert!(theirs == ours, "liblzma's BCJ encoder disagrees with ours");
+        let back = xz_raw(&bcj, true, &xz_raw(&plain, false, &ours));
+        assert!(
+            back == data,
+            "liblzma's BCJ decoder disagrees with our encoder"
+        );
+        let mut undone = ours;
+        X86Bcj::run_all(Direction::Decode, &mut undone);
+        assert!(undone == data);
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub fn lay_out(k: &KernelImage, relocs_override: Option<&[u8]>, la57: bool) -> R
             let off = align_up(image_size, 4);
             stream.resize(off as usize, 0);
             stream.extend_from_slice(t);
-            flags |= Flags::RELOCS;
+            // Stored delta-coded: less than half the compressed size (docs/performance.md).
+            flags |= Flags::RELOCS | Flags::RELOCS_DELTA;
             (off, relocs::counts(t))
         }
         None => (0, (0, 0, 0)),
@@ -116,15 +117,39 @@ pub struct Embedded<'a> {
 }
 
 impl Layout {
-    /// The payload header for this layout compressed with `codec` to `compressed`.
-    pub fn header(&self, codec: Codec, compressed: &[u8], embedded: Embedded) -> PayloadHeader {
+    /// The payload flags: the layout's, plus `BCJ_X86` when `bcj`.
+    pub fn payload_flags(&self, bcj: bool) -> Flags {
+        if bcj {
+            Flags(self.flags.0 | Flags::BCJ_X86)
+        } else {
+            self.flags
+        }
+    }
+
+    /// The stream as the codec sees it: [`Layout::stream`] with the filters named by `flags`
+    /// applied.
+    pub fn stored_stream(&self, flags: Flags) -> Vec<u8> {
+        let mut s = self.stream.clone();
+        zboot_format::filters::apply(flags, self.image_size, &mut s);
+        s
+    }
+
+    /// The payload header for this layout stored with `flags` (see [`Layout::payload_flags`])
+    /// and compressed with `codec` to `compressed`.
+    pub fn header(
+        &self,
+        codec: Codec,
+        flags: Flags,
+        compressed: &[u8],
+        embedded: Embedded,
+    ) -> PayloadHeader {
         let (c64, ci32, c32) = self.relocs_counts;
         let cmd = embedded.cmdline.unwrap_or((0, &[]));
         let ird = embedded.initrd.unwrap_or((0, &[]));
         PayloadHeader {
             arch: Arch::X86_64,
             codec,
-            flags: self.flags,
+            flags,
             compressed_size: compressed.len() as u64,
             uncompressed_size: self.stream.len() as u64,
             image_size: self.image_size,

@@ -2,6 +2,7 @@
 //! stream (size and SHA-256 checked).
 
 use anyhow::{Result, anyhow, bail};
+use zboot_format::filters;
 use zboot_format::header::{HEADER_SIZE, PayloadHeader, sha256};
 
 use crate::compress;
@@ -43,7 +44,7 @@ pub fn decode(p: &Payload) -> Result<Vec<u8>> {
     if !p.header.stream_intact(p.compressed) {
         bail!("compressed stream SHA-256 mismatch");
     }
-    let decoded = compress::decompress(p.header.codec, p.compressed)?;
+    let mut decoded = compress::decompress(p.header.codec, p.compressed)?;
     if decoded.len() as u64 != p.header.uncompressed_size {
         bail!(
             "payload decodes to {} bytes, header says {}",
@@ -51,6 +52,7 @@ pub fn decode(p: &Payload) -> Result<Vec<u8>> {
             p.header.uncompressed_size
         );
     }
+    filters::undo(p.header.flags, p.header.image_size, &mut decoded);
     if sha256(&[&decoded]) != p.header.image_sha256 {
         bail!("payload SHA-256 mismatch");
     }

@@ -13,8 +13,6 @@ pub enum Error {
     /// The compressed stream does not match `stream_sha256` (checked before decoding).
     StreamChecksum,
     Relocs(zboot_format::relocs::RelocError),
-    /// A payload feature this stub does not implement.
-    Unsupported(&'static str),
 }
 
 impl Error {
@@ -23,7 +21,6 @@ impl Error {
             Error::Efi(_, s) => *s,
             Error::Decode(_) | Error::StreamChecksum => Status::CRC_ERROR,
             Error::Payload(_) | Error::Relocs(_) => Status::LOAD_ERROR,
-            Error::Unsupported(_) => Status::UNSUPPORTED,
         }
     }
 }
@@ -38,7 +35,6 @@ impl core::fmt::Display for Error {
                 f.write_str("compressed kernel does not match its SHA-256 (damaged image)")
             }
             Error::Relocs(e) => write!(f, "relocation table rejected: {e}"),
-            Error::Unsupported(what) => write!(f, "unsupported payload: {what}"),
         }
     }
 }

@@ -8,4 +8,5 @@ extern crate alloc;
 pub mod arch;
 pub mod cmdline;
 pub mod decode;
+pub mod memstats;
 pub mod payload;

@@ -9,7 +9,7 @@
 extern crate alloc;
 
 #[cfg(target_os = "uefi")]
-use zboot_stub::{arch, cmdline, decode, payload};
+use zboot_stub::{arch, cmdline, decode, memstats, payload};
 
 #[cfg(target_os = "uefi")]
 mod error;
@@ -33,7 +33,7 @@ mod pipeline {
     use crate::console;
     use crate::error::{Context, Error};
     use crate::memory::{self, Pages};
-    use crate::{cmdline, decode, gop, initrd, payload, rng, secureboot};
+    use crate::{cmdline, decode, gop, initrd, memstats, payload, rng, secureboot};
     use alloc::vec::Vec;
     use core::convert::Infallible;
     use uefi::boot::MemoryType;
@@ -42,6 +42,7 @@ mod pipeline {
     use zboot_format::bootparam::{
         BootParams, E820Entry, SETUP_E820_EXT, SETUP_RNG_SEED, SetupData,
     };
+    use zboot_format::filters;
     use zboot_format::header::PayloadHeader;
     use zboot_format::relocs::RelocTable;
 
@@ -101,7 +102,8 @@ mod pipeline {
             opts.no_phys_kaslr,
             h.flags.has(zboot_format::Flags::RELOCS),
         );
-        let (mut kernel, phys_random) = allocate_kernel(&h, phys_policy, word(0))?;
+        let (mut kernel, phys_random) =
+            memstats::for_payload(|| allocate_kernel(&h, phys_policy, word(0)))?;
         let delta = kaslr::virt_delta(
             virt_random.then(|| word(1)),
             h.preferred_address,
@@ -121,7 +123,8 @@ mod pipeline {
         unpack(&h, payload.compressed, &mut kernel, delta)?;
 
         // 5. Initrd.
-        let initrd = initrd::load(&opts, payload.initrd).map_err(|e| Error::Efi(e.0, e.1))?;
+        let initrd = memstats::for_payload(|| initrd::load(&opts, payload.initrd))
+            .map_err(|e| Error::Efi(e.0, e.1))?;
         if let Some(i) = &initrd {
             progress!("initrd {:?} {:#x}+{:#x}", i.source, i.addr, i.size);
         }
@@ -185,6 +188,13 @@ mod pipeline {
         params.secure_boot = sb_mode;
         let (e820_scratch, e820_ext) = e820_buffers()?;
         let entry = kernel.addr() + h.entry_offset;
+        let used = memstats::usage();
+        progress!(
+            "memory: peak {} bytes beyond kernel+initrd ({} heap), kernel+initrd {} bytes",
+            used.peak_beyond_payload,
+            used.peak_heap,
+            used.payload
+        );
         progress!("entering kernel at {:#x}", entry);
 
         // 7. Exit boot services; from here on: no allocation, no console, no failure.
@@ -394,10 +404,6 @@ mod pipeline {
     ) -> Result<(), Error> {
         let region = &mut kernel.bytes_mut()[..h.mem_size as usize];
         let decoded_len = h.uncompressed_size as usize;
-        if h.flags.has(zboot_format::Flags::BCJ_X86) {
-            // Not produced by zboot-pack; refuse rather than boot filtered bytes.
-            return Err(Error::Unsupported("BCJ_X86 pre-filter outside xz"));
-        }
         // Integrity first: no decoder ever sees bytes that fail the stream's SHA-256. The
         // decoded stream is then fixed by verified input, exact-size filling and the codec's own
         // checksum (zstd, xz); hashing 60+ MB again here would cost seconds (docs/format.md).
@@ -411,6 +417,13 @@ mod pipeline {
         progress!(
             "decoded {} bytes in {} ms",
             decoded_len,
+            console::elapsed_ms(t)
+        );
+        let t = console::now();
+        filters::undo(h.flags, h.image_size, &mut region[..decoded_len]);
+        progress!(
+            "filters {:#x} undone in {} ms",
+            h.flags.0,
             console::elapsed_ms(t)
         );
         if h.flags.has(zboot_format::Flags::RELOCS) {

@@ -6,6 +6,7 @@ use uefi::mem::memory_map::MemoryMap;
 use uefi::proto::loaded_image::LoadedImage;
 use uefi::proto::security::MemoryProtection;
 use uefi::{Result, Status};
+use zboot_stub::memstats;
 
 pub const PAGE: u64 = 4096;
 
@@ -13,18 +14,23 @@ const fn pages(bytes: u64) -> usize {
     bytes.div_ceil(PAGE) as usize
 }
 
-/// Pages from AllocatePages, freed on drop.
+/// Pages from AllocatePages, freed on drop; counted by `memstats` (as payload when allocated
+/// inside `memstats::for_payload`).
 pub struct Pages {
     addr: u64,
     count: usize,
+    payload: bool,
 }
 
 impl Pages {
     fn raw(kind: AllocateType, ty: MemoryType, count: usize) -> Result<Pages> {
         let p = boot::allocate_pages(kind, ty, count.max(1))?;
+        let payload = memstats::in_payload_scope();
+        memstats::pages_allocated(count.max(1) as u64 * PAGE, payload);
         Ok(Pages {
             addr: p.as_ptr() as u64,
             count: count.max(1),
+            payload,
         })
     }
 
@@ -60,7 +66,7 @@ impl Pages {
         let total = pages(size) + extra;
         let whole = Self::raw(AllocateType::MaxAddress(0xffff_ffff), ty, total)
             .or_else(|_| Self::raw(AllocateType::AnyPages, ty, total))?;
-        let (start, count) = (whole.addr, whole.count);
+        let (start, count, payload) = (whole.addr, whole.count, whole.payload);
         core::mem::forget(whole);
         let base = start.next_multiple_of(align);
         let head = ((base - start) / PAGE) as usize;
@@ -75,9 +81,11 @@ impl Pages {
             }
         }
         debug_assert_eq!(head + tail + pages(size), count);
+        memstats::pages_freed((head + tail) as u64 * PAGE, payload);
         Ok(Pages {
             addr: base,
             count: pages(size),
+            payload,
         })
     }
 
@@ -115,6 +123,7 @@ impl Drop for Pages {
     fn drop(&mut self) {
         // SAFETY: allocated by us with this count, not handed out.
         let _ = unsafe { boot::free_pages(ptr(self.addr), self.count) };
+        memstats::pages_freed(self.count as u64 * PAGE, self.payload);
     }
 }
 
@@ -192,3 +201,28 @@ pub trait Plain: Copy {}
 impl Plain for zboot_format::bootparam::BootParams {}
 impl Plain for zboot_format::bootparam::SetupData {}
 impl Plain for zboot_format::bootparam::E820Entry {}
+
+/// The global allocator: uefi-rs's pool allocator, counted by `memstats`.
+struct CountingAllocator;
+
+// SAFETY: delegates every call unchanged to uefi-rs's allocator, which upholds the GlobalAlloc
+// contract; the counters have no effect on the memory handed out.
+unsafe impl core::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed through.
+        let p = unsafe { core::alloc::GlobalAlloc::alloc(&uefi::allocator::Allocator, layout) };
+        if !p.is_null() {
+            memstats::heap_allocated(layout.size() as u64);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: core::alloc::Layout) {
+        memstats::heap_freed(layout.size() as u64);
+        // SAFETY: the caller's contract is passed through.
+        unsafe { core::alloc::GlobalAlloc::dealloc(&uefi::allocator::Allocator, p, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;

@@ -204,26 +204,56 @@ fn fmt_val(x: f64) -> String {
     }
 }
 
-/// `(decode ms, sha256 ms)` from the stub's `efi=debug` progress lines
-/// ("decoded N bytes in M ms", "sha256 ok in M ms").
-pub fn parse_stub_timings(log: &str) -> (Option<u64>, Option<u64>) {
+/// What the stub reports under `efi=debug` (all optional: older stubs say less).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StubReport {
+    /// "stream sha256 ok in N ms"
+    pub sha_ms: Option<u64>,
+    /// "decoded N bytes in M ms"
+    pub decode_ms: Option<u64>,
+    /// "filters 0x.. undone in N ms"
+    pub filters_ms: Option<u64>,
+    /// "memory: peak N bytes beyond kernel+initrd (H heap), kernel+initrd P bytes"
+    pub peak_bytes: Option<u64>,
+    pub peak_heap: Option<u64>,
+    pub payload_bytes: Option<u64>,
+}
+
+impl StubReport {
+    /// Stream hash + decode + filters, when all were reported.
+    pub fn unpack_ms(&self) -> Option<u64> {
+        Some(self.sha_ms? + self.decode_ms? + self.filters_ms.unwrap_or(0))
+    }
+}
+
+/// Parse the stub's `efi=debug` progress lines out of a boot log.
+pub fn parse_stub_report(log: &str) -> StubReport {
     fn ms_after(line: &str, key: &str) -> Option<u64> {
         let at = line.find(key)?;
         let rest = &line[at + key.len()..];
         let i = rest.rfind(" in ")?;
         rest[i + 4..].trim().strip_suffix("ms")?.trim().parse().ok()
     }
-    let mut d = None;
-    let mut s = None;
+    fn num_after(line: &str, key: &str) -> Option<u64> {
+        let at = line.find(key)?;
+        let rest = &line[at + key.len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    }
+    let mut r = StubReport::default();
     for line in log.lines() {
-        if d.is_none() {
-            d = ms_after(line, "decoded ");
-        }
-        if s.is_none() {
-            s = ms_after(line, "sha256 ok");
+        r.decode_ms = r.decode_ms.or_else(|| ms_after(line, "decoded "));
+        r.sha_ms = r.sha_ms.or_else(|| ms_after(line, "sha256 ok"));
+        r.filters_ms = r.filters_ms.or_else(|| ms_after(line, "filters "));
+        if line.contains("memory: peak ") {
+            r.peak_bytes = num_after(line, "memory: peak ");
+            r.peak_heap = num_after(line, "beyond kernel+initrd (");
+            r.payload_bytes = num_after(line, "), kernel+initrd ");
         }
     }
-    (d, s)
+    r
 }
 
 fn codec_of(name: &str) -> Result<Codec> {
@@ -357,6 +387,22 @@ fn stub_files() -> Vec<(String, PathBuf)> {
         .collect()
 }
 
+/// Build zboot-stub for the UEFI target with only `features` (a variant packer/build.rs does not
+/// embed, e.g. `zstd-rust`); returns the .efi.
+fn build_stub_variant(features: &str) -> Result<PathBuf> {
+    let target_dir = qemu::target_dir().join("bench-stubs");
+    let st = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--quiet", "--profile", "stub", "-p", "zboot-stub"])
+        .args(["--target", "x86_64-unknown-uefi", "--no-default-features"])
+        .args(["--features", features])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("RUSTFLAGS")
+        .current_dir(crate::workspace_root())
+        .status()?;
+    ensure!(st.success(), "building the {features} stub failed");
+    Ok(target_dir.join("x86_64-unknown-uefi/stub/zboot-stub.efi"))
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -444,18 +490,32 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         images.push((name.clone(), codec, out));
     }
 
-    // The decoded stream, recovered from the first image with the stub's own code.
-    let first = load_pe(&std::fs::read(&images.first().context("no codec")?.2)?)?;
-    let p = zboot_stub::payload::locate(&first).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut stream = vec![0u8; p.header.uncompressed_size as usize];
-    zboot_stub::decode::decode(p.header.codec, p.compressed, &mut stream)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let stream_path = dir.join("stream.bin");
-    std::fs::write(&stream_path, &stream)?;
+    // Each image's stored stream (what its codec compresses: filters applied), decoded with the
+    // C reference, and the kernel's decoded stream (filters undone), which must be the same for
+    // every codec.
+    let mut stored = Vec::new();
+    let mut stream: Option<Vec<u8>> = None;
+    for (name, codec, path) in &images {
+        let img = load_pe(&std::fs::read(path)?)?;
+        let p = zboot_stub::payload::locate(&img).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let mut s = vec![0u8; p.header.uncompressed_size as usize];
+        c_decode(*codec, p.compressed, &mut s)?;
+        let stored_path = dir.join(format!("stored-{name}.bin"));
+        std::fs::write(&stored_path, &s)?;
+        let mut plain = s;
+        zboot_format::filters::undo(p.header.flags, p.header.image_size, &mut plain);
+        match &stream {
+            None => stream = Some(plain),
+            Some(first) => ensure!(*first == plain, "{name} image holds another kernel stream"),
+        }
+        stored.push(stored_path);
+    }
+    let stream = stream.context("no codec")?;
 
-    // 3: pack time / reference CLI on the same decoded stream.
+    // 3: pack time / reference CLI compressing the same stored stream (the packer's time
+    // includes decoding the bzImage and applying the filters).
     if !a.no_cli {
-        for (name, codec, t_pack) in &pack_times {
+        for ((name, codec, t_pack), stored_path) in pack_times.iter().zip(&stored) {
             let (prog, args): (&str, Vec<&str>) = match codec {
                 Codec::Zstd => ("zstd", vec!["-19", "-T2", "-q", "-c", "--content-size"]),
                 Codec::Xz => (
@@ -475,11 +535,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             };
             let out = dir.join(format!("ref-{name}.out"));
             let mut cmd = Command::new(prog);
-            cmd.args(&args).arg(&stream_path);
+            cmd.args(&args).arg(stored_path);
             commands.push(format!(
                 "{prog} {} {} > {}",
                 args.join(" "),
-                stream_path.display(),
+                stored_path.display(),
                 out.display()
             ));
             match run_measured(&mut cmd, Some(&out)) {
@@ -503,30 +563,43 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
     }
 
-    // 2: host decode throughput, stub code vs C reference, alternating; SHA-256 cost.
-    for (name, codec, path) in &images {
+    // 2: host decode throughput, stub code vs C reference, alternating; the stub's other work
+    // around decoding (stream SHA-256, undoing the filters); for zstd also ruzstd, the Rust
+    // decoder the stub carried before libzstd's.
+    for ((name, codec, path), stored_path) in images.iter().zip(&stored) {
         let img = load_pe(&std::fs::read(path)?)?;
         let p = zboot_stub::payload::locate(&img).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let mut dst = vec![0u8; p.header.uncompressed_size as usize];
-        let (mut ts, mut tc, mut th, mut thc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let want = std::fs::read(stored_path)?;
+        let mut dst = vec![0u8; want.len()];
+        let (mut ts, mut tc, mut tr) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut thc, mut tf) = (Vec::new(), Vec::new());
         for _ in 0..a.reps.max(1) {
             dst.fill(0);
             let t = Instant::now();
             zboot_stub::decode::decode(*codec, p.compressed, &mut dst)
                 .map_err(|e| anyhow::anyhow!("stub {name}: {e}"))?;
             ts.push(secs(t.elapsed()));
-            ensure!(dst == stream, "stub {name} decoded other bytes");
+            ensure!(dst == want, "stub {name} decoded other bytes");
             dst.fill(0);
             let t = Instant::now();
             c_decode(*codec, p.compressed, &mut dst)?;
             tc.push(secs(t.elapsed()));
-            ensure!(dst == stream, "C {name} decoded other bytes");
-            let t = Instant::now();
-            std::hint::black_box(zboot_format::header::sha256(&[&dst]));
-            th.push(secs(t.elapsed()));
+            ensure!(dst == want, "C {name} decoded other bytes");
+            if *codec == Codec::Zstd {
+                dst.fill(0);
+                let t = Instant::now();
+                zboot_stub::decode::zstd_rust::decode(p.compressed, &mut dst)
+                    .map_err(|e| anyhow::anyhow!("ruzstd: {e}"))?;
+                tr.push(secs(t.elapsed()));
+                ensure!(dst == want, "ruzstd decoded other bytes");
+            }
             let t = Instant::now();
             std::hint::black_box(zboot_format::header::sha256(&[p.compressed]));
             thc.push(secs(t.elapsed()));
+            let t = Instant::now();
+            zboot_format::filters::undo(p.header.flags, p.header.image_size, &mut dst);
+            tf.push(secs(t.elapsed()));
+            ensure!(dst == stream, "{name}: filters undone give another stream");
         }
         let (s, c) = (median(&ts), median(&tc));
         let reference = match codec {
@@ -536,25 +609,43 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             Codec::Lz4 => "liblz4",
             Codec::None => "memcpy",
         };
+        let mbps = |t: f64| ratio(want.len() as f64, t) / 1e6;
         rows.push(Row {
             section: "2 decode throughput",
             name: format!("stub {name} / {reference}"),
-            value: ratio(stream.len() as f64, s) / 1e6,
-            reference: ratio(stream.len() as f64, c) / 1e6,
+            value: mbps(s),
+            reference: mbps(c),
             unit: "MB/s",
             ratio: ratio(c, s),
             goal: Some((">=", 0.8)),
-            note: format!("host build, median of {}", ts.len()),
+            note: format!("host build of the stub's decoder, median of {}", ts.len()),
         });
+        if !tr.is_empty() {
+            rows.push(Row {
+                section: "2 decode throughput",
+                name: format!("ruzstd (feature zstd-rust) / {reference}"),
+                value: mbps(median(&tr)),
+                reference: mbps(c),
+                unit: "MB/s",
+                ratio: ratio(c, median(&tr)),
+                goal: None,
+                note: "the pure-Rust alternative, not in the shipped stub".into(),
+            });
+        }
         rows.push(Row {
-            section: "2 SHA-256 cost",
-            name: format!("sha256(decoded) / stub {name} decode"),
-            value: median(&th),
+            section: "2 stub extra work",
+            name: format!("{name}: sha256(compressed) + filters / stub decode"),
+            value: median(&thc) + median(&tf),
             reference: s,
             unit: "s",
-            ratio: ratio(median(&th), s),
+            ratio: ratio(median(&thc) + median(&tf), s),
             goal: None,
-            note: format!("sha256(compressed) would take {:.3} s", median(&thc)),
+            note: format!(
+                "sha256 {:.3} s, filters {:#x} {:.3} s",
+                median(&thc),
+                p.header.flags.0,
+                median(&tf)
+            ),
         });
     }
 
@@ -628,8 +719,25 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 ),
             });
         }
-        // In-firmware decode and SHA-256 cost per codec (stub progress lines under efi=debug).
-        for (name, _, img) in &images {
+        // In firmware, per codec (the stub's efi=debug lines): unpack time (stream SHA-256 +
+        // decode + filters) against the default codec's, and the peak of what the stub holds
+        // besides the kernel region and initrd (it decodes in place: only decoder state).
+        let mut debug_imgs: Vec<(String, PathBuf)> = images
+            .iter()
+            .map(|(n, _, p)| (n.clone(), p.clone()))
+            .collect();
+        if images.iter().any(|(_, c, _)| *c == Codec::Zstd) {
+            // The same kernel behind the ruzstd stub, for the C-vs-Rust decoder figure.
+            let stub = build_stub_variant("zstd-rust")?;
+            let out = dir.join("bzImage-zstd-rust.efi");
+            let mut cmd = Command::new(&packer);
+            cmd.arg("-q").arg(&bz).arg("-o").arg(&out);
+            cmd.args(["--codec", "zstd", "--stub"]).arg(&stub);
+            run_measured(&mut cmd, None)?;
+            debug_imgs.push(("zstd-rust".into(), out));
+        }
+        let mut reports = Vec::new();
+        for (name, img) in &debug_imgs {
             let spec = BootSpec::systemd_boot(
                 format!("bench-debug-{name}"),
                 fw,
@@ -638,24 +746,52 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 "console=ttyS0 efi=debug",
             );
             let out = qemu::run(&fx, &spec)?;
-            let (d, s) = parse_stub_timings(&out.log);
-            let (Some(d), Some(s)) = (d, s) else {
+            let r = parse_stub_report(&out.log);
+            if r.unpack_ms().is_none() {
                 eprintln!(
                     "bench: {name}: no stub timings in {}",
                     out.log_path.display()
                 );
-                continue;
-            };
-            rows.push(Row {
-                section: "4 in-firmware",
-                name: format!("{name}: stub SHA-256 / stub decode"),
-                value: s as f64 / 1e3,
-                reference: d as f64 / 1e3,
-                unit: "s",
-                ratio: ratio(s as f64, d as f64),
-                goal: None,
-                note: format!("{fw}, TCG, efi=debug; decode {d} ms, sha256 {s} ms"),
-            });
+            }
+            reports.push((name.clone(), r));
+        }
+        let base = reports
+            .iter()
+            .find(|(n, _)| *n == a.boot_codec)
+            .and_then(|(_, r)| r.unpack_ms());
+        for (name, r) in &reports {
+            let detail = format!(
+                "sha256 {:?} ms, decode {:?} ms, filters {:?} ms",
+                r.sha_ms, r.decode_ms, r.filters_ms
+            );
+            if let (Some(u), Some(b)) = (r.unpack_ms(), base) {
+                rows.push(Row {
+                    section: "4 in-firmware",
+                    name: format!("{name}: stub unpack / {} stub unpack", a.boot_codec),
+                    value: u as f64 / 1e3,
+                    reference: b as f64 / 1e3,
+                    unit: "s",
+                    ratio: ratio(u as f64, b as f64),
+                    goal: None,
+                    note: format!("{fw}, TCG, efi=debug; {detail}"),
+                });
+            }
+            if let (Some(peak), Some(payload)) = (r.peak_bytes, r.payload_bytes) {
+                rows.push(Row {
+                    section: "5 boot memory",
+                    name: format!("{name}: stub peak beyond kernel+initrd / kernel+initrd"),
+                    value: peak as f64,
+                    reference: payload as f64,
+                    unit: "B",
+                    ratio: ratio(peak as f64, payload as f64),
+                    goal: None,
+                    note: format!(
+                        "heap peak {} B; pages + heap the stub held at once, besides the region \
+                         it decodes into and the initrd",
+                        r.peak_heap.unwrap_or(0)
+                    ),
+                });
+            }
         }
     }
 
@@ -724,11 +860,26 @@ mod tests {
     }
 
     #[test]
-    fn stub_timings() {
-        let log = "zboot: payload zstd 1 -> 2 bytes\r\nzboot: decoded 61739008 bytes in 1834 ms\r\n\
-                   zboot: sha256 ok in 2011 ms\r\n";
-        assert_eq!(parse_stub_timings(log), (Some(1834), Some(2011)));
-        assert_eq!(parse_stub_timings("nothing"), (None, None));
+    fn stub_report() {
+        let log = "zboot: payload zstd 1 -> 2 bytes\r\nzboot: stream sha256 ok in 350 ms\r\n\
+                   zboot: decoded 61739008 bytes in 1834 ms\r\n\
+                   zboot: filters 0xf undone in 120 ms\r\n\
+                   zboot: memory: peak 266240 bytes beyond kernel+initrd (163840 heap), \
+                   kernel+initrd 65011712 bytes\r\n";
+        let r = parse_stub_report(log);
+        assert_eq!(
+            r,
+            StubReport {
+                sha_ms: Some(350),
+                decode_ms: Some(1834),
+                filters_ms: Some(120),
+                peak_bytes: Some(266240),
+                peak_heap: Some(163840),
+                payload_bytes: Some(65011712),
+            }
+        );
+        assert_eq!(r.unpack_ms(), Some(2304));
+        assert_eq!(parse_stub_report("nothing"), StubReport::default());
     }
 
     #[test]

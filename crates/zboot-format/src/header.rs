@@ -60,10 +60,15 @@ impl Flags {
     pub const RELOCS: u16 = 1 << 0;
     /// The kernel can be entered with 5-level paging (bzImage XLF_5LEVEL or `--la57`).
     pub const LA57: u16 = 1 << 1;
-    /// The image bytes went through the x86 BCJ filter before compression; the stub undoes it.
+    /// The image bytes (`0..image_size` of the decoded stream, not the relocation table) went
+    /// through the x86 BCJ filter ([`crate::bcj`]) before compression; the stub undoes it.
     pub const BCJ_X86: u16 = 1 << 2;
+    /// The relocation table is stored delta-coded ([`crate::relocs::delta_decode`]): each u32
+    /// word is the wrapping difference to the word before it. Sorted addresses become small
+    /// numbers that compress to less than half (docs/performance.md).
+    pub const RELOCS_DELTA: u16 = 1 << 3;
     /// All bits this version knows.
-    pub const KNOWN: u16 = Self::RELOCS | Self::LA57 | Self::BCJ_X86;
+    pub const KNOWN: u16 = Self::RELOCS | Self::LA57 | Self::BCJ_X86 | Self::RELOCS_DELTA;
 
     pub const fn has(self, bit: u16) -> bool {
         self.0 & bit != 0

@@ -3,14 +3,18 @@
 //! can test it.
 //!
 //! - [`header`]: the versioned payload header at the start of the `.zpayload` section.
+//! - [`filters`]: the reversible transforms (BCJ, delta-coded relocations) around compression.
 //! - [`codec`]: compression ids and their names (CLI, zimg header).
 //! - [`zimg`]: the Linux "zimg" zboot MZ header constants.
+//! - [`bcj`]: the x86 BCJ filter (branch displacements made absolute) applied before zstd and friends.
 //! - [`bootparam`]: Linux x86 `struct boot_params` and friends, offsets checked by tests.
 //! - [`relocs`]: the x86 `vmlinux.relocs` table: parsing, validation and application.
 #![no_std]
 
+pub mod bcj;
 pub mod bootparam;
 pub mod codec;
+pub mod filters;
 pub mod header;
 pub mod relocs;
 pub mod zimg;

@@ -9,6 +9,10 @@
 //! Linux reads the table backwards from the end of the decompressed kernel; here its start and
 //! length are known, and parsing checks that the three separators sit exactly where a table with
 //! the given structure has them.
+//!
+//! In a payload the table may be stored delta-coded (header flag `RELOCS_DELTA`): word `i` holds
+//! `table[i] - table[i - 1]` (wrapping, `table[-1] = 0`). [`delta_encode`] and [`delta_decode`]
+//! convert in place.
 
 /// Why a relocation table was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,9 +194,57 @@ enum Kind {
     Rel32,
 }
 
+/// Delta-code a relocation table in place: each u32 word becomes its wrapping difference to the
+/// original word before it. A trailing partial word is left as is.
+pub fn delta_encode(table: &mut [u8]) {
+    let mut prev = 0u32;
+    for w in table.chunks_exact_mut(4) {
+        let x = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        w.copy_from_slice(&x.wrapping_sub(prev).to_le_bytes());
+        prev = x;
+    }
+}
+
+/// Undo [`delta_encode`] in place (a running wrapping sum).
+pub fn delta_decode(table: &mut [u8]) {
+    let mut sum = 0u32;
+    for w in table.chunks_exact_mut(4) {
+        sum = sum.wrapping_add(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        w.copy_from_slice(&sum.to_le_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delta_coding_round_trips_and_shrinks_sorted_words() {
+        let words = [
+            0u32,
+            0x8100_0010,
+            0x8100_0018,
+            0x8100_0100,
+            0,
+            0x8120_0000,
+            7,
+        ];
+        let mut t = [0u8; 29];
+        for (i, w) in words.iter().enumerate() {
+            t[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        t[28] = 0xab;
+        let orig = t;
+        delta_encode(&mut t);
+        assert_eq!(
+            &t[8..12],
+            &8u32.to_le_bytes(),
+            "sorted neighbours become small"
+        );
+        assert_eq!(t[28], 0xab, "partial word untouched");
+        delta_decode(&mut t);
+        assert_eq!(t, orig);
+    }
 
     const BASE: u64 = 0xffff_ffff_8100_0000;
 

@@ -195,6 +195,7 @@ pub fn describe(data: &[u8]) -> Result<Value> {
                 (Flags::RELOCS, "RELOCS"),
                 (Flags::LA57, "LA57"),
                 (Flags::BCJ_X86, "BCJ_X86"),
+                (Flags::RELOCS_DELTA, "RELOCS_DELTA"),
             ] {
                 if h.flags.has(bit) {
                     flags.push(name);

@@ -115,7 +115,8 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
         lay.stream.len() as u64,
         o.verbosity >= Verbosity::Normal,
     );
-    let compressed = compress::compress(o.codec, level, &lay.stream, &mut progress)?;
+    let flags = lay.payload_flags(compress::pre_filter(o.codec));
+    let compressed = compress::compress(o.codec, level, &lay.stored_stream(flags), &mut progress)?;
     let compress_time = t.elapsed();
 
     // Plan the new sections to learn their RVAs, then fill the payload header.
@@ -141,7 +142,7 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
             .as_deref()
             .map(|c| (rva_of(INITRD_SECTION).unwrap_or(0), c)),
     };
-    let header = lay.header(o.codec, &compressed, embedded);
+    let header = lay.header(o.codec, flags, &compressed, embedded);
     header
         .validate(compressed.len() as u64)
         .map_err(|e| anyhow::anyhow!("{}: payload header: {e}", o.input.display()))?;
@@ -200,7 +201,7 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
             lay.alignment,
             lay.entry_offset,
             lay.relocs_counts,
-            lay.flags.0
+            flags.0
         );
         eprintln!(
             "zboot-pack: {} level {level}: {} -> {} bytes in {:.2}s",

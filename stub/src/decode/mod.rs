@@ -12,6 +12,8 @@ mod none;
 mod xz;
 #[cfg(feature = "zstd")]
 mod zstd;
+#[cfg(feature = "zstd-rust")]
+pub mod zstd_rust;
 
 use zboot_format::Codec;
 
@@ -41,7 +43,7 @@ pub const fn supports(codec: Codec) -> bool {
     match codec {
         Codec::None => true,
         Codec::Gzip => cfg!(feature = "gzip"),
-        Codec::Zstd => cfg!(feature = "zstd"),
+        Codec::Zstd => cfg!(any(feature = "zstd", feature = "zstd-rust")),
         Codec::Xz => cfg!(feature = "xz"),
         Codec::Lz4 => cfg!(feature = "lz4"),
     }
@@ -55,6 +57,8 @@ pub fn decode(codec: Codec, src: &[u8], dst: &mut [u8]) -> Result<(), DecodeErro
         Codec::Gzip => gzip::decode(src, dst)?,
         #[cfg(feature = "zstd")]
         Codec::Zstd => zstd::decode(src, dst)?,
+        #[cfg(all(feature = "zstd-rust", not(feature = "zstd")))]
+        Codec::Zstd => zstd_rust::decode(src, dst)?,
         #[cfg(feature = "xz")]
         Codec::Xz => xz::decode(src, dst)?,
         #[cfg(feature = "lz4")]
