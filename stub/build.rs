@@ -79,7 +79,9 @@ fn main() {
             .flag("-mno-mmx")
             .flag("-mno-sse")
             .flag("-mno-sse2")
-            .flag("-fno-stack-protector");
+            .flag("-fno-stack-protector")
+            .flag("-fno-asynchronous-unwind-tables")
+            .flag("-fno-unwind-tables");
     }
     // Size first, as the Rust side ([profile.stub] opt-level "s"); the host build (bench, tests)
     // uses the same level so its figures describe the code the stub runs.

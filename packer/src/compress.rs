@@ -164,17 +164,42 @@ fn dict_size_of_preset(level: u32) -> u32 {
     }
 }
 
+/// Threads for the codecs whose blocks are independent (lz4 legacy frames). The output does not
+/// depend on it.
+fn block_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+}
+
+/// Linux lz4 legacy format: independent 8 MiB blocks, compressed on every core.
 fn lz4_legacy_compress(level: u32, data: &[u8], progress: &mut Progress) -> Result<Vec<u8>> {
     use lz4::block::{CompressionMode, compress};
+    let chunks: Vec<&[u8]> = data.chunks(LZ4_LEGACY_BLOCK).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut blocks: Vec<Option<std::io::Result<Vec<u8>>>> = Vec::new();
+    blocks.resize_with(chunks.len(), || None);
+    let results = std::sync::Mutex::new(blocks);
+    std::thread::scope(|s| {
+        for _ in 0..block_threads().min(chunks.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(chunk) = chunks.get(i) else { break };
+                    let mode = Some(CompressionMode::HIGHCOMPRESSION(level as i32));
+                    let block = compress(chunk, mode, false);
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(block);
+                }
+            });
+        }
+    });
     let mut out = LZ4_LEGACY_MAGIC.to_le_bytes().to_vec();
     let mut done = 0u64;
-    for chunk in data.chunks(LZ4_LEGACY_BLOCK) {
-        let block = compress(
-            chunk,
-            Some(CompressionMode::HIGHCOMPRESSION(level as i32)),
-            false,
-        )
-        .context("lz4 compression")?;
+    let blocks = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    for (block, chunk) in blocks.into_iter().zip(&chunks) {
+        let block = block
+            .context("lz4 block not compressed")?
+            .context("lz4 compression")?;
         out.extend_from_slice(&(block.len() as u32).to_le_bytes());
         out.extend_from_slice(&block);
         done += chunk.len() as u64;
