@@ -50,9 +50,9 @@ struct PackArgs {
     /// Where to write the EFI application (written atomically: replaced only on success).
     #[arg(short, long, value_name = "OUTPUT", required = true, value_hint = clap::ValueHint::FilePath)]
     output: Option<PathBuf>,
-    /// Compression of the kernel payload (default gzip: the fastest boot, see docs/performance.md;
-    /// xz for the smallest image).
-    #[arg(long, value_enum, default_value_t = CodecArg::Gzip)]
+    /// Compression of the kernel payload (default zstd: the fastest boot and within 10% of the
+    /// bzImage's size, see docs/performance.md; xz for the smallest image).
+    #[arg(long, value_enum, default_value_t = CodecArg::Zstd)]
     codec: CodecArg,
     /// Compression level (zstd 1-22, default 19; xz 0-9, default 9 extreme; gzip 1-9, default 9;
     /// lz4 HC 3-12, default 12; ignored for none).

@@ -72,6 +72,14 @@ fn output_is_deterministic_and_honours_source_date_epoch() {
     assert_eq!(r.stderr.matches("no relocation table").count(), 1);
     pack_ok(&[&elf, &"-o", &b, &"-q"]);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // The default codec (docs/performance.md explains the choice): zstd behind the BCJ filter.
+    let img = std::fs::read(&a).unwrap();
+    let h = payload::find(&PeFile::parse(&img).unwrap())
+        .unwrap()
+        .unwrap()
+        .header;
+    assert_eq!(h.codec.name(), "zstd");
+    assert!(h.flags.has(Flags::BCJ_X86) && !h.flags.has(Flags::RELOCS_DELTA));
     let st = Command::new(BIN)
         .arg(&elf)
         .arg("-o")
@@ -124,6 +132,8 @@ fn embedded_sections_and_flags() {
     let pe = PeFile::parse(&img).unwrap();
     let h = payload::find(&pe).unwrap().unwrap().header;
     assert!(h.flags.has(Flags::LA57) && h.flags.has(Flags::RELOCS));
+    // gzip compresses the BCJ-filtered image; a relocation table is always stored delta-coded.
+    assert!(h.flags.has(Flags::BCJ_X86) && h.flags.has(Flags::RELOCS_DELTA));
     assert_eq!(h.cmdline_rva, pe.section(".cmdline").unwrap().va());
     assert_eq!(h.initrd_rva, pe.section(".initrd").unwrap().va());
     let (cmd, ird) = payload::embedded(&pe, &h).unwrap();

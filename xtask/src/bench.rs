@@ -28,7 +28,7 @@ use crate::qemu::{self, BootSpec, Firmware};
 use zboot_format::Codec;
 
 /// The codec the packer uses without `--codec`.
-pub const DEFAULT_CODEC: &str = "gzip";
+pub const DEFAULT_CODEC: &str = "zstd";
 /// Issue 7's stub size goal.
 pub const STUB_GOAL: u64 = 96 << 10;
 
