@@ -1,60 +1,127 @@
-//! With the `zstd` feature: compiles libzstd's decompressor (C, from the zstd-sys crate the
-//! workspace already depends on through the packer) for the stub, freestanding: no libc, no SIMD
-//! registers (the UEFI target is soft-float), no heap (a caller-provided workspace), one Huffman
-//! and one sequence decoder variant (size; docs/performance.md has the figures).
+//! Compiles the C decoders the stub uses, freestanding for the UEFI target (no libc, no SIMD
+//! registers: the target is soft-float, no heap), from the sources of the -sys crates the
+//! workspace already depends on through the packer:
+//!
+//! - feature `zstd`: libzstd's decompressor (zstd-sys), one Huffman and one sequence decoder
+//!   variant (size; docs/performance.md has the figures), context in a caller workspace;
+//! - feature `lz4`: liblz4's block decoder (lz4-sys), in its `LZ4_FREESTANDING` mode.
 //!
 //! Needs clang for the UEFI target (COFF objects) and llvm-ar; `.ci/run` installs both.
-//! `ZBOOT_ZSTD_SRC=/path/to/zstd/lib` overrides where the C sources come from.
+//! `ZBOOT_ZSTD_SRC=/path/to/zstd/lib` and `ZBOOT_LZ4_SRC=/path/to/lz4/lib` override where the C
+//! sources come from.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The C files of the one-shot decoder (no streaming helpers beyond what these hold, no
-/// dictionary builder, no legacy formats).
-const SOURCES: [&str; 9] = [
-    "common/entropy_common.c",
-    "common/error_private.c",
-    "common/fse_decompress.c",
-    "common/zstd_common.c",
-    "common/xxhash.c",
-    "decompress/huf_decompress.c",
-    "decompress/zstd_ddict.c",
-    "decompress/zstd_decompress.c",
-    "decompress/zstd_decompress_block.c",
-];
+/// One C library: where its sources live and how to build the part the stub calls.
+struct CLib {
+    /// Cargo feature that selects it.
+    feature: &'static str,
+    /// The -sys package carrying the sources, and the directory inside it.
+    package: &'static str,
+    subdir: &'static str,
+    /// Environment override of that directory.
+    env: &'static str,
+    sources: &'static [&'static str],
+    includes: &'static [&'static str],
+    /// Preprocessor settings shared by the host and UEFI builds (the host build is what
+    /// `cargo xtask bench` times, so it must be the same decoder).
+    defines: &'static [(&'static str, &'static str)],
+    lib: &'static str,
+}
 
-/// Preprocessor settings shared by the host and UEFI builds (the host build is what
-/// `cargo xtask bench` times, so it must be the same decoder).
-const DEFINES: [(&str, &str); 10] = [
-    ("ZSTD_DISABLE_ASM", "1"),
-    ("ZSTD_LEGACY_SUPPORT", "0"),
-    ("DEBUGLEVEL", "0"),
-    ("NDEBUG", "1"),
-    ("ZSTD_TRACE", "0"),
-    ("ZSTD_STRIP_ERROR_STRINGS", "1"),
-    ("XXH_NAMESPACE", "ZSTD_"),
-    // No runtime BMI2 dispatch: one copy of every hot loop.
-    ("DYNAMIC_BMI2", "0"),
-    // One Huffman decoder (single-symbol) and one sequence decoder (short offsets).
-    ("HUF_FORCE_DECOMPRESS_X1", "1"),
-    ("ZSTD_FORCE_DECOMPRESS_SEQUENCES_SHORT", "1"),
+const LIBS: [CLib; 2] = [
+    CLib {
+        feature: "ZSTD",
+        package: "zstd-sys",
+        subdir: "zstd/lib",
+        env: "ZBOOT_ZSTD_SRC",
+        // The one-shot decoder: no dictionary builder, no legacy formats.
+        sources: &[
+            "common/entropy_common.c",
+            "common/error_private.c",
+            "common/fse_decompress.c",
+            "common/zstd_common.c",
+            "common/xxhash.c",
+            "decompress/huf_decompress.c",
+            "decompress/zstd_ddict.c",
+            "decompress/zstd_decompress.c",
+            "decompress/zstd_decompress_block.c",
+        ],
+        includes: &[".", "common"],
+        defines: &[
+            ("ZSTD_DISABLE_ASM", "1"),
+            ("ZSTD_LEGACY_SUPPORT", "0"),
+            ("DEBUGLEVEL", "0"),
+            ("NDEBUG", "1"),
+            ("ZSTD_TRACE", "0"),
+            ("ZSTD_STRIP_ERROR_STRINGS", "1"),
+            ("XXH_NAMESPACE", "ZSTD_"),
+            // No runtime BMI2 dispatch: one copy of every hot loop.
+            ("DYNAMIC_BMI2", "0"),
+            // One Huffman decoder (single-symbol) and one sequence decoder (short offsets).
+            ("HUF_FORCE_DECOMPRESS_X1", "1"),
+            ("ZSTD_FORCE_DECOMPRESS_SEQUENCES_SHORT", "1"),
+        ],
+        lib: "zboot_zstd",
+    },
+    CLib {
+        feature: "LZ4",
+        package: "lz4-sys",
+        subdir: "liblz4/lib",
+        env: "ZBOOT_LZ4_SRC",
+        sources: &["lz4.c"],
+        includes: &["."],
+        defines: &[
+            ("LZ4_FREESTANDING", "1"),
+            ("LZ4_memcpy", "__builtin_memcpy"),
+            ("LZ4_memmove", "__builtin_memmove"),
+            ("LZ4_memset", "__builtin_memset"),
+            ("NDEBUG", "1"),
+        ],
+        lib: "zboot_lz4",
+    },
 ];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc");
-    println!("cargo:rerun-if-env-changed=ZBOOT_ZSTD_SRC");
-    println!("cargo:rerun-if-env-changed=ZBOOT_ZSTD_OPT");
-    if env::var_os("CARGO_FEATURE_ZSTD").is_none() {
+    println!("cargo:rerun-if-env-changed=ZBOOT_C_OPT");
+    let wanted: Vec<&CLib> = LIBS
+        .iter()
+        .filter(|l| env::var_os(format!("CARGO_FEATURE_{}", l.feature)).is_some())
+        .collect();
+    if wanted.is_empty() {
         return;
     }
-    let src = zstd_source();
+    let mut metadata = None;
+    for lib in wanted {
+        println!("cargo:rerun-if-env-changed={}", lib.env);
+        let src = match env::var_os(lib.env) {
+            Some(p) => PathBuf::from(p),
+            None => package_dir(&mut metadata, lib.package).join(lib.subdir),
+        };
+        build(lib, &src);
+    }
+}
+
+fn build(lib: &CLib, src: &Path) {
+    assert!(
+        src.join(lib.sources[0]).is_file(),
+        "{}: no {} sources (set {})",
+        src.display(),
+        lib.package,
+        lib.env
+    );
     let uefi = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("uefi");
     let mut b = cc::Build::new();
-    b.include(&src).include(src.join("common")).warnings(false);
-    for (k, v) in DEFINES {
-        b.define(k, v);
+    b.warnings(false);
+    for i in lib.includes {
+        b.include(src.join(i));
+    }
+    for (k, v) in lib.defines {
+        b.define(k, *v);
     }
     if uefi {
         // cc honours CC_x86_64_unknown_uefi / AR_x86_64_unknown_uefi; else clang and llvm-ar.
@@ -85,11 +152,11 @@ fn main() {
     }
     // Size first, as the Rust side ([profile.stub] opt-level "s"); the host build (bench, tests)
     // uses the same level so its figures describe the code the stub runs.
-    b.opt_level_str(&env::var("ZBOOT_ZSTD_OPT").unwrap_or_else(|_| "s".into()));
-    for f in SOURCES {
+    b.opt_level_str(&env::var("ZBOOT_C_OPT").unwrap_or_else(|_| "s".into()));
+    for f in lib.sources {
         b.file(src.join(f));
     }
-    b.compile("zboot_zstd");
+    b.compile(lib.lib);
 }
 
 /// Stop with one clear line when a tool the UEFI build needs is missing.
@@ -106,47 +173,37 @@ fn require(tool: &str) {
     }
 }
 
-/// `zstd/lib` of the zstd-sys package in this workspace's dependency graph.
-fn zstd_source() -> PathBuf {
-    if let Some(p) = env::var_os("ZBOOT_ZSTD_SRC") {
-        return PathBuf::from(p);
-    }
-    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
-        .join("Cargo.toml");
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--locked",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+/// The directory of `package` in this workspace's dependency graph (`cargo metadata`, run once).
+fn package_dir(metadata: &mut Option<serde_json::Value>, package: &str) -> PathBuf {
+    let meta = metadata.get_or_insert_with(|| {
+        let manifest =
+            PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
+                .join("Cargo.toml");
+        let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--locked",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .output()
+            .expect("run cargo metadata");
+        assert!(
+            out.status.success(),
+            "cargo metadata: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("metadata JSON")
+    });
     let pkg = meta["packages"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|p| p["name"] == "zstd-sys")
-        .expect("zstd-sys is not in the workspace's dependency graph (set ZBOOT_ZSTD_SRC)");
+        .find(|p| p["name"] == package)
+        .unwrap_or_else(|| panic!("{package} is not in the workspace's dependency graph"));
     let path = PathBuf::from(pkg["manifest_path"].as_str().expect("manifest_path"));
-    let lib = path
-        .parent()
-        .expect("zstd-sys dir")
-        .join("zstd")
-        .join("lib");
-    assert!(
-        lib.join("zstd.h").is_file(),
-        "{}: no zstd sources",
-        lib.display()
-    );
-    lib
+    path.parent().expect("package dir").to_path_buf()
 }

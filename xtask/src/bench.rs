@@ -387,6 +387,24 @@ fn stub_files() -> Vec<(String, PathBuf)> {
         .collect()
 }
 
+/// A decoder signature of `zboot_stub::decode`.
+type DecodeFn = fn(&[u8], &mut [u8]) -> Result<usize, zboot_stub::decode::DecodeError>;
+
+/// The pure-Rust decoder the stub can be built with instead of a C one (its `*-rust` feature).
+fn rust_alternative(codec: Codec) -> Option<(&'static str, DecodeFn)> {
+    match codec {
+        Codec::Zstd => Some((
+            "ruzstd (feature zstd-rust)",
+            zboot_stub::decode::zstd_rust::decode,
+        )),
+        Codec::Lz4 => Some((
+            "lz4_flex (feature lz4-rust)",
+            zboot_stub::decode::lz4::decode_rust,
+        )),
+        _ => None,
+    }
+}
+
 /// Build zboot-stub for the UEFI target with only `features` (a variant packer/build.rs does not
 /// embed, e.g. `zstd-rust`); returns the .efi.
 fn build_stub_variant(features: &str) -> Result<PathBuf> {
@@ -564,8 +582,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     }
 
     // 2: host decode throughput, stub code vs C reference, alternating; the stub's other work
-    // around decoding (stream SHA-256, undoing the filters); for zstd also ruzstd, the Rust
-    // decoder the stub carried before libzstd's.
+    // around decoding (stream SHA-256, undoing the filters); for zstd and lz4 also the Rust
+    // decoders the stub carried before libzstd's and liblz4's.
     for ((name, codec, path), stored_path) in images.iter().zip(&stored) {
         let img = load_pe(&std::fs::read(path)?)?;
         let p = zboot_stub::payload::locate(&img).map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -585,13 +603,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             c_decode(*codec, p.compressed, &mut dst)?;
             tc.push(secs(t.elapsed()));
             ensure!(dst == want, "C {name} decoded other bytes");
-            if *codec == Codec::Zstd {
+            if let Some((alt_name, alt)) = rust_alternative(*codec) {
                 dst.fill(0);
                 let t = Instant::now();
-                zboot_stub::decode::zstd_rust::decode(p.compressed, &mut dst)
-                    .map_err(|e| anyhow::anyhow!("ruzstd: {e}"))?;
+                alt(p.compressed, &mut dst).map_err(|e| anyhow::anyhow!("{alt_name}: {e}"))?;
                 tr.push(secs(t.elapsed()));
-                ensure!(dst == want, "ruzstd decoded other bytes");
+                ensure!(dst == want, "{alt_name} decoded other bytes");
             }
             let t = Instant::now();
             std::hint::black_box(zboot_format::header::sha256(&[p.compressed]));
@@ -620,10 +637,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             goal: Some((">=", 0.8)),
             note: format!("host build of the stub's decoder, median of {}", ts.len()),
         });
-        if !tr.is_empty() {
+        if let (false, Some((alt_name, _))) = (tr.is_empty(), rust_alternative(*codec)) {
             rows.push(Row {
                 section: "2 decode throughput",
-                name: format!("ruzstd (feature zstd-rust) / {reference}"),
+                name: format!("{alt_name} / {reference}"),
                 value: mbps(median(&tr)),
                 reference: mbps(c),
                 unit: "MB/s",
@@ -726,15 +743,19 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             .iter()
             .map(|(n, _, p)| (n.clone(), p.clone()))
             .collect();
-        if images.iter().any(|(_, c, _)| *c == Codec::Zstd) {
-            // The same kernel behind the ruzstd stub, for the C-vs-Rust decoder figure.
-            let stub = build_stub_variant("zstd-rust")?;
-            let out = dir.join("bzImage-zstd-rust.efi");
+        for (name, codec, _) in &images {
+            if rust_alternative(*codec).is_none() {
+                continue;
+            }
+            // The same kernel behind the pure-Rust decoder's stub: the C-vs-Rust figure.
+            let variant = format!("{name}-rust");
+            let stub = build_stub_variant(&variant)?;
+            let out = dir.join(format!("bzImage-{variant}.efi"));
             let mut cmd = Command::new(&packer);
             cmd.arg("-q").arg(&bz).arg("-o").arg(&out);
-            cmd.args(["--codec", "zstd", "--stub"]).arg(&stub);
+            cmd.args(["--codec", name, "--stub"]).arg(&stub);
             run_measured(&mut cmd, None)?;
-            debug_imgs.push(("zstd-rust".into(), out));
+            debug_imgs.push((variant, out));
         }
         let mut reports = Vec::new();
         for (name, img) in &debug_imgs {

@@ -12,7 +12,34 @@ fn le32(src: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(src.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// Decode with liblz4's block decoder (feature `lz4`), else lz4_flex's (`lz4-rust`).
 pub fn decode(src: &[u8], dst: &mut [u8]) -> Result<usize, DecodeError> {
+    #[cfg(feature = "lz4")]
+    return frames(src, dst, super::lz4_c::decode_block);
+    #[cfg(not(feature = "lz4"))]
+    return frames(src, dst, flex_block);
+}
+
+/// Decode with lz4_flex (the pure-Rust alternative, for `cargo xtask bench`).
+#[cfg(feature = "lz4-rust")]
+pub fn decode_rust(src: &[u8], dst: &mut [u8]) -> Result<usize, DecodeError> {
+    frames(src, dst, flex_block)
+}
+
+#[cfg(feature = "lz4-rust")]
+fn flex_block(src: &[u8], dst: &mut [u8]) -> Result<usize, DecodeError> {
+    lz4_flex::block::decompress_into(src, dst).map_err(|e| match e {
+        lz4_flex::block::DecompressError::OutputTooSmall { .. } => DecodeError::TooLong,
+        _ => DecodeError::Corrupt("lz4 block"),
+    })
+}
+
+/// The legacy framing around `block`, which decodes one raw LZ4 block into (at most) its `dst`.
+fn frames(
+    src: &[u8],
+    dst: &mut [u8],
+    block: fn(&[u8], &mut [u8]) -> Result<usize, DecodeError>,
+) -> Result<usize, DecodeError> {
     if le32(src, 0) != Some(MAGIC) {
         return Err(DecodeError::Corrupt("lz4 legacy magic"));
     }
@@ -34,13 +61,7 @@ pub fn decode(src: &[u8], dst: &mut [u8]) -> Result<usize, DecodeError> {
             return Err(DecodeError::TooLong);
         }
         let limit = (out + BLOCK_MAX).min(dst.len());
-        let n = lz4_flex::block::decompress_into(&src[pos..end], &mut dst[out..limit]).map_err(
-            |e| match e {
-                lz4_flex::block::DecompressError::OutputTooSmall { .. } => DecodeError::TooLong,
-                _ => DecodeError::Corrupt("lz4 block"),
-            },
-        )?;
-        out += n;
+        out += block(&src[pos..end], &mut dst[out..limit])?;
         pos = end;
     }
     if pos < src.len() && src[pos..].iter().any(|&b| b != 0) && pos + 4 > src.len() {
@@ -71,6 +92,16 @@ mod tests {
         let c = legacy(&data);
         roundtrip(Codec::Lz4, &c, &data);
         corruption_never_panics(Codec::Lz4, &c, data.len());
+    }
+
+    #[cfg(feature = "lz4-rust")]
+    #[test]
+    fn lz4_flex_decodes_the_same() {
+        let data = sample(BLOCK_MAX + 999);
+        let c = legacy(&data);
+        let mut out = vec![0u8; data.len()];
+        assert_eq!(decode_rust(&c, &mut out), Ok(data.len()));
+        assert!(out == data);
     }
 
     #[test]

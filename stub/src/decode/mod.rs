@@ -5,8 +5,10 @@
 
 #[cfg(feature = "gzip")]
 mod gzip;
+#[cfg(any(feature = "lz4", feature = "lz4-rust"))]
+pub mod lz4;
 #[cfg(feature = "lz4")]
-mod lz4;
+mod lz4_c;
 mod none;
 #[cfg(feature = "xz")]
 mod xz;
@@ -45,7 +47,7 @@ pub const fn supports(codec: Codec) -> bool {
         Codec::Gzip => cfg!(feature = "gzip"),
         Codec::Zstd => cfg!(any(feature = "zstd", feature = "zstd-rust")),
         Codec::Xz => cfg!(feature = "xz"),
-        Codec::Lz4 => cfg!(feature = "lz4"),
+        Codec::Lz4 => cfg!(any(feature = "lz4", feature = "lz4-rust")),
     }
 }
 
@@ -61,7 +63,7 @@ pub fn decode(codec: Codec, src: &[u8], dst: &mut [u8]) -> Result<(), DecodeErro
         Codec::Zstd => zstd_rust::decode(src, dst)?,
         #[cfg(feature = "xz")]
         Codec::Xz => xz::decode(src, dst)?,
-        #[cfg(feature = "lz4")]
+        #[cfg(any(feature = "lz4", feature = "lz4-rust"))]
         Codec::Lz4 => lz4::decode(src, dst)?,
         #[allow(unreachable_patterns)]
         _ => return Err(DecodeError::Corrupt("codec not built into this stub")),
