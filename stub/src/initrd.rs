@@ -4,7 +4,7 @@
 //! `initrd=` together (systemd-boot also writes `initrd=` into the options).
 
 use crate::cmdline::Options;
-use crate::memory::Pages;
+use crate::memory::{self, Pages};
 use alloc::vec::Vec;
 use uefi::boot::{self, MemoryType};
 use uefi::proto::device_path::build::{self, DevicePathBuilder};
@@ -79,20 +79,13 @@ fn load_file2() -> Result<Option<Initrd>, InitrdError> {
     let Ok(handle) = boot::locate_device_path::<LoadFile2>(&mut remaining) else {
         return Ok(None);
     };
-    let mut lf = boot::open_protocol_exclusive::<LoadFile2>(handle)
-        .map_err(|e| InitrdError("open LoadFile2", e.status()))?;
-    // The protocol's own two-call dance (size, then data) into pool memory; copied into pages
-    // below so that the kernel can free the initrd page-wise.
-    let data = lf
-        .load_file(path)
+    // Straight into pages (no pool copy: memory.rs), so the kernel can free it page-wise.
+    let (pages, size) = memory::load_file2_pages(handle, path, MemoryType::LOADER_DATA)
         .map_err(|e| InitrdError("LoadFile2 initrd", e.status()))?;
-    let mut pages = Pages::low(data.len() as u64, MemoryType::LOADER_DATA)
-        .map_err(|e| InitrdError("allocate initrd", e.status()))?;
-    pages.bytes_mut()[..data.len()].copy_from_slice(&data);
     Ok(Some(Initrd {
         source: Source::LoadFile2,
         addr: pages.addr(),
-        size: data.len() as u64,
+        size: size as u64,
         _pages: Some(pages),
     }))
 }

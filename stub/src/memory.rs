@@ -202,6 +202,57 @@ impl Plain for zboot_format::bootparam::BootParams {}
 impl Plain for zboot_format::bootparam::SetupData {}
 impl Plain for zboot_format::bootparam::E820Entry {}
 
+/// LoadFile2 with its raw function (uefi-rs's `load_file` returns a pool copy).
+#[repr(transparent)]
+#[uefi::proto::unsafe_protocol(uefi_raw::protocol::media::LoadFile2Protocol::GUID)]
+struct RawLoadFile2(uefi_raw::protocol::media::LoadFile2Protocol);
+
+/// Load the file the LoadFile2 protocol on `handle` serves for `path` straight into pages of
+/// `ty` (the protocol's two calls: size, then data), so no second copy of it ever exists.
+/// Returns the pages and the file's size.
+pub fn load_file2_pages(
+    handle: uefi::Handle,
+    path: &uefi::proto::device_path::DevicePath,
+    ty: MemoryType,
+) -> Result<(Pages, usize)> {
+    let mut lf = boot::open_protocol_exclusive::<RawLoadFile2>(handle)?;
+    let this: *mut uefi_raw::protocol::media::LoadFile2Protocol = &mut lf.0;
+    let call = |size: &mut usize, buf: *mut u8| {
+        // SAFETY: `this` is the protocol instance opened above (alive for this function), `path`
+        // a valid device path, `size` a valid in/out pointer, and `buf` null (size query) or
+        // `*size` writable bytes; the firmware keeps no pointer to any of them.
+        unsafe {
+            (lf.0.load_file)(
+                this,
+                path.as_ffi_ptr().cast(),
+                uefi_raw::Boolean::FALSE,
+                size,
+                buf.cast(),
+            )
+        }
+    };
+    let mut size = 0usize;
+    match call(&mut size, core::ptr::null_mut()) {
+        Status::BUFFER_TOO_SMALL => {}
+        // An empty file.
+        Status::SUCCESS => size = 0,
+        st => return Err(st.into()),
+    }
+    let mut pages = Pages::low(size as u64, ty)?;
+    if size == 0 {
+        return Ok((pages, 0));
+    }
+    let mut got = size;
+    let st = call(&mut got, pages.bytes_mut().as_mut_ptr());
+    if st != Status::SUCCESS {
+        return Err(st.into());
+    }
+    if got > size {
+        return Err(Status::BAD_BUFFER_SIZE.into());
+    }
+    Ok((pages, got))
+}
+
 /// The global allocator: uefi-rs's pool allocator, counted by `memstats`.
 struct CountingAllocator;
 

@@ -6,12 +6,14 @@
 //! 2. decode throughput of the stub's own decoders (the `zboot-stub` library built for the host
 //!    with the stub's opt-level) / the C reference decoding the same stream in this process
 //!    (libzstd, liblzma, liblz4; gzip: flate2's default zlib-rs backend), alternating, medians;
-//!    plus the stub's SHA-256 over the decoded image vs its decode time;
-//! 3. pack time / the reference CLI compressing the same decoded stream with the same settings;
+//!    the pure-Rust alternatives of the C decoders the stub carries (ruzstd, lz4_flex); and the
+//!    stub's work around decoding (SHA-256 of the compressed stream, undoing the filters);
+//! 3. pack time / the reference CLI compressing the same stored stream with the same settings;
 //! 4. whole boot time in QEMU (TCG, strict-NX OVMF 2025, systemd-boot, the test initramfs) of the
-//!    default image / Debian's bzImage, alternating boots, median ratio; and the in-firmware decode
-//!    and SHA-256 cost per codec from the stub's `efi=debug` progress lines;
-//! 5. embedded stub size per codec / 96 KiB; packer peak RSS / input size.
+//!    default image / Debian's bzImage, alternating boots, median ratio; and per codec (plus the
+//!    Rust-decoder stubs) the stub's in-firmware unpack time from its `efi=debug` lines;
+//! 5. embedded stub size per codec / 96 KiB; packer peak RSS / input size; the stub's peak
+//!    boot-time allocations beyond the kernel region and initrd (`efi=debug` "memory:" line).
 //!
 //! Runs optimized: a debug build of xtask re-runs itself with `cargo run --profile bench`
 //! (`[profile.bench]` mirrors the stub's opt-level for the stub's decoders).
