@@ -546,7 +546,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                         "-T1",
                         "--check=crc32",
                         "--x86",
-                        "--lzma2=preset=9e,dict=64MiB,lc=4,lp=0,depth=0",
+                        "--lzma2=preset=9e,dict=32MiB,lc=4,lp=0,depth=0",
                     ],
                 ),
                 Codec::Gzip => ("gzip", vec!["-9", "-n", "-c"]),

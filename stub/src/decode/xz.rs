@@ -5,7 +5,7 @@
 use super::DecodeError;
 use xz4rust::{XzDecoder, XzError};
 
-/// Largest dictionary accepted (xz -9 uses 64 MiB).
+/// Largest dictionary accepted (xz -9 uses 64 MiB; zboot-pack writes at most 32 MiB).
 const DICT_MAX: usize = 128 << 20;
 
 pub fn decode(src: &[u8], dst: &mut [u8]) -> Result<usize, DecodeError> {
