@@ -131,7 +131,8 @@ fn files(paths: &[alloc::string::String], chunked: bool) -> Result<Initrd, Initr
             .ok_or_else(|| fail("initrd=: files too large", Status::BAD_BUFFER_SIZE))?;
         handles.push((f, size));
     }
-    let mut pages = Pages::low(total, MemoryType::LOADER_DATA)
+    // Every byte is read into below (a short file is an error).
+    let mut pages = Pages::low_for_overwrite(total, MemoryType::LOADER_DATA)
         .map_err(|e| InitrdError("allocate initrd", e.status()))?;
     let buf = pages.bytes_mut();
     let mut at = 0usize;

@@ -24,22 +24,29 @@ pub struct Pages {
 
 impl Pages {
     fn raw(kind: AllocateType, ty: MemoryType, count: usize) -> Result<Pages> {
-        let p = boot::allocate_pages(kind, ty, count.max(1))?;
+        let count = count.max(1);
+        let p = boot::allocate_pages(kind, ty, count)?;
         let payload = memstats::in_payload_scope();
-        memstats::pages_allocated(count.max(1) as u64 * PAGE, payload);
+        memstats::pages_allocated(count as u64 * PAGE, payload);
         Ok(Pages {
             addr: p.as_ptr() as u64,
-            count: count.max(1),
+            count,
             payload,
         })
     }
 
     /// `bytes` of `ty` memory, below 4 GiB when possible, zeroed.
     pub fn low(bytes: u64, ty: MemoryType) -> Result<Pages> {
-        let mut p = Self::raw(AllocateType::MaxAddress(0xffff_ffff), ty, pages(bytes))
-            .or_else(|_| Self::raw(AllocateType::AnyPages, ty, pages(bytes)))?;
+        let mut p = Self::low_for_overwrite(bytes, ty)?;
         p.bytes_mut().fill(0);
         Ok(p)
+    }
+
+    /// As [`Pages::low`] but not zeroed, for a buffer the caller fills completely before use
+    /// (the initrd: zeroing it first would be a second pass over tens of MB).
+    pub fn low_for_overwrite(bytes: u64, ty: MemoryType) -> Result<Pages> {
+        Self::raw(AllocateType::MaxAddress(0xffff_ffff), ty, pages(bytes))
+            .or_else(|_| Self::raw(AllocateType::AnyPages, ty, pages(bytes)))
     }
 
     /// `bytes` of `ty` memory strictly below 4 GiB (for code and tables used with paging off),
@@ -238,7 +245,8 @@ pub fn load_file2_pages(
         Status::SUCCESS => size = 0,
         st => return Err(st.into()),
     }
-    let mut pages = Pages::low(size as u64, ty)?;
+    // Filled by the firmware below; only the first `got` bytes are handed on.
+    let mut pages = Pages::low_for_overwrite(size as u64, ty)?;
     if size == 0 {
         return Ok((pages, 0));
     }

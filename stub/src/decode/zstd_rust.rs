@@ -13,8 +13,8 @@ pub fn decode(src: &[u8], dst: &mut [u8]) -> Result<usize, DecodeError> {
         FrameDecoderError::TargetTooSmall => DecodeError::TooLong,
         _ => DecodeError::Corrupt("zstd frame"),
     })?;
-    // The content checksum (zboot-pack always writes one; the last 4 bytes of the frame): the
-    // SHA-256 of the output does not cover damage there, so check it.
+    // The content checksum (zboot-pack always writes one; the last 4 bytes of the frame), as
+    // libzstd checks it in the C decoder.
     if let Some(want) = decoder.get_checksum_from_data()
         && decoder.get_calculated_checksum() != Some(want)
     {
