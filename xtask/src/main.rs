@@ -1,5 +1,7 @@
 //! `cargo xtask <command>`: fixtures, the QEMU boot harness, the demo and the test suite.
 //!
+//! * `setup` — install what a fresh machine lacks: rustup targets/components, Debian packages,
+//!   cargo-fuzz (see `setup.rs`); `demo`, `test` and `.ci/run` run it first.
 //! * `fixtures` — fetch and cache the Debian kernel, systemd-boot, OVMF 2022.11 and 2025.02, and
 //!   build the busybox initramfs (see `fixtures.rs`).
 //! * `boot` — boot one image under QEMU/OVMF and print the report (see `qemu.rs`).
@@ -11,6 +13,8 @@
 //! * `kernel-build` — build a small kernel from Debian's source, pack it with `make/zboot.mk`,
 //!   boot it (see `kernel_build.rs`).
 //! * `docs-check` — run the runnable blocks of the docs (see `docs_check.rs`).
+//! * `install` — the packer, man pages, completions, make fragment and kernel-install plugin in
+//!   FHS places (see `install.rs`).
 //! * `man` — write the packer's man pages to `target/man/`.
 
 // The harness modules are a library-style API for later boot tests: not every item is used yet.
@@ -23,10 +27,12 @@ mod docs_check;
 mod fixtures;
 mod fuzz;
 mod initramfs;
+mod install;
 mod kernel_build;
 mod probe;
 mod qemu;
 mod report;
+mod setup;
 mod test_cmd;
 
 use anyhow::{Result, bail};
@@ -43,6 +49,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Install what this machine lacks for the demo and the tests: the rustup targets and
+    /// components of rust-toolchain.toml, the Debian packages, cargo-fuzz. `demo` and `test` run
+    /// it first.
+    Setup(setup::SetupArgs),
     /// Fetch and cache the test fixtures (kernel, systemd-boot, OVMF, initramfs).
     Fixtures {
         /// Re-resolve package versions instead of keeping what is cached.
@@ -64,6 +74,9 @@ enum Cmd {
         #[arg(long)]
         compare: bool,
     },
+    /// Install the packer, its man pages, completions, make fragment and kernel-install plugin
+    /// in FHS places under --destdir/--prefix.
+    Install(install::InstallArgs),
     /// Run everything CI runs: fmt, clippy, unit tests and the boot tests.
     Test(test_cmd::TestArgs),
     /// Performance figures (issue 7), each a ratio against a reference measured in the same run:
@@ -148,13 +161,24 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             })?;
             Ok(())
         }
+        Cmd::Setup(a) => setup::cli(&a),
+        Cmd::Install(a) => install::cli(&a),
         Cmd::Boot(a) => boot_cmd(a),
         Cmd::Demo {
             codec,
             firmware,
             compare,
-        } => demo::run(codec.as_deref(), firmware, compare),
-        Cmd::Test(a) => test_cmd::run(&a),
+        } => {
+            setup::ensure(setup::Scope::Demo)?;
+            demo::run(codec.as_deref(), firmware, compare)
+        }
+        Cmd::Test(a) => {
+            if !a.list {
+                setup::ensure(setup::Scope::Test)?;
+                fixtures::ensure(&fixtures::FetchOptions::default())?;
+            }
+            test_cmd::run(&a)
+        }
         Cmd::Fuzz(a) => fuzz::run(&a),
         Cmd::Bench(a) => bench::run(&a),
         Cmd::KernelBuild => kernel_build::test(&boot_tests::Ctx::new(test_cmd::is_ci())),

@@ -206,6 +206,7 @@ pub fn check_memtotal_parity(ctx: &Ctx, fw: Firmware, r: &InitReport) -> Result<
 // ---------------------------------------------------------------------------------------------
 // The tests
 
+mod distro;
 mod foundation;
 mod hardening;
 mod reliability;
@@ -218,6 +219,7 @@ pub fn all() -> impl Iterator<Item = &'static BootTest> {
         stub::TESTS,
         hardening::TESTS,
         reliability::TESTS,
+        distro::TESTS,
     ]
     .into_iter()
     .flatten()

@@ -1,0 +1,485 @@
+//! `cargo xtask setup`: everything a fresh machine needs before the demo or the tests run, in one
+//! place. `demo`, `test` and `.ci/run` call it first; it changes nothing when all is there.
+//!
+//! 1. **Rust**: the targets and components `rust-toolchain.toml` lists. rustup ≥ 1.28 installs
+//!    none of them on `rustup show` or on first use of a toolchain that is already installed, so
+//!    the missing ones are installed with `rustup target add` / `rustup component add` for the
+//!    pinned channel.
+//! 2. **Debian packages** ([`PACKAGES`], the one list): the missing ones are installed with
+//!    `apt-get update` (once) and `apt-get install`, as root or through `sudo -n`. Neither possible,
+//!    or not a Debian-family machine: one error naming the exact commands to run.
+//! 3. **cargo-fuzz** (the test suite's `fuzz` step only): `cargo install cargo-fuzz --locked`.
+
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+
+/// What the caller is about to run: the test suite needs more than the demo.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Scope {
+    Demo,
+    Test,
+}
+
+/// One Debian package and what needs it.
+pub struct Package {
+    pub name: &'static str,
+    pub why: &'static str,
+    /// Only `cargo xtask test` needs it (the demo does not).
+    pub test_only: bool,
+}
+
+const fn pkg(name: &'static str, why: &'static str) -> Package {
+    Package {
+        name,
+        why,
+        test_only: false,
+    }
+}
+
+const fn test_pkg(name: &'static str, why: &'static str) -> Package {
+    Package {
+        name,
+        why,
+        test_only: true,
+    }
+}
+
+/// Every Debian package the demo and the tests need: the one list (`.ci/run` calls
+/// `cargo xtask setup`, which reads it).
+pub const PACKAGES: &[Package] = &[
+    pkg("qemu-system-x86", "the QEMU boots"),
+    pkg("ovmf", "OVMF 2022.11 firmware"),
+    pkg("systemd-boot-efi", "systemd-boot, the test loader"),
+    pkg("busybox-static", "the test initramfs"),
+    pkg("cpio", "the test initramfs"),
+    pkg("mtools", "FAT images for the ESP"),
+    pkg("dosfstools", "FAT images for the ESP"),
+    pkg("ca-certificates", "downloads of the fixtures"),
+    pkg("curl", "downloads of the fixtures"),
+    pkg("clang", "the stub's C decoders for the UEFI target"),
+    pkg("llvm", "llvm-ar for the stub's C decoders"),
+    pkg("gcc", "C code of host crates"),
+    pkg("libc6-dev", "C code of host crates"),
+    test_pkg("sbsigntool", "Secure Boot signing and sbverify"),
+    test_pkg("openssl", "throwaway signing keys"),
+    test_pkg("python3-pefile", "the independent PE checks"),
+    test_pkg("g++", "cargo-fuzz's libFuzzer"),
+    test_pkg("zstd", "reference codec CLIs"),
+    test_pkg("xz-utils", "reference codec CLIs"),
+    test_pkg("lz4", "reference codec CLIs"),
+    test_pkg("gzip", "reference codec CLIs"),
+    test_pkg("make", "kernel-build"),
+    test_pkg("bc", "kernel-build"),
+    test_pkg("bison", "kernel-build"),
+    test_pkg("flex", "kernel-build"),
+    test_pkg("libelf-dev", "kernel-build"),
+    test_pkg("libssl-dev", "kernel-build"),
+    test_pkg("perl", "kernel-build"),
+    test_pkg("systemd", "kernel-install, for the install-flow test"),
+    test_pkg("man-db", "man -l, for the install test"),
+    test_pkg(
+        "bash-completion",
+        "the install test loads the bash completion",
+    ),
+];
+
+/// The packages `scope` needs.
+pub fn packages(scope: Scope) -> impl Iterator<Item = &'static Package> {
+    PACKAGES
+        .iter()
+        .filter(move |p| scope == Scope::Test || !p.test_only)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SetupArgs {
+    /// Install what the demo needs only (default: what the whole test suite needs).
+    #[arg(long)]
+    pub demo_only: bool,
+    /// Print the package list and what needs each, install nothing.
+    #[arg(long)]
+    pub list: bool,
+}
+
+pub fn cli(a: &SetupArgs) -> Result<()> {
+    let scope = if a.demo_only {
+        Scope::Demo
+    } else {
+        Scope::Test
+    };
+    if a.list {
+        for p in packages(scope) {
+            println!("{:<18} {}", p.name, p.why);
+        }
+        return Ok(());
+    }
+    ensure(scope)
+}
+
+/// Installs whatever `scope` needs and is missing.
+pub fn ensure(scope: Scope) -> Result<()> {
+    rust_toolchain()?;
+    debian_packages(scope)?;
+    if scope == Scope::Test {
+        cargo_fuzz()?;
+    }
+    Ok(())
+}
+
+/// The `targets` and `components` arrays of `rust-toolchain.toml`.
+#[derive(Debug, Default, PartialEq)]
+pub struct ToolchainFile {
+    pub channel: String,
+    pub targets: Vec<String>,
+    pub components: Vec<String>,
+}
+
+pub fn read_toolchain_file() -> Result<ToolchainFile> {
+    let path = crate::workspace_root().join("rust-toolchain.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v: toml::Table = text
+        .parse()
+        .with_context(|| format!("{}: not TOML", path.display()))?;
+    let tc = v
+        .get("toolchain")
+        .and_then(|t| t.as_table())
+        .with_context(|| format!("{}: no [toolchain] table", path.display()))?;
+    let list = |key: &str| -> Vec<String> {
+        tc.get(key)
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    Ok(ToolchainFile {
+        channel: tc
+            .get("channel")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        targets: list("targets"),
+        components: list("components"),
+    })
+}
+
+/// The installed names rustup lists for `what` ("target" or "component") of the active
+/// toolchain, with the host triple suffix of components removed (`clippy-x86_64-…` -> `clippy`).
+fn rustup_installed(what: &str) -> Result<BTreeSet<String>> {
+    let out = Command::new("rustup")
+        .args([what, "list", "--installed"])
+        .current_dir(crate::workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| {
+            "rustup is required (https://rustup.rs): the project pins its toolchain in \
+             rust-toolchain.toml"
+        })?;
+    if !out.status.success() {
+        bail!(
+            "rustup {what} list --installed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect())
+}
+
+/// Which entries of `wanted` are not in `installed` (components match with or without the host
+/// triple rustup appends).
+pub fn missing_of(wanted: &[String], installed: &BTreeSet<String>) -> Vec<String> {
+    wanted
+        .iter()
+        .filter(|w| {
+            !installed.iter().any(|i| {
+                i == *w
+                    || i.strip_prefix(w.as_str())
+                        .is_some_and(|r| r.starts_with('-'))
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+fn rust_toolchain() -> Result<()> {
+    let file = read_toolchain_file()?;
+    let missing = |what: &str, wanted: &[String]| -> Result<Vec<String>> {
+        Ok(missing_of(wanted, &rustup_installed(what)?))
+    };
+    for (what, wanted) in [("target", &file.targets), ("component", &file.components)] {
+        let need = missing(what, wanted)?;
+        if need.is_empty() {
+            continue;
+        }
+        // `rustup <what> add --toolchain <channel> ...`: explicit, because `rustup toolchain
+        // install` without arguments does nothing for a toolchain that is already installed.
+        let mut argv = vec![what.to_string(), "add".into(), "--toolchain".into()];
+        argv.push(file.channel.clone());
+        argv.extend(need.iter().cloned());
+        eprintln!(
+            "setup: installing Rust {what}s {} (rustup {})",
+            need.join(" "),
+            argv.join(" ")
+        );
+        let st = Command::new("rustup")
+            .args(&argv)
+            .current_dir(crate::workspace_root())
+            .stdin(Stdio::null())
+            .status()
+            .context("running rustup")?;
+        let still = missing(what, wanted)?;
+        if !st.success() || !still.is_empty() {
+            bail!(
+                "setup: rustup {} failed ({st}); {} still missing: run it by hand",
+                argv.join(" "),
+                still.join(" ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// How packages can be installed on this machine.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Installer {
+    Root,
+    Sudo,
+    /// Neither root nor password-less sudo.
+    None,
+    /// No dpkg/apt-get: not a Debian-family machine.
+    NotDebian,
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+fn installer() -> Installer {
+    if !on_path("dpkg-query") || !on_path("apt-get") {
+        return Installer::NotDebian;
+    }
+    if is_root() {
+        return Installer::Root;
+    }
+    let sudo_ok = on_path("sudo")
+        && Command::new("sudo")
+            .args(["-n", "true"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if sudo_ok {
+        Installer::Sudo
+    } else {
+        Installer::None
+    }
+}
+
+/// Whether this process runs as root (`id -u`: xtask has no unsafe code).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Whether dpkg reports `name` as installed.
+fn dpkg_installed(name: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", name])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).ends_with(" installed"))
+}
+
+/// What to do about `missing` packages with `installer`: the commands to run, or the error to
+/// give. Pure, so the decision is unit-tested.
+pub fn plan(missing: &[&str], installer: &Installer) -> Result<Vec<Vec<String>>, String> {
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let install = |prefix: &[&str]| -> Vec<Vec<String>> {
+        let mut update: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+        update.extend(["apt-get", "update", "-q"].map(String::from));
+        let mut inst: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+        inst.extend(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends"].map(String::from),
+        );
+        inst.extend(missing.iter().map(|s| s.to_string()));
+        vec![update, inst]
+    };
+    let by_hand = format!(
+        "apt-get update && apt-get install --no-install-recommends {}",
+        missing.join(" ")
+    );
+    match installer {
+        Installer::Root => Ok(install(&[])),
+        Installer::Sudo => Ok(install(&["sudo", "-n"])),
+        Installer::None => Err(format!(
+            "missing Debian packages {}: not root and no password-less sudo; as root run: {by_hand}",
+            missing.join(" ")
+        )),
+        Installer::NotDebian => Err(format!(
+            "missing packages {}: this is not a Debian-family machine (no dpkg-query/apt-get); \
+             install their equivalents, or on Debian run as root: {by_hand}",
+            missing.join(" ")
+        )),
+    }
+}
+
+fn debian_packages(scope: Scope) -> Result<()> {
+    let inst = installer();
+    let missing: Vec<&str> = if inst == Installer::NotDebian {
+        // Nothing to ask dpkg: name what the tests use whose tool is absent.
+        packages(scope)
+            .filter(|p| p.name == "qemu-system-x86" && !on_path("qemu-system-x86_64"))
+            .map(|p| p.name)
+            .collect()
+    } else {
+        packages(scope)
+            .filter(|p| !dpkg_installed(p.name))
+            .map(|p| p.name)
+            .collect()
+    };
+    let cmds = plan(&missing, &inst).map_err(|e| anyhow::anyhow!("setup: {e}"))?;
+    if cmds.is_empty() {
+        return Ok(());
+    }
+    eprintln!("setup: installing Debian packages {}", missing.join(" "));
+    for argv in cmds {
+        let st = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", argv.join(" ")))?;
+        if !st.success() {
+            bail!("setup: `{}` failed ({st})", argv.join(" "));
+        }
+    }
+    let still: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if !still.is_empty() {
+        bail!("setup: apt-get install left {} missing", still.join(" "));
+    }
+    Ok(())
+}
+
+fn cargo_fuzz() -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let present = Command::new(&cargo)
+        .args(["fuzz", "--version"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-fuzz (cargo install cargo-fuzz --locked)");
+    let st = Command::new(&cargo)
+        .args(["install", "cargo-fuzz", "--locked"])
+        .stdin(Stdio::null())
+        .status()
+        .context("running cargo install cargo-fuzz")?;
+    if !st.success() {
+        bail!("setup: cargo install cargo-fuzz --locked failed ({st})");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn toolchain_file_lists_the_stub_target() {
+        let f = read_toolchain_file().unwrap();
+        assert!(f.targets.iter().any(|t| t == "x86_64-unknown-uefi"));
+        assert!(f.components.iter().any(|c| c == "clippy"));
+        assert!(!f.channel.is_empty());
+    }
+
+    #[test]
+    fn missing_targets_and_components() {
+        let wanted: Vec<String> = ["x86_64-unknown-uefi", "clippy", "rustfmt"]
+            .map(String::from)
+            .to_vec();
+        let installed = set(&[
+            "x86_64-unknown-linux-gnu",
+            "clippy-x86_64-unknown-linux-gnu",
+        ]);
+        assert_eq!(
+            missing_of(&wanted, &installed),
+            ["x86_64-unknown-uefi", "rustfmt"]
+        );
+        let all = set(&[
+            "x86_64-unknown-uefi",
+            "clippy-x86_64-unknown-linux-gnu",
+            "rustfmt",
+        ]);
+        assert!(missing_of(&wanted, &all).is_empty());
+        // A prefix that is not followed by '-' is another component.
+        assert_eq!(missing_of(&["rust".into()], &set(&["rustfmt"])), ["rust"]);
+    }
+
+    #[test]
+    fn plan_installs_missing_as_root_or_sudo() {
+        assert!(plan(&[], &Installer::None).unwrap().is_empty());
+        let root = plan(&["ovmf", "clang"], &Installer::Root).unwrap();
+        assert_eq!(root[0], ["apt-get", "update", "-q"]);
+        assert_eq!(
+            root[1],
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "ovmf",
+                "clang"
+            ]
+        );
+        let sudo = plan(&["ovmf"], &Installer::Sudo).unwrap();
+        assert!(sudo.iter().all(|c| c[..2] == ["sudo", "-n"]));
+    }
+
+    #[test]
+    fn plan_names_packages_and_commands_when_it_cannot_install() {
+        let e = plan(&["ovmf", "clang"], &Installer::None).unwrap_err();
+        assert!(
+            e.contains("ovmf clang") && e.contains("apt-get install"),
+            "{e}"
+        );
+        let e = plan(&["qemu-system-x86"], &Installer::NotDebian).unwrap_err();
+        assert!(
+            e.contains("not a Debian-family") && e.contains("qemu-system-x86"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn test_scope_is_a_superset_of_demo_scope() {
+        let demo: BTreeSet<_> = packages(Scope::Demo).map(|p| p.name).collect();
+        let test: BTreeSet<_> = packages(Scope::Test).map(|p| p.name).collect();
+        assert!(demo.is_subset(&test) && demo.contains("clang") && test.contains("sbsigntool"));
+        let all: Vec<_> = PACKAGES.iter().map(|p| p.name).collect();
+        let unique: BTreeSet<_> = all.iter().collect();
+        assert_eq!(all.len(), unique.len(), "a package listed twice");
+    }
+}
