@@ -79,8 +79,10 @@ fn load_file2() -> Result<Option<Initrd>, InitrdError> {
     let Ok(handle) = boot::locate_device_path::<LoadFile2>(&mut remaining) else {
         return Ok(None);
     };
+    // LoadFile2.LoadFile takes the path *remaining* after LocateDevicePath (here the end node),
+    // as Linux's stub passes it; GRUB 2.12 refuses the whole path with NOT_FOUND.
     // Straight into pages (no pool copy: memory.rs), so the kernel can free it page-wise.
-    let (pages, size) = memory::load_file2_pages(handle, path, MemoryType::LOADER_DATA)
+    let (pages, size) = memory::load_file2_pages(handle, remaining, MemoryType::LOADER_DATA)
         .map_err(|e| InitrdError("LoadFile2 initrd", e.status()))?;
     Ok(Some(Initrd {
         source: Source::LoadFile2,

@@ -48,6 +48,8 @@ pub fn cache_dir() -> PathBuf {
 
 const MANIFEST: &str = "manifest.txt";
 const SYSTEMD_BOOT_INSTALLED: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+/// systemd-stub, the UKI stub, from the same package (`systemd-boot-efi`).
+const SYSTEMD_STUB_INSTALLED: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 /// Passphrase of Debian's snakeoil Secure Boot key.
 const SNAKEOIL_PASS: &str = "snakeoil";
 
@@ -104,6 +106,8 @@ pub struct Fixtures {
     pub kernel: DebianKernel,
     pub systemd_boot: PathBuf,
     pub systemd_boot_version: String,
+    /// systemd-stub (`linuxx64.efi.stub`) of the same systemd-boot-efi package: UKIs.
+    pub systemd_stub: PathBuf,
     pub ovmf2022: Ovmf,
     pub ovmf2025: Ovmf,
     /// Snakeoil signing key without passphrase, and its certificate (from trixie's ovmf; see
@@ -174,6 +178,7 @@ impl Fixtures {
             },
             systemd_boot: path("systemd_boot.efi")?,
             systemd_boot_version: get("systemd_boot.version")?,
+            systemd_stub: path("systemd_stub.efi")?,
             ovmf2022: Ovmf {
                 version: get("ovmf2022.version")?,
                 dir: path("ovmf2022.dir")?,
@@ -491,7 +496,7 @@ fn check_kernel_config(config: &Path) -> Result<()> {
 // systemd-boot
 
 fn systemd_boot(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) -> Result<()> {
-    if cached(root, m, &["systemd_boot.efi"]) && !opts.refresh {
+    if cached(root, m, &["systemd_boot.efi", "systemd_stub.efi"]) && !opts.refresh {
         eprintln!(
             "fixtures: systemd-boot {} (cached)",
             m["systemd_boot.version"]
@@ -499,9 +504,14 @@ fn systemd_boot(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptio
         return Ok(());
     }
     let dst = root.join("systemd-boot/systemd-bootx64.efi");
+    let stub_dst = root.join("systemd-boot/linuxx64.efi.stub");
     let version = match dpkg_installed_version("systemd-boot-efi") {
-        Some(v) if Path::new(SYSTEMD_BOOT_INSTALLED).is_file() => {
+        Some(v)
+            if Path::new(SYSTEMD_BOOT_INSTALLED).is_file()
+                && Path::new(SYSTEMD_STUB_INSTALLED).is_file() =>
+        {
             copy_if_changed(Path::new(SYSTEMD_BOOT_INSTALLED), &dst)?;
+            copy_if_changed(Path::new(SYSTEMD_STUB_INSTALLED), &stub_dst)?;
             v
         }
         _ => {
@@ -513,11 +523,13 @@ fn systemd_boot(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptio
                 .tempdir_in(root.join("tmp"))?;
             extract_deb(&deb, stage.path(), &[])?;
             copy_if_changed(&stage.path().join(&SYSTEMD_BOOT_INSTALLED[1..]), &dst)?;
+            copy_if_changed(&stage.path().join(&SYSTEMD_STUB_INSTALLED[1..]), &stub_dst)?;
             v
         }
     };
     eprintln!("fixtures: systemd-boot {version}");
     m.insert("systemd_boot.efi".into(), rel(root, &dst));
+    m.insert("systemd_stub.efi".into(), rel(root, &stub_dst));
     m.insert("systemd_boot.version".into(), version);
     Ok(())
 }

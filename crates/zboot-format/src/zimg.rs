@@ -28,6 +28,20 @@ pub const OFF_PE_HEADER: usize = 0x3c;
 /// Size of the header (the DOS header proper).
 pub const HEADER_LEN: usize = 0x40;
 
+/// PE `MajorImageVersion` of a Linux EFI stub (include/linux/pe.h `LINUX_EFISTUB_MAJOR_VERSION`):
+/// since v3.0 a bit mask of the stub's initrd features. Loaders start a PE kernel with
+/// LoadImage/StartImage only when it is at least 1 (systemd-stub, GRUB 2.12); below 1 they
+/// fall back to the bzImage EFI handover protocol.
+pub const EFISTUB_MAJOR_VERSION: u16 = EFISTUB_INITRD_LOADFILE2;
+/// `MinorImageVersion`: Linux requires 0.
+pub const EFISTUB_MINOR_VERSION: u16 = 0;
+/// Major-version bit: the initrd comes from LoadFile2 on the LINUX_EFI_INITRD_MEDIA_GUID device
+/// path (our stub does this).
+pub const EFISTUB_INITRD_LOADFILE2: u16 = 0x1;
+/// Major-version bit: `initrd=` accepts device paths on any volume. Not set: our stub reads
+/// `initrd=` files from the volume it was loaded from only.
+pub const EFISTUB_INITRD_ANY_VOLUME: u16 = 0x2;
+
 /// The fields of a zimg header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZimgHeader<'a> {

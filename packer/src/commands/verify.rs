@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use zboot_format::zimg::ZimgHeader;
+use zboot_format::zimg::{self, ZimgHeader};
 
 use super::Outcome;
 use crate::pe::read::PeFile;
@@ -41,6 +41,18 @@ pub fn violations(data: &[u8]) -> Vec<String> {
                     }
                     if z.pe_offset != pe.e_lfanew {
                         v.push("zimg PE offset differs from e_lfanew".into());
+                    }
+                    let version = (
+                        pe.opt.major_image_version.get(object::LittleEndian),
+                        pe.opt.minor_image_version.get(object::LittleEndian),
+                    );
+                    let want = (zimg::EFISTUB_MAJOR_VERSION, zimg::EFISTUB_MINOR_VERSION);
+                    if version != want {
+                        v.push(format!(
+                            "image version {}.{} is not the EFI stub version {}.{} \
+                             (loaders use LoadImage only from 1.0)",
+                            version.0, version.1, want.0, want.1
+                        ));
                     }
                 }
                 Err(e) => v.push(format!("zimg header missing or invalid: {e:?}")),

@@ -206,6 +206,9 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
     opt.size_of_image = U32::new(LE, size_of_image);
     opt.size_of_headers = U32::new(LE, size_of_headers);
     opt.check_sum = U32::new(LE, 0);
+    // Linux's EFI stub version: loaders use LoadImage only for MajorImageVersion >= 1.
+    opt.major_image_version = U16::new(LE, zimg::EFISTUB_MAJOR_VERSION);
+    opt.minor_image_version = U16::new(LE, zimg::EFISTUB_MINOR_VERSION);
     opt.number_of_rva_and_sizes = U32::new(LE, n_dirs as u32);
     let mut dirs: Vec<ImageDataDirectory> = (0..n_dirs)
         .map(|i| {

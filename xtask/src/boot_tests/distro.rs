@@ -23,15 +23,20 @@ fn run_ok(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `tool` on PATH.
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(tool))
+            .find(|f| f.is_file())
+    })
+}
+
 /// A missing tool is a missing prerequisite (a failure under CI).
 fn need_tool(tool: &str, package: &str) -> Result<()> {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    if found {
-        Ok(())
-    } else {
-        Err(missing(format!("{tool} (Debian package {package})")))
+    match which(tool) {
+        Some(_) => Ok(()),
+        None => Err(missing(format!("{tool} (Debian package {package})"))),
     }
 }
 
@@ -262,12 +267,31 @@ fn fresh_rustup_demo(ctx: &Ctx) -> Result<()> {
                 c.env_remove(k.as_ref());
             }
         }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![cargo_home.join("bin")];
+        dirs.extend(std::env::split_paths(&path));
+        // No automatic installs by rustup (this machine's setting, and rustup ≥ 1.28's for an
+        // installed toolchain): the demo has to install what it needs itself.
         c.env("RUSTUP_HOME", &rustup_home)
+            .env("RUSTUP_AUTO_INSTALL", "0")
             .env("CARGO_HOME", &cargo_home)
+            .env("PATH", std::env::join_paths(dirs).unwrap_or(path))
             .env("ZBOOT_CACHE", crate::fixtures::cache_dir());
         c
     };
-    run_ok(fresh("rustup").args(["toolchain", "install", &tc.channel, "--profile", "minimal"]))?;
+    // rustup-init is the rustup binary under that name: the toolchain as a user installs it.
+    let rustup = which("rustup").context("rustup not on PATH")?;
+    let init = tmp.path().join("rustup-init");
+    std::fs::copy(&rustup, &init)
+        .with_context(|| format!("copying {} to {}", rustup.display(), init.display()))?;
+    run_ok(fresh(init.to_str().context("temporary path")?).args([
+        "-y",
+        "--no-modify-path",
+        "--profile",
+        "minimal",
+        "--default-toolchain",
+        &tc.channel,
+    ]))?;
     let targets = || -> Result<String> {
         run_ok(fresh("rustup").args(["target", "list", "--installed", "--toolchain", &tc.channel]))
     };

@@ -209,6 +209,7 @@ pub fn check_memtotal_parity(ctx: &Ctx, fw: Firmware, r: &InitReport) -> Result<
 mod distro;
 mod foundation;
 mod hardening;
+mod loaders;
 mod reliability;
 mod stub;
 
@@ -219,6 +220,7 @@ pub fn all() -> impl Iterator<Item = &'static BootTest> {
         stub::TESTS,
         hardening::TESTS,
         reliability::TESTS,
+        loaders::TESTS,
         distro::TESTS,
     ]
     .into_iter()
