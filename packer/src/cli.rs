@@ -58,7 +58,9 @@ struct PackArgs {
     /// lz4 HC 3-12, default 12; ignored for none).
     #[arg(long, value_name = "N")]
     level: Option<u32>,
-    /// Kernel command line to embed in a `.cmdline` section (used when the loader passes none).
+    /// Kernel command line to embed in a `.cmdline` section: it comes first and the loader's
+    /// options are appended, except under Secure Boot, where it stands alone and the loader's
+    /// options are ignored. Printable text, not blank, at most 2047 bytes (what the kernel keeps).
     #[arg(long, value_name = "STR")]
     cmdline: Option<String>,
     /// Initrd to embed in an `.initrd` section (used when the loader provides none).

@@ -219,3 +219,40 @@ fn unwritable_output_paths() {
     assert!(out_dir.is_dir());
     assert_eq!(std::fs::read(out_dir.join("keep")).unwrap(), b"keep");
 }
+
+/// `--cmdline` values the kernel could not take whole or that could fail open at boot (see
+/// zboot_format::cmdline): exit 2, one line naming the option and the rule, no output.
+#[test]
+fn bad_embedded_command_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = write(dir.path(), "vmlinux", &testkit::vmlinux(false));
+    let long = "a".repeat(zboot_format::cmdline::MAX_LEN + 1);
+    for (name, value, want) in [
+        ("blank", "   ", "empty or only whitespace"),
+        ("empty", "", "empty or only whitespace"),
+        ("newline", "quiet\nroot=/dev/sda", "control character 0x0a"),
+        ("tab", "quiet\troot=/dev/sda", "control character 0x09"),
+        ("too-long", long.as_str(), "longer than the 2047"),
+    ] {
+        let out = dir.path().join(format!("{name}.efi"));
+        let r = common::run(&[&elf, &"-o", &out, &"--cmdline", &value]);
+        assert_eq!(r.code, 2, "{name}: {:?}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{name}: {:?}", r.stderr);
+        assert!(
+            r.stderr.starts_with("zboot-pack: error: ") && r.stderr.contains("--cmdline"),
+            "{name}: {:?}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(want),
+            "{name}: want {want:?} in {:?}",
+            r.stderr
+        );
+        assert!(!out.exists(), "{name}: output written");
+    }
+    // The longest line the kernel keeps is accepted.
+    let max = "a".repeat(zboot_format::cmdline::MAX_LEN);
+    let out = dir.path().join("max.efi");
+    let r = common::run(&[&elf, &"-o", &out, &"--cmdline", &max, &"-q"]);
+    assert_eq!(r.code, 0, "{:?}", r.stderr);
+}

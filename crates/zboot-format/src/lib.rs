@@ -7,12 +7,14 @@
 //! - [`codec`]: compression ids and their names (CLI, zimg header).
 //! - [`zimg`]: the Linux "zimg" zboot MZ header constants.
 //! - [`bcj`]: the x86 BCJ filter (branch displacements made absolute) applied before zstd and friends.
+//! - [`cmdline`]: the command-line rules (embedded line, length the kernel keeps).
 //! - [`bootparam`]: Linux x86 `struct boot_params` and friends, offsets checked by tests.
 //! - [`relocs`]: the x86 `vmlinux.relocs` table: parsing, validation and application.
 #![no_std]
 
 pub mod bcj;
 pub mod bootparam;
+pub mod cmdline;
 pub mod codec;
 pub mod filters;
 pub mod header;

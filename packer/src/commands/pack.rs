@@ -73,9 +73,10 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
     });
 
     let cmdline = match &o.cmdline {
-        Some(c) if c.is_empty() => bail!("--cmdline: empty command line"),
-        Some(c) if c.as_bytes().contains(&0) => bail!("--cmdline: contains a NUL byte"),
-        Some(c) => Some(c.as_bytes().to_vec()),
+        Some(c) => match zboot_format::cmdline::check_embedded(c.as_bytes()) {
+            Ok(c) => Some(c.as_bytes().to_vec()),
+            Err(e) => bail!("--cmdline: {e}"),
+        },
         None => None,
     };
     let initrd = match &o.initrd {

@@ -9,8 +9,9 @@ use zboot_format::bootparam::*;
 
 /// `hdr.version` we claim: boot protocol 2.15.
 pub const BOOT_PROTOCOL: u16 = 0x020f;
-/// x86 `COMMAND_LINE_SIZE` is 2048; the kernel copies at most `cmdline_size` bytes.
-pub const CMDLINE_SIZE: u32 = 2047;
+/// `hdr.cmdline_size`: the longest line the kernel keeps (x86 `COMMAND_LINE_SIZE` − 1), from
+/// the one owner of the command-line rules.
+pub const CMDLINE_SIZE: u32 = zboot_format::cmdline::MAX_LEN as u32;
 /// The kernel is 64-bit and every buffer may live above 4 GiB when we did not get memory below.
 pub const DEFAULT_XLOADFLAGS: u16 = XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G;
 
