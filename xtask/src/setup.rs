@@ -253,10 +253,17 @@ pub enum Installer {
     NotDebian,
 }
 
+/// `tool` on PATH, as the shell would find it.
+pub fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(tool))
+            .find(|f| f.is_file())
+    })
+}
+
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
+    which(tool).is_some()
 }
 
 fn installer() -> Installer {
@@ -361,7 +368,12 @@ fn debian_packages(scope: Scope) -> Result<()> {
             .status()
             .with_context(|| format!("running {}", argv.join(" ")))?;
         if !st.success() {
-            bail!("setup: `{}` failed ({st})", argv.join(" "));
+            bail!(
+                "setup: `{}` failed ({st}) while installing {} (offline? run it by hand once the \
+                 package sources are reachable)",
+                argv.join(" "),
+                missing.join(" ")
+            );
         }
     }
     let still: Vec<&str> = missing

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::install::{self, LAYOUT, PLUGIN};
+use crate::setup::which;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -21,15 +22,6 @@ fn run_ok(cmd: &mut Command) -> Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `tool` on PATH.
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(tool))
-            .find(|f| f.is_file())
-    })
 }
 
 /// A missing tool is a missing prerequisite (a failure under CI).
