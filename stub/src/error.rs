@@ -3,6 +3,7 @@
 use crate::decode::DecodeError;
 use crate::payload::PayloadError;
 use uefi::Status;
+use zboot_format::cmdline::CmdlineError;
 
 #[derive(Debug)]
 pub enum Error {
@@ -13,6 +14,10 @@ pub enum Error {
     /// The compressed stream does not match `stream_sha256` (checked before decoding).
     StreamChecksum,
     Relocs(zboot_format::relocs::RelocError),
+    /// The image's own `.cmdline` breaks a rule of `zboot_format::cmdline` (never "absent").
+    EmbeddedCmdline(CmdlineError),
+    /// The composed line (embedded + loader options) is longer than the kernel keeps.
+    CmdlineTooLong(CmdlineError),
 }
 
 impl Error {
@@ -20,7 +25,8 @@ impl Error {
         match self {
             Error::Efi(_, s) => *s,
             Error::Decode(_) | Error::StreamChecksum => Status::CRC_ERROR,
-            Error::Payload(_) | Error::Relocs(_) => Status::LOAD_ERROR,
+            Error::Payload(_) | Error::Relocs(_) | Error::EmbeddedCmdline(_) => Status::LOAD_ERROR,
+            Error::CmdlineTooLong(_) => Status::INVALID_PARAMETER,
         }
     }
 }
@@ -35,6 +41,8 @@ impl core::fmt::Display for Error {
                 f.write_str("compressed kernel does not match its SHA-256 (damaged image)")
             }
             Error::Relocs(e) => write!(f, "relocation table rejected: {e}"),
+            Error::EmbeddedCmdline(e) => write!(f, "embedded command line refused: {e}"),
+            Error::CmdlineTooLong(e) => write!(f, "kernel command line refused: {e}"),
         }
     }
 }

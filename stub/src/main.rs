@@ -67,13 +67,20 @@ mod pipeline {
         let h = payload.header;
 
         // 2. Command line: embedded first, loader options appended; under Secure Boot an
-        //    embedded (signed) line stands alone.
+        //    embedded (signed) line stands alone. A malformed embedded line is refused, never
+        //    taken as "none" (that would let the loader's options in under Secure Boot).
         let sb_mode = secureboot::mode();
-        let embedded = core::str::from_utf8(payload.cmdline).unwrap_or("");
+        let embedded = match payload.cmdline {
+            [] => "",
+            bytes => {
+                zboot_format::cmdline::check_embedded(bytes).map_err(Error::EmbeddedCmdline)?
+            }
+        };
         let loader = load_options()?;
         let locked = matches!(sb_mode, bp::secure_boot::ENABLED | bp::secure_boot::UNKNOWN);
         let use_loader = cmdline::loader_options_allowed(embedded, locked);
         let line = cmdline::compose(embedded, if use_loader { &loader } else { "" });
+        zboot_format::cmdline::check_len(line.len()).map_err(Error::CmdlineTooLong)?;
         let opts = cmdline::Options::parse(&line);
         console::set_debug(opts.efi_debug);
         if !use_loader && !loader.trim().is_empty() {

@@ -75,13 +75,9 @@ fn has_rdrand() -> bool {
 
 fn rdrand64() -> Option<u64> {
     for _ in 0..10 {
-        let (v, ok): (u64, u8);
-        // SAFETY: only called when CPUID reports RDRAND; no memory effects.
-        unsafe {
-            core::arch::asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok,
-                options(nomem, nostack));
-        }
-        if ok != 0 {
+        let mut v = 0u64;
+        // SAFETY: only called when CPUID reports RDRAND (the intrinsic's target feature).
+        if unsafe { core::arch::x86_64::_rdrand64_step(&mut v) } == 1 {
             return Some(v);
         }
     }

@@ -21,6 +21,7 @@ use crate::probe::{self, ProbeArtifacts};
 use crate::report::ProbeReport;
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
+use zboot_format::header::{HEADER_SIZE, PayloadHeader};
 
 const MIB2: u64 = 2 << 20;
 /// LOAD_PHYSICAL_ADDR of both the probe and Debian's kernel.
@@ -450,7 +451,101 @@ fn embedded_cmdline_vs_loader_options(ctx: &Ctx, fw: Firmware, secure: bool) -> 
     Ok(())
 }
 
+/// A signed image whose own `.cmdline` is not UTF-8 (made by patching a packed image and fixing
+/// its embedded-section hash: the packer refuses such a line) is refused by the stub under
+/// Secure Boot: one error line, an error back to systemd-boot, the probe kernel never runs, and
+/// the loader's options never reach a kernel (before, the stub took a bad line as "no embedded
+/// line" and let them in).
+fn malformed_embedded_cmdline(ctx: &Ctx) -> Result<()> {
+    let fw = Firmware::Ovmf2025StrictNxSecureBoot;
+    let embedded = "console=ttyS0 zboot.bad=XXXX";
+    let image = pack_probe(ctx, "hardening-probe-cmdline-to-corrupt", embedded, &[])?;
+    let mut pe = std::fs::read(&image)?;
+    let at = pe
+        .windows(embedded.len())
+        .position(|w| w == embedded.as_bytes())
+        .context("embedded command line not found in the image")?;
+    let end = at + embedded.len();
+    pe[end - 4..end].copy_from_slice(&[0xff, 0xfe, 0xc0, 0x80]);
+    let pay = payload_offset(&pe)?;
+    let section = pe.get(pay..).context("payload section")?;
+    let mut h = PayloadHeader::parse(section).map_err(|e| anyhow!("payload header: {e:?}"))?;
+    h.embedded_sha256 = zboot_format::header::sha256(&[&pe[at..end], &[]]);
+    let mut buf = [0u8; HEADER_SIZE];
+    h.write(&mut buf);
+    pe[pay..pay + HEADER_SIZE].copy_from_slice(&buf);
+    let bad = qemu::target_dir().join("boot-tests/hardening-cmdline-not-utf8.efi");
+    std::fs::write(&bad, &pe)?;
+
+    let mut spec = BootSpec::systemd_boot(
+        format!("hardening-cmdline-not-utf8-{fw}"),
+        fw,
+        bad,
+        None,
+        "console=ttyS0 zboot.injected=1",
+    );
+    ensure!(spec.sign, "the image must be signed for {fw}");
+    spec.stop_on.push("embedded command line refused".into());
+    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
+    let out = ctx.boot(&spec)?;
+    ensure!(
+        out.log
+            .contains("embedded command line refused: not valid UTF-8"),
+        "no refusal line (log {}):\n{}",
+        out.log_path.display(),
+        out.log_tail(15)
+    );
+    ensure!(
+        out.probe.is_none(),
+        "the probe kernel ran with a malformed embedded command line"
+    );
+    Ok(())
+}
+
+/// Loader options that make the composed line longer than the kernel keeps (2047 bytes) are an
+/// error line and an error return, not a silently truncated command line.
+fn overlong_cmdline(ctx: &Ctx) -> Result<()> {
+    let fw = Firmware::Ovmf2025StrictNx;
+    let image = pack_probe(
+        ctx,
+        "hardening-probe-embedded-cmdline",
+        "console=ttyS0 efi=debug zboot.signed=1",
+        &[],
+    )?;
+    let filler = format!("zboot.pad={}", "p".repeat(zboot_format::cmdline::MAX_LEN));
+    let mut spec = BootSpec::systemd_boot(
+        format!("hardening-cmdline-too-long-{fw}"),
+        fw,
+        image,
+        None,
+        filler,
+    );
+    spec.stop_on.push("kernel command line refused".into());
+    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
+    let out = ctx.boot(&spec)?;
+    ensure!(
+        out.log.contains("kernel command line refused:")
+            && out.log.contains("longer than the 2047 the kernel keeps"),
+        "no refusal line (log {}):\n{}",
+        out.log_path.display(),
+        out.log_tail(15)
+    );
+    ensure!(
+        out.probe.is_none(),
+        "the probe kernel ran with an over-long command line"
+    );
+    Ok(())
+}
+
 pub const TESTS: &[BootTest] = &[
+    BootTest {
+        name: "hardening-secure-boot-cmdline-not-utf8-ovmf2025-strict-nx-secure-boot",
+        run: malformed_embedded_cmdline,
+    },
+    BootTest {
+        name: "hardening-cmdline-too-long-ovmf2025-strict-nx",
+        run: overlong_cmdline,
+    },
     BootTest {
         name: "hardening-probe-kaslr-la57-ovmf2025-strict-nx",
         run: probe_kaslr,

@@ -121,13 +121,17 @@ pub unsafe fn jump(entry: u64, boot_params: u64) -> ! {
     // startup_64 sets up its own stack, GDT and page tables; it only needs 64-bit mode,
     // the firmware's identity map, IF=0 and RSI (Documentation/arch/x86/boot.rst, 64-bit
     // boot protocol). DF is cleared as the SysV ABI/boot protocol expect.
+    //
+    // `entry` is pinned to RAX: the template zeroes RBP, and with `in(reg)` the register
+    // allocator was free to put `entry` in RBP itself (it did, in some stub builds: the jump
+    // then went to address 0 and slid through zero bytes into a #UD at 0x30000).
     unsafe {
         core::arch::asm!(
             "cli",
             "cld",
             "xor ebp, ebp",
-            "jmp {entry}",
-            entry = in(reg) entry,
+            "jmp rax",
+            in("rax") entry,
             in("rsi") boot_params,
             options(noreturn, nostack),
         )
