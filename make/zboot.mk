@@ -47,6 +47,7 @@ endif
 
 ifeq ($(ZBOOT_RELOCS),none)
 override ZBOOT_RELOCS :=
+zboot-no-relocs := --no-relocs
 endif
 
 # Single-quote a value for the shell.
@@ -61,7 +62,7 @@ zboot-args := $(if $(ZBOOT_CODEC),--codec $(call zboot-quote,$(ZBOOT_CODEC))) \
 	$(if $(ZBOOT_CMDLINE),--cmdline $(call zboot-quote,$(ZBOOT_CMDLINE))) \
 	$(if $(ZBOOT_INITRD),--initrd $(call zboot-quote,$(ZBOOT_INITRD))) \
 	$(if $(ZBOOT_SBAT),--sbat $(call zboot-quote,$(ZBOOT_SBAT))) \
-	$(if $(ZBOOT_RELOCS),--relocs $(call zboot-quote,$(ZBOOT_RELOCS))) \
+	$(if $(ZBOOT_RELOCS),--relocs $(call zboot-quote,$(ZBOOT_RELOCS))) $(zboot-no-relocs) \
 	$(ZBOOT_FLAGS)
 
 # Options record: rewritten (at parse time, like kbuild's .cmd files) only when it changes.

@@ -106,6 +106,7 @@ fn main() {
             cmdline: embedded.then(|| "console=ttyS0 fuzz=1".to_string()),
             initrd: embedded.then(|| initrd.clone()),
             relocs: None,
+            no_relocs: false,
             sbat: None,
             stub: None,
             la57: false,

@@ -66,18 +66,23 @@ struct PackArgs {
     /// Initrd to embed in an `.initrd` section (used when the loader provides none).
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     initrd: Option<PathBuf>,
-    /// x86 relocation table (`arch/x86/boot/compressed/vmlinux.relocs`) enabling virtual KASLR
-    /// for a bare vmlinux.
+    /// x86 relocation table enabling virtual KASLR for a bare vmlinux. Default: the one appended
+    /// to the input (a bzImage's, an extracted kernel's), else the build tree's
+    /// `arch/x86/boot/compressed/vmlinux.relocs` beside the vmlinux when it is not older.
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     relocs: Option<PathBuf>,
+    /// No relocation table (physical KASLR only), even if the input has or sits beside one.
+    #[arg(long, conflicts_with = "relocs")]
+    no_relocs: bool,
     /// SBAT CSV to embed in a `.sbat` section (first row must be the `sbat,1,...` version line).
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     sbat: Option<PathBuf>,
     /// Use this EFI stub instead of the embedded one.
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     stub: Option<PathBuf>,
-    /// The kernel may be entered with 5-level paging (LA57). For a bzImage this is taken from
-    /// its xloadflags (XLF_5LEVEL) automatically.
+    /// The kernel may be entered with 5-level paging (LA57). Without it this is decided from the
+    /// kernel: a bzImage's xloadflags (XLF_5LEVEL); a vmlinux's exported symbols or symbol table,
+    /// else the build tree's `.config` beside it, else its release (>= 6.16 always can).
     #[arg(long)]
     la57: bool,
     #[command(flatten)]
@@ -245,6 +250,7 @@ pub fn main() -> ExitCode {
                 cmdline: p.cmdline,
                 initrd: p.initrd,
                 relocs: p.relocs,
+                no_relocs: p.no_relocs,
                 sbat: p.sbat,
                 stub: p.stub,
                 la57: p.la57,

@@ -266,7 +266,7 @@ fn check(schema: &[Entry], v: &Value, what: &str) {
             "zimg" => has_zimg,
             "optional" => false,
             k if k == kind => true,
-            "zboot-pack" | "linux-bzimage" => false,
+            "zboot-pack" | "linux-bzimage" | "vmlinux" => false,
             other => panic!("unknown presence {other:?} for {}", e.path),
         };
         if !required {
@@ -332,6 +332,12 @@ fn inspect_json_matches_documented_schema() {
     let v = inspect_json(&stub);
     assert_eq!(v["kind"], "pe");
     check(&schema, &v, "stub PE");
+
+    // A vmlinux: what packing it would decide.
+    let v = inspect_json(&elf);
+    assert_eq!(v["kind"], "vmlinux");
+    assert_eq!(v["vmlinux"]["relocations_source"], "appended to the file");
+    check(&schema, &v, "vmlinux");
 
     // Linux's own bzImage (the Debian fixture kernel).
     match debian_kernel() {

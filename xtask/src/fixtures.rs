@@ -3,6 +3,7 @@
 //!
 //! * the Debian 6.1 generic kernel (`linux-image-6.1.0-N-amd64-unsigned`, the version that
 //!   `linux-image-amd64` depends on): `/boot/vmlinuz-*`, its config and `efivarfs.ko`;
+//! * Debian 12's 6.12 kernel the same way (`linux-image-6.12-amd64` picks the ABI package);
 //! * `systemd-boot-efi` (`systemd-bootx64.efi`);
 //! * the installed `ovmf` (2022.11, Debian 12);
 //! * Debian 13 (trixie)'s `ovmf` (2025.02: strict-NX Secure Boot code, snakeoil-enrolled vars,
@@ -104,6 +105,8 @@ impl Ovmf {
 pub struct Fixtures {
     pub root: PathBuf,
     pub kernel: DebianKernel,
+    /// Debian 12's 6.12 kernel (zstd bzImage).
+    pub kernel612: DebianKernel,
     pub systemd_boot: PathBuf,
     pub systemd_boot_version: String,
     /// systemd-stub (`linuxx64.efi.stub`) of the same systemd-boot-efi package: UKIs.
@@ -166,16 +169,21 @@ impl Fixtures {
                 )))
             }
         };
+        let kernel = |fam: &KernelFamily| -> Result<DebianKernel> {
+            let k = |s: &str| format!("{}.{s}", fam.key);
+            Ok(DebianKernel {
+                package: get(&k("package"))?,
+                version: get(&k("version"))?,
+                release: get(&k("release"))?,
+                vmlinuz: path(&k("vmlinuz"))?,
+                config: path(&k("config"))?,
+                efivarfs_ko: path(&k("efivarfs_ko")).ok(),
+            })
+        };
         Ok(Fixtures {
             root: root.to_path_buf(),
-            kernel: DebianKernel {
-                package: get("kernel.package")?,
-                version: get("kernel.version")?,
-                release: get("kernel.release")?,
-                vmlinuz: path("kernel.vmlinuz")?,
-                config: path("kernel.config")?,
-                efivarfs_ko: path("kernel.efivarfs_ko").ok(),
-            },
+            kernel: kernel(&KERNEL_61)?,
+            kernel612: kernel(&KERNEL_612)?,
             systemd_boot: path("systemd_boot.efi")?,
             systemd_boot_version: get("systemd_boot.version")?,
             systemd_stub: path("systemd_stub.efi")?,
@@ -210,7 +218,9 @@ pub fn ensure(opts: &FetchOptions) -> Result<Fixtures> {
     let mut m = read_manifest(&root);
     m.insert("format".into(), "1".into());
 
-    kernel(&root, &mut m, opts)?;
+    kernel(&root, &mut m, opts, &KERNEL_61)?;
+    write_manifest(&root, &m)?;
+    kernel(&root, &mut m, opts, &KERNEL_612)?;
     write_manifest(&root, &m)?;
     systemd_boot(&root, &mut m, opts)?;
     write_manifest(&root, &m)?;
@@ -390,26 +400,63 @@ fn copy_if_changed(src: &Path, dst: &Path) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // The Debian kernel
 
-fn kernel(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) -> Result<()> {
-    let keys = ["kernel.vmlinuz", "kernel.config"];
+/// A Debian generic kernel fixture: which metapackage picks it, and its manifest keys.
+struct KernelFamily {
+    /// Manifest key prefix (`kernel`, `kernel612`).
+    key: &'static str,
+    /// The metapackage that depends on exactly one ABI package (`linux-image-6.1.0-N-amd64`).
+    meta: &'static str,
+    /// The ABI package name must start with this.
+    abi_prefix: &'static str,
+    /// Keep its `efivarfs.ko` for the initramfs (only the 6.1 one is carried).
+    efivarfs: bool,
+}
+
+/// Debian 12's default kernel (6.1).
+const KERNEL_61: KernelFamily = KernelFamily {
+    key: "kernel",
+    meta: "linux-image-amd64",
+    abi_prefix: "linux-image-6.1.",
+    efivarfs: true,
+};
+/// Debian 12's 6.12 kernel (bookworm-security / point releases): zstd bzImage, newer EFI stub.
+const KERNEL_612: KernelFamily = KernelFamily {
+    key: "kernel612",
+    meta: "linux-image-6.12-amd64",
+    abi_prefix: "linux-image-6.12.",
+    efivarfs: false,
+};
+
+fn kernel(
+    root: &Path,
+    m: &mut BTreeMap<String, String>,
+    opts: &FetchOptions,
+    fam: &KernelFamily,
+) -> Result<()> {
+    let k = |s: &str| format!("{}.{s}", fam.key);
+    let keys = [k("vmlinuz"), k("config")];
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     if cached(root, m, &keys) && !opts.refresh {
         eprintln!(
             "fixtures: kernel {} {} (cached)",
-            m["kernel.package"], m["kernel.version"]
+            m[&k("package")],
+            m[&k("version")]
         );
-        return check_kernel_config(&root.join(&m["kernel.config"]));
+        return check_kernel_config(&root.join(&m[&k("config")]));
     }
     let apt = Apt::default();
-    // linux-image-amd64 depends on exactly one ABI package: `linux-image-6.1.0-N-amd64 (= V)`.
-    let meta = apt.show("linux-image-amd64")?;
+    // The metapackage depends on exactly one ABI package: `linux-image-<release> (= V)`.
+    let meta = apt.show(fam.meta)?;
     let dep = meta
         .get("Depends")
-        .ok_or_else(|| anyhow!("linux-image-amd64 has no Depends"))?;
+        .ok_or_else(|| anyhow!("{} has no Depends", fam.meta))?;
     let first = dep.split(',').next().unwrap().trim();
     let name = first.split_whitespace().next().unwrap();
     ensure!(
-        name.starts_with("linux-image-6.1.") && name.ends_with("-amd64"),
-        "linux-image-amd64 depends on `{first}`, expected a 6.1 generic kernel (is this Debian 12?)"
+        name.starts_with(fam.abi_prefix) && name.ends_with("-amd64"),
+        "{} depends on `{first}`, expected {}*-amd64 (is this Debian 12?)",
+        fam.meta,
+        fam.abi_prefix
     );
     let release = name.trim_start_matches("linux-image-").to_string();
     let package = format!("{name}-unsigned");
@@ -428,7 +475,12 @@ fn kernel(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) ->
         let stage = tempfile::Builder::new()
             .prefix("kernel-")
             .tempdir_in(root.join("tmp"))?;
-        extract_deb(&deb, stage.path(), &["./boot/*", &format!("./{ko_rel}")])?;
+        let ko_pattern = format!("./{ko_rel}");
+        let mut patterns = vec!["./boot/*"];
+        if fam.efivarfs {
+            patterns.push(&ko_pattern);
+        }
+        extract_deb(&deb, stage.path(), &patterns)?;
         if dir.exists() {
             fs::remove_dir_all(&dir)?;
         }
@@ -442,14 +494,14 @@ fn kernel(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) ->
     );
     check_kernel_config(&config)?;
 
-    m.insert("kernel.package".into(), package);
-    m.insert("kernel.version".into(), version);
-    m.insert("kernel.release".into(), release);
-    m.insert("kernel.vmlinuz".into(), rel(root, &vmlinuz));
-    m.insert("kernel.config".into(), rel(root, &config));
+    m.insert(k("package"), package);
+    m.insert(k("version"), version);
+    m.insert(k("release"), release);
+    m.insert(k("vmlinuz"), rel(root, &vmlinuz));
+    m.insert(k("config"), rel(root, &config));
     let ko = dir.join(&ko_rel);
     if ko.is_file() {
-        m.insert("kernel.efivarfs_ko".into(), rel(root, &ko));
+        m.insert(k("efivarfs_ko"), rel(root, &ko));
     }
     Ok(())
 }

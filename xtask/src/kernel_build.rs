@@ -10,7 +10,8 @@
 //! 4. The fragment: `make -f make/zboot.mk O=<out> ZBOOT_*=...` writes the image; `make -q` must
 //!    then report it up to date, a second run must not rewrite it, a touched input or a changed
 //!    variable must rebuild it. `zboot-pack verify` and `inspect --json` check the result.
-//! 5. Boot: systemd-boot on OVMF 2025.02 strict NX with the test initramfs, to the init report.
+//! 5. Boot: systemd-boot on OVMF 2025.02 strict NX with the test initramfs, to the init report,
+//!    in 4-level paging (the kernel has no 5-level support; `inspect` of the vmlinux says so).
 //!
 //! `cargo xtask test` runs the same as its `kernel-build` test (skipped outside CI when the
 //! fixtures or build tools are missing).
@@ -387,6 +388,27 @@ pub fn test(ctx: &Ctx) -> Result<()> {
     let (tree, took) = ensure_built()?;
     let packer = ctx.packer()?;
     let image = run_fragment(&tree, &packer)?;
+    // What packing the bare vmlinux decides without options: no 5-level support (allnoconfig
+    // leaves CONFIG_X86_5LEVEL off; its symbol table says so), and the build tree's relocs.
+    let v = boot_tests::hardening::inspect_json(ctx, &tree.vmlinux())?;
+    let k = &v["vmlinux"];
+    ensure!(
+        k["la57"] == false
+            && k["la57_source"]
+                .as_str()
+                .is_some_and(|s| s.contains("__pgtable_l5_enabled")),
+        "inspect {}: 5-level decision {} / {}",
+        tree.vmlinux().display(),
+        k["la57"],
+        k["la57_source"]
+    );
+    ensure!(
+        k["relocations_source"].as_str() == Some(&*tree.relocs().display().to_string()),
+        "inspect {}: relocation table {} (want the build tree's {})",
+        tree.vmlinux().display(),
+        k["relocations_source"],
+        tree.relocs().display()
+    );
     println!(
         "    kernel-build: fragment OK -> {} ({} bytes; make bzImage {:.1} s)",
         image.display(),
@@ -407,6 +429,12 @@ pub fn test(ctx: &Ctx) -> Result<()> {
     let release = r.release.clone().unwrap_or_default();
     if !release.starts_with("6.1.") || release == fx.kernel.release {
         problems.push(format!("release {release:?} is not the kernel built here"));
+    }
+    if r.vmalloc_total_kb != Some(boot_tests::hardening::VMALLOC_4LEVEL_KB) {
+        problems.push(format!(
+            "VmallocTotal {:?} kB: not 4-level (the kernel has no 5-level support)",
+            r.vmalloc_total_kb
+        ));
     }
     for word in [boot_tests::MARKER, "zboot.kbuild=1"] {
         if !r.cmdline_has(word) {

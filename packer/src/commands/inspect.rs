@@ -1,5 +1,5 @@
 //! `inspect IMAGE [--json]`: what an image is made of. Reads zboot-pack images, Linux bzImage and
-//! zboot images and any PE file. Text output is a rendering of the same JSON value.
+//! zboot images, any PE file, and a vmlinux ELF (what packing it would decide, and why). Text output is a rendering of the same JSON value.
 
 use std::path::Path;
 
@@ -128,11 +128,60 @@ fn pe_json(pe: &PeFile) -> Value {
 /// is removed, renamed or changes type; adding keys keeps it.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Describe `data` as a JSON value.
-pub fn describe(data: &[u8]) -> Result<Value> {
+/// A vmlinux ELF: what `zboot-pack` would take from it, and where each fact comes from.
+fn describe_vmlinux(path: &Path, data: &[u8], root: &mut Map<String, Value>) -> Result<()> {
+    root.insert("kind".into(), json!("vmlinux"));
+    let k = input::elf::parse(data)?;
+    let (mut la57, mut la57_source) = (k.facts.la57, k.facts.la57_source);
+    if la57_source.is_none()
+        && let Some(d) = input::detect::la57_from_config(path)
+    {
+        la57 = d.la57 == Some(true);
+        la57_source = Some(d.source);
+    }
+    let (relocs, relocs_source) = match &k.relocs {
+        Some(r) => (
+            Some(input::relocs::counts(r)),
+            json!("appended to the file"),
+        ),
+        None => match input::detect::relocs_beside(path) {
+            Some(Ok(p)) => {
+                let counts = std::fs::read(&p).ok().and_then(|t| {
+                    zboot_format::relocs::RelocTable::parse(&t)
+                        .ok()
+                        .map(|t| t.counts())
+                });
+                (counts, json!(p.display().to_string()))
+            }
+            Some(Err(why)) => (None, json!(why)),
+            None => (None, Value::Null),
+        },
+    };
+    root.insert(
+        "vmlinux".into(),
+        json!({
+            "segments": k.segments.len(),
+            "entry": hex(k.entry),
+            "link_virt_base": hex(k.segments[0].vaddr),
+            "la57": la57,
+            "la57_source": la57_source,
+            "relocations": relocs,
+            "relocations_source": relocs_source,
+            "kernel_version": payload::kernel_version(data),
+        }),
+    );
+    Ok(())
+}
+
+/// Describe the file at `path` (contents `data`) as a JSON value.
+pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
     let mut root = Map::new();
     root.insert("schema_version".into(), json!(SCHEMA_VERSION));
     root.insert("file_size".into(), json!(data.len()));
+    if data.starts_with(b"\x7fELF") {
+        describe_vmlinux(path, data, &mut root)?;
+        return Ok(Value::Object(root));
+    }
     if input::bzimage::is_bzimage(data) {
         root.insert("kind".into(), json!("linux-bzimage"));
         let info = input::bzimage::info(data)?;
@@ -298,7 +347,7 @@ fn scalar(v: &Value) -> String {
 
 pub fn run(path: &Path, as_json: bool) -> Result<Outcome> {
     let data = input::read_file(path)?;
-    let v = describe(&data).with_context(|| path.display().to_string())?;
+    let v = describe(path, &data).with_context(|| path.display().to_string())?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

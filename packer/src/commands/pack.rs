@@ -9,7 +9,7 @@ use zboot_format::{CMDLINE_SECTION, Codec, INITRD_SECTION, PAYLOAD_SECTION, SBAT
 
 use super::Outcome;
 use crate::compress::{self, Progress};
-use crate::input::{self, SourceKind};
+use crate::input::{self, SourceKind, detect};
 use crate::layout::{self, Embedded};
 use crate::pe::read::PeFile;
 use crate::pe::write::{self, NewSection, READ_ONLY_DATA, ZimgSpec};
@@ -24,6 +24,8 @@ pub struct Options {
     pub cmdline: Option<String>,
     pub initrd: Option<PathBuf>,
     pub relocs: Option<PathBuf>,
+    /// `--no-relocs`: no relocation table, not even one appended to the input or found beside it.
+    pub no_relocs: bool,
     pub sbat: Option<PathBuf>,
     pub stub: Option<PathBuf>,
     pub la57: bool,
@@ -54,23 +56,53 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
         );
     }
     let data = input::read_file(&o.input)?;
-    let kernel = input::read_kernel(&o.input, &data)?;
+    let mut kernel = input::read_kernel(&o.input, &data)?;
     drop(data);
-    let relocs = match &o.relocs {
+    // Notes are said once, with the summary after a successful write, so a failure stays one
+    // line.
+    let mut notes = String::new();
+    let mut note = |s: String| notes.push_str(&format!("zboot-pack: note: {s}\n"));
+    if kernel.facts.la57_source.is_none()
+        && let Some(d) = detect::la57_from_config(&o.input)
+    {
+        kernel.facts.la57 = d.la57 == Some(true);
+        kernel.facts.la57_source = Some(d.source);
+    }
+    if kernel.facts.la57_source.is_none() && !o.la57 {
+        note(format!(
+            "{}: 5-level paging support not determined (no exported symbols, symbol table or .config say): packed for 4-level paging (--la57 if the kernel has CONFIG_X86_5LEVEL)",
+            o.input.display()
+        ));
+    }
+    if o.no_relocs {
+        kernel.relocs = None;
+    }
+    let relocs_path = match &o.relocs {
+        Some(p) => Some(p.clone()),
+        None if o.no_relocs || kernel.relocs.is_some() => None,
+        None => match detect::relocs_beside(&o.input) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(why)) => {
+                note(why);
+                None
+            }
+            None => None,
+        },
+    };
+    let relocs = match &relocs_path {
         Some(p) => Some(input::read_file(p)?),
         None => None,
     };
-    let lay = match (&o.relocs, &relocs) {
+    let lay = match (&relocs_path, &relocs) {
         (Some(p), Some(t)) => with_path(p, layout::lay_out(&kernel, Some(t), o.la57))?,
         _ => with_path(&o.input, layout::lay_out(&kernel, None, o.la57))?,
     };
-    // Said once, with the summary after a successful write, so a failure stays one line.
-    let note = (lay.relocs_offset == 0).then(|| {
-        format!(
-            "zboot-pack: note: {}: no relocation table: physical KASLR only (--relocs FILE enables virtual KASLR)\n",
+    if lay.relocs_offset == 0 && !o.no_relocs {
+        note(format!(
+            "{}: no relocation table: physical KASLR only (--relocs FILE enables virtual KASLR)",
             o.input.display()
-        )
-    });
+        ));
+    }
 
     let cmdline = match &o.cmdline {
         Some(c) => match zboot_format::cmdline::check_embedded(c.as_bytes()) {
@@ -196,6 +228,28 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
             kernel.segments.len()
         );
         eprintln!(
+            "zboot-pack: 5-level paging: {} ({}); relocation table: {}",
+            if lay.flags.has(zboot_format::Flags::LA57) {
+                "yes"
+            } else {
+                "no"
+            },
+            if o.la57 {
+                "--la57"
+            } else {
+                kernel
+                    .facts
+                    .la57_source
+                    .as_deref()
+                    .unwrap_or("not determined")
+            },
+            match (&relocs_path, kernel.relocs.is_some()) {
+                (Some(p), _) => p.display().to_string(),
+                (None, true) => "appended to the input".into(),
+                (None, false) => "none".into(),
+            }
+        );
+        eprintln!(
             "zboot-pack: image {:#x} bytes, memory {:#x}, alignment {:#x}, entry +{:#x}, relocs {:?}, flags {:#x}",
             lay.image_size,
             lay.mem_size,
@@ -214,7 +268,7 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
     }
     let summary = format!(
         "{}zboot-pack: wrote {} ({} bytes, {} {:.1}% of {} decoded) in {:.1}s",
-        note.unwrap_or_default(),
+        notes,
         o.output.display(),
         image.len(),
         o.codec.name(),

@@ -75,6 +75,7 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
     k.facts.xloadflags = hdr.xloadflags;
     k.facts.boot_protocol = hdr.version;
     k.facts.la57 = hdr.xloadflags & XLF_5LEVEL != 0;
+    k.facts.la57_source = Some("bzImage setup header (xloadflags XLF_5LEVEL)".into());
     let align = u64::from(hdr.kernel_alignment);
     if align.is_power_of_two() && align >= 4096 {
         k.facts.alignment = Some(align.max(zboot_format::X86_KERNEL_ALIGN));

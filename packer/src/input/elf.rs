@@ -7,7 +7,7 @@ use object::elf::{self, FileHeader64, ProgramHeader64};
 use object::read::elf::{FileHeader as _, ProgramHeader as _};
 use object::{LittleEndian as LE, U32, U64};
 
-use super::{Facts, KernelImage, Segment, relocs};
+use super::{Facts, KernelImage, Segment, detect, relocs};
 use crate::align_up;
 use zboot_format::{MAX_KERNEL_MEM, X86_KERNEL_ALIGN, X86_START_KERNEL_MAP};
 
@@ -251,6 +251,10 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
         facts.xloadflags = n.xloadflags;
         facts.boot_protocol = n.boot_protocol;
         facts.la57 = n.flags & 1 != 0;
+        facts.la57_source = Some("zboot-pack note of an extracted kernel".into());
+    } else if let Some(d) = detect_la57(data) {
+        facts.la57 = d.la57 == Some(true);
+        facts.la57_source = Some(d.source);
     }
     Ok(KernelImage {
         segments,
@@ -258,6 +262,17 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
         relocs,
         facts,
     })
+}
+
+/// 5-level support of a bare vmlinux from its own bytes: its exports or symbols, except that a
+/// release that always has it (its banner says so) is never judged without.
+fn detect_la57(data: &[u8]) -> Option<detect::Decision> {
+    match detect::la57_from_elf(data) {
+        Some(d) if d.la57 == Some(true) => Some(d),
+        other => crate::payload::kernel_version(data)
+            .and_then(|v| detect::la57_from_version(&v))
+            .or(other),
+    }
 }
 
 /// Little helpers for building ELF headers in tests and in `elfout`.

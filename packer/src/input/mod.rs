@@ -1,6 +1,7 @@
 //! Kernel inputs. Each reader turns one file format into the same [`KernelImage`].
 
 pub mod bzimage;
+pub mod detect;
 pub mod elf;
 pub mod relocs;
 
@@ -46,6 +47,8 @@ pub struct Facts {
     pub bz_codec: Option<&'static str>,
     /// The kernel may be entered with 5-level paging.
     pub la57: bool,
+    /// Where `la57` was learnt (`None`: nothing said, so it stays off).
+    pub la57_source: Option<String>,
     /// Memory size recorded in a zboot note of an extracted ELF (keeps round trips exact).
     pub mem_size: Option<u64>,
 }
@@ -60,6 +63,7 @@ impl Facts {
             init_size: None,
             bz_codec: None,
             la57: false,
+            la57_source: None,
             mem_size: None,
         }
     }

@@ -10,6 +10,8 @@
 //! * `hardening-linux-*`: Debian's kernel repacked, through systemd-boot on strict-NX OVMF
 //!   2025.02: two boots give different `_text` and "Kernel code"; `nokaslr` gives `_text` =
 //!   ffffffff81000000; VmallocTotal shows 5-level paging by default and 4-level with `no5lvl`.
+//! * `hardening-bare-vmlinux-5level-*`: the ELF inside Debian's 6.1 and 6.12 bzImages, packed
+//!   with no option, is found 5-level capable from its exported symbols and boots 5-level.
 //! * `hardening-secure-boot-*`: the signed probe image boots under enforcing Secure Boot (the probe
 //!   sees `secure_boot` = 3, enabled); the same signed image with one payload byte changed is
 //!   refused by the firmware (the kernel never runs); an embedded command line stands alone
@@ -29,8 +31,8 @@ const PREFERRED: u64 = 0x100_0000;
 /// `_text` of an x86_64 kernel that was not moved virtually.
 const TEXT_UNRANDOMIZED: u64 = 0xffff_ffff_8100_0000;
 /// VmallocTotal with 4-level paging (32 TiB - 1 kB) and with 5-level paging.
-const VMALLOC_4LEVEL_KB: u64 = 34_359_738_367;
-const VMALLOC_5LEVEL_KB: u64 = 13_743_895_347_199;
+pub(crate) const VMALLOC_4LEVEL_KB: u64 = 34_359_738_367;
+pub(crate) const VMALLOC_5LEVEL_KB: u64 = 13_743_895_347_199;
 
 fn probe_artifacts() -> Result<ProbeArtifacts> {
     static P: OnceLock<std::result::Result<ProbeArtifacts, String>> = OnceLock::new();
@@ -336,6 +338,84 @@ fn linux_no5lvl(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// `zboot-pack inspect --json FILE`.
+pub(crate) fn inspect_json(ctx: &Ctx, file: &std::path::Path) -> Result<serde_json::Value> {
+    let o = std::process::Command::new(ctx.packer()?)
+        .args(["inspect", "--json"])
+        .arg(file)
+        .output()?;
+    ensure!(
+        o.status.success(),
+        "zboot-pack inspect {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
+    Ok(serde_json::from_slice(&o.stdout)?)
+}
+
+/// The mission's own command on a bare vmlinux: the ELF inside Debian's bzImage (recovered by
+/// `zboot-pack extract`, which adds nothing to a bzImage's ELF), packed with no option. 5-level
+/// support must be decided from the kernel's exported symbols (no setup header, no flag), and
+/// the kernel must boot 5-level on `-cpu max` through systemd-boot on strict-NX OVMF.
+fn bare_vmlinux_5level(ctx: &Ctx, kernel: &crate::fixtures::DebianKernel, tag: &str) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let dir = qemu::target_dir().join("boot-tests");
+    std::fs::create_dir_all(&dir)?;
+    let elf = dir.join(format!("{tag}-vmlinux"));
+    let o = std::process::Command::new(ctx.packer()?)
+        .arg("extract")
+        .arg(&kernel.vmlinuz)
+        .arg("-o")
+        .arg(&elf)
+        .output()?;
+    ensure!(
+        o.status.success(),
+        "zboot-pack extract: {}",
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
+    let v = inspect_json(ctx, &elf)?;
+    let source = v["vmlinux"]["la57_source"].as_str().unwrap_or("");
+    ensure!(
+        v["vmlinux"]["la57"] == true && source.starts_with("exported symbols"),
+        "{}: 5-level support not decided from the exports: {}",
+        elf.display(),
+        v["vmlinux"]
+    );
+    let image = ctx.pack(&format!("{tag}-bare-vmlinux"), &elf, &[])?;
+    let flags = inspect_json(ctx, &image)?["payload"]["flags"].clone();
+    ensure!(
+        flags
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "LA57")),
+        "packed without the LA57 flag: {flags}"
+    );
+    let spec = BootSpec::systemd_boot(
+        format!("hardening-bare-vmlinux-5level-{tag}-ovmf2025-strict-nx"),
+        Firmware::Ovmf2025StrictNx,
+        image,
+        Some(fx.initramfs.clone()),
+        baseline_options(),
+    );
+    let out = ctx.boot(&spec)?;
+    let r = out.complete_report()?;
+    let problems = r.problems();
+    ensure!(problems.is_empty(), "{}", problems.join("; "));
+    ensure!(
+        r.release.as_deref() == Some(kernel.release.as_str()),
+        "booted {:?}, want {}",
+        r.release,
+        kernel.release
+    );
+    ensure!(
+        r.vmalloc_total_kb == Some(VMALLOC_5LEVEL_KB),
+        "VmallocTotal {:?} kB, want {VMALLOC_5LEVEL_KB} (5-level; log {})",
+        r.vmalloc_total_kb,
+        out.log_path.display()
+    );
+    println!("    {tag}: 5-level from \"{source}\"");
+    Ok(())
+}
+
 /// File offset of the `.zpayld` section's raw data in a PE image.
 fn payload_offset(pe: &[u8]) -> Result<usize> {
     let rd32 = |o: usize| -> Result<u32> {
@@ -587,5 +667,13 @@ pub const TESTS: &[BootTest] = &[
     BootTest {
         name: "hardening-linux-no5lvl-ovmf2025-strict-nx",
         run: linux_no5lvl,
+    },
+    BootTest {
+        name: "hardening-bare-vmlinux-5level-debian61-ovmf2025-strict-nx",
+        run: |ctx| bare_vmlinux_5level(ctx, &ctx.fixtures()?.kernel, "debian61"),
+    },
+    BootTest {
+        name: "hardening-bare-vmlinux-5level-debian612-ovmf2025-strict-nx",
+        run: |ctx| bare_vmlinux_5level(ctx, &ctx.fixtures()?.kernel612, "debian612"),
     },
 ];

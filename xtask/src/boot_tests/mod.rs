@@ -208,7 +208,7 @@ pub fn check_memtotal_parity(ctx: &Ctx, fw: Firmware, r: &InitReport) -> Result<
 
 mod distro;
 mod foundation;
-mod hardening;
+pub(crate) mod hardening;
 mod loaders;
 mod reliability;
 mod stub;
