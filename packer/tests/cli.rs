@@ -425,3 +425,54 @@ fn debian_kernel_packs_verifies_and_round_trips() {
             .starts_with("Linux version 6.1.")
     );
 }
+
+/// A vmlinux in a build tree: its `vmlinux.relocs` and `.config` are found without options (not
+/// a relocation table older than the vmlinux); `--no-relocs` takes none.
+#[test]
+fn build_tree_relocs_and_config_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path();
+    let relocs = tree.join(zboot_pack::input::detect::RELOCS_BESIDE);
+    std::fs::create_dir_all(relocs.parent().unwrap()).unwrap();
+    std::fs::write(&relocs, testkit::relocs()).unwrap();
+    write(tree, ".config", b"CONFIG_X86_64=y\nCONFIG_X86_5LEVEL=y\n");
+    // A release before 6.16, so that the .config decides (the test kernel says 9.9.9).
+    let mut kernel = testkit::vmlinux(false);
+    let at = kernel
+        .windows(19)
+        .position(|w| w == b"Linux version 9.9.9")
+        .unwrap();
+    kernel[at..at + 19].copy_from_slice(b"Linux version 6.1.0");
+    let elf = write(tree, "vmlinux", &kernel);
+    let out = tree.join("o.efi");
+    let flags = |out: &Path| {
+        let img = std::fs::read(out).unwrap();
+        payload::find(&PeFile::parse(&img).unwrap())
+            .unwrap()
+            .unwrap()
+            .header
+            .flags
+    };
+    let r = run(&[&elf, &"-o", &out, &"-v"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("note:"), "{}", r.stderr);
+    assert!(r.stderr.contains("CONFIG_X86_5LEVEL=y"), "{}", r.stderr);
+    let f = flags(&out);
+    assert!(f.has(Flags::RELOCS) && f.has(Flags::LA57), "{f:?}");
+
+    pack_ok(&[&elf, &"-o", &out, &"--no-relocs", &"-q"]);
+    assert!(!flags(&out).has(Flags::RELOCS));
+
+    // A table older than the vmlinux belongs to an earlier build: not used, and a note says so.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&relocs)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let r = run(&[&elf, &"-o", &out]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("is older than"), "{}", r.stderr);
+    assert!(!flags(&out).has(Flags::RELOCS));
+}
