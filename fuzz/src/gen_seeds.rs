@@ -110,6 +110,7 @@ fn main() {
             sbat: None,
             stub: None,
             la57: false,
+            protect_text: None,
             verbosity: Verbosity::Quiet,
         };
         let (image, _) = pack::build(&o).unwrap();

@@ -85,6 +85,15 @@ struct PackArgs {
     /// else the build tree's `.config` beside it, else its release (>= 6.16 always can).
     #[arg(long)]
     la57: bool,
+    /// The kernel may be entered with its text ([_text, __start_rodata)) read-only and the
+    /// non-executable part of its image NX, as Linux >= 6.8's own stub enters it. Without it this
+    /// is decided from the kernel: its release (>= 6.8), or a 6.1.y/6.6.y bzImage that declares
+    /// NX_COMPAT (the backport of that stub).
+    #[arg(long, conflicts_with = "no_protect_text")]
+    protect_text: bool,
+    /// Enter the kernel with its whole region writable and executable (the pre-6.8 way).
+    #[arg(long)]
+    no_protect_text: bool,
     #[command(flatten)]
     verbosity: VerbosityArgs,
 }
@@ -254,6 +263,11 @@ pub fn main() -> ExitCode {
                 sbat: p.sbat,
                 stub: p.stub,
                 la57: p.la57,
+                protect_text: match (p.protect_text, p.no_protect_text) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
                 verbosity,
             })
         }

@@ -1,6 +1,6 @@
 //! Rebuilding a vmlinux ELF from a decoded payload (`extract`): one PT_LOAD segment holding the
 //! flattened image, a PT_NOTE carrying the facts a bare ELF cannot express (memory size,
-//! alignment, xloadflags, boot protocol, LA57), and the relocation table appended after the ELF,
+//! alignment, xloadflags, boot protocol, LA57, the read-only text range), and the relocation table appended after the ELF,
 //! as in a distro bzImage. Packing the result again with the same options is byte-identical.
 
 use object::elf::*;
@@ -41,7 +41,15 @@ pub fn build(h: &PayloadHeader, stream: &[u8]) -> Vec<u8> {
         alignment: h.alignment,
         xloadflags: h.xloadflags,
         boot_protocol: h.boot_protocol,
-        flags: u32::from(h.flags.has(Flags::LA57)),
+        flags: [
+            (Flags::LA57, ZbootNote::FLAG_LA57),
+            (Flags::TEXT_RO, ZbootNote::FLAG_TEXT_RO),
+        ]
+        .iter()
+        .filter(|(f, _)| h.flags.has(*f))
+        .fold(0, |acc, (_, bit)| acc | bit),
+        text_size: h.text_size,
+        nx_end: h.nx_end,
     };
     note.extend_from_slice(&desc.to_bytes());
 

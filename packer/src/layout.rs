@@ -25,10 +25,20 @@ pub struct Layout {
     pub flags: Flags,
     pub xloadflags: u16,
     pub boot_protocol: u16,
+    /// Payload `text_size` / `nx_end` (0, 0 without `Flags::TEXT_RO`).
+    pub text_size: u32,
+    pub nx_end: u32,
 }
 
-/// Lay out `k`. `relocs_override` (from `--relocs`) replaces any table found in the input.
-pub fn lay_out(k: &KernelImage, relocs_override: Option<&[u8]>, la57: bool) -> Result<Layout> {
+/// Lay out `k`. `relocs_override` (from `--relocs`) replaces any table found in the input;
+/// `protect_text` (`--protect-text` / `--no-protect-text`) overrides whether the kernel is known
+/// to tolerate a read-only text at entry.
+pub fn lay_out(
+    k: &KernelImage,
+    relocs_override: Option<&[u8]>,
+    la57: bool,
+    protect_text: Option<bool>,
+) -> Result<Layout> {
     let Some(first) = k.segments.first() else {
         bail!("no PT_LOAD segment")
     };
@@ -93,6 +103,18 @@ pub fn lay_out(k: &KernelImage, relocs_override: Option<&[u8]>, la57: bool) -> R
     if mem_size > MAX_KERNEL_MEM {
         bail!("absurd size: the kernel needs {mem_size:#x} bytes of memory (limit 1 GiB)");
     }
+    let (text_size, nx_end) = match (protect_text, k.facts.text_ro_source.is_some(), k.facts.text) {
+        (Some(false), ..) | (None, false, _) => (0, 0),
+        (_, _, Some(t)) => {
+            flags |= Flags::TEXT_RO;
+            let nx_end = t.nx_end.unwrap_or(mem_size).min(mem_size).max(t.size);
+            (t.size as u32, nx_end as u32)
+        }
+        (Some(true), _, None) => bail!(
+            "--protect-text: where the kernel's text ends is unknown (no .rodata section header)"
+        ),
+        (None, true, None) => (0, 0),
+    };
     Ok(Layout {
         stream,
         image_size,
@@ -106,6 +128,8 @@ pub fn lay_out(k: &KernelImage, relocs_override: Option<&[u8]>, la57: bool) -> R
         flags: Flags(flags),
         xloadflags: k.facts.xloadflags,
         boot_protocol: k.facts.boot_protocol,
+        text_size,
+        nx_end,
     })
 }
 
@@ -168,6 +192,8 @@ impl Layout {
             cmdline_size: cmd.1.len() as u32,
             initrd_rva: ird.0,
             initrd_size: ird.1.len() as u32,
+            text_size: self.text_size,
+            nx_end: self.nx_end,
             image_sha256: sha256(&[&self.stream]),
             stream_sha256: sha256(&[compressed]),
             embedded_sha256: sha256(&[cmd.1, ird.1]),

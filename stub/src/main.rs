@@ -202,6 +202,9 @@ mod pipeline {
             used.peak_heap,
             used.payload
         );
+        // W^X for the kernel where it allows it: last, after every step that can fail, so that
+        // no read-only page is ever handed back to FreePages.
+        protect_kernel(&h, kernel.addr())?;
         progress!("entering kernel at {:#x}", entry);
 
         // 7. Exit boot services; from here on: no allocation, no console, no failure.
@@ -401,6 +404,44 @@ mod pipeline {
             progress!("memory attribute protocol: XP cleared on the kernel region");
         }
         Ok((kernel, randomized))
+    }
+
+    /// The kernel's text `[0, text_size)` read-only + executable and `[text_size, nx_end)`
+    /// non-executable (`Flags::TEXT_RO`: the kernel is known to run so, as Linux >= 6.8's own
+    /// stub enters it); otherwise the region stays writable and executable. A failure restores
+    /// the region's attributes before it is reported (EDK2 may fill freed pages).
+    fn protect_kernel(h: &PayloadHeader, base: u64) -> Result<(), Error> {
+        if !h.flags.has(zboot_format::Flags::TEXT_RO) {
+            progress!("kernel region RWX: the kernel is not known to take read-only text");
+            return Ok(());
+        }
+        let (text, nx_end) = (u64::from(h.text_size), u64::from(h.nx_end));
+        let done = memory::protect_code(base, text).and_then(|on| {
+            if on && nx_end > text {
+                memory::forbid_execute(base + text, nx_end - text)?;
+            }
+            Ok(on)
+        });
+        match done {
+            Ok(true) => {
+                progress!(
+                    "kernel text {:#x}+{:#x} RO+X, {:#x}+{:#x} NX",
+                    base,
+                    text,
+                    base + text,
+                    nx_end - text
+                );
+                Ok(())
+            }
+            Ok(false) => {
+                progress!("no memory attribute protocol: kernel region as allocated");
+                Ok(())
+            }
+            Err(e) => {
+                let _ = memory::allow_execute(base, h.mem_size);
+                Err(e).efi("protect the kernel text")
+            }
+        }
     }
 
     fn unpack(

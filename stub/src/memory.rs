@@ -165,6 +165,18 @@ pub fn protect_code(addr: u64, len: u64) -> Result<bool> {
     Ok(true)
 }
 
+/// Make `[addr, addr+len)` non-executable (and leave it writable) where the
+/// EFI_MEMORY_ATTRIBUTE_PROTOCOL exists. Returns whether the protocol was there.
+pub fn forbid_execute(addr: u64, len: u64) -> Result<bool> {
+    let Ok(handle) = boot::get_handle_for_protocol::<MemoryProtection>() else {
+        return Ok(false);
+    };
+    let mp = boot::open_protocol_exclusive::<MemoryProtection>(handle)?;
+    use uefi::mem::memory_map::MemoryAttribute as A;
+    mp.set_memory_attributes(addr..addr + len, A::EXECUTE_PROTECT)?;
+    Ok(true)
+}
+
 /// The free physical ranges KASLR may choose from: EfiConventionalMemory, not
 /// specific-purpose (`EFI_MEMORY_SP`), sorted by address.
 pub fn conventional_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange>>

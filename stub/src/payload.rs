@@ -182,6 +182,8 @@ pub(crate) mod tests {
             cmdline_size: 0,
             initrd_rva: 0,
             initrd_size: 0,
+            text_size: 0,
+            nx_end: 0,
             image_sha256: header::sha256(&[decoded]),
             stream_sha256: [0; 32],
             embedded_sha256: [0; 32],

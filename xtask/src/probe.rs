@@ -725,6 +725,9 @@ mod tests {
             manifest_off: b.manifest_off,
             manifest_len: MANIFEST_SIZE as u64,
             bss_zero: true,
+            text_attr: Default::default(),
+            rodata_attr: Default::default(),
+            data_attr: Default::default(),
         };
         let mut out = Buf(Vec::new());
         let pass = report::run(&inputs, &Regions(&regions), &mut out);

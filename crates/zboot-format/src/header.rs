@@ -67,8 +67,13 @@ impl Flags {
     /// word is the wrapping difference to the word before it. Sorted addresses become small
     /// numbers that compress to less than half (docs/performance.md).
     pub const RELOCS_DELTA: u16 = 1 << 3;
+    /// The kernel may be entered with its text read-only + executable (as Linux >= 6.8's own
+    /// EFI stub enters it): `text_size` and `nx_end` are valid and the stub applies them through
+    /// the memory attribute protocol.
+    pub const TEXT_RO: u16 = 1 << 4;
     /// All bits this version knows.
-    pub const KNOWN: u16 = Self::RELOCS | Self::LA57 | Self::BCJ_X86 | Self::RELOCS_DELTA;
+    pub const KNOWN: u16 =
+        Self::RELOCS | Self::LA57 | Self::BCJ_X86 | Self::RELOCS_DELTA | Self::TEXT_RO;
 
     pub const fn has(self, bit: u16) -> bool {
         self.0 & bit != 0
@@ -113,6 +118,15 @@ pub struct PayloadHeader {
     /// RVA and size of the embedded initrd (0, 0 when none).
     pub initrd_rva: u32,
     pub initrd_size: u32,
+    /// With [`Flags::TEXT_RO`]: image bytes `0..text_size` are the kernel's text (`[_text,
+    /// __start_rodata)`), made read-only + executable before the jump. 4 KiB multiple; 0 without
+    /// the flag.
+    pub text_size: u32,
+    /// With [`Flags::TEXT_RO`]: bytes `text_size..nx_end` of the kernel region hold no code the
+    /// kernel runs before it loads its own page tables (its ELF marks them non-executable):
+    /// made non-executable. 4 KiB multiple, `text_size..=mem_size`; `text_size` for no such
+    /// range; 0 without the flag.
+    pub nx_end: u32,
     /// SHA-256 of the whole decoded stream.
     pub image_sha256: [u8; 32],
     /// SHA-256 of the compressed stream (the `compressed_size` bytes after the header).
@@ -141,6 +155,7 @@ pub enum HeaderError {
     EntryOutsideImage,
     BadRelocTable,
     BadEmbedded,
+    BadTextRange,
 }
 
 impl HeaderError {
@@ -164,6 +179,7 @@ impl HeaderError {
             HeaderError::EntryOutsideImage => "entry point outside the image",
             HeaderError::BadRelocTable => "relocation table location or counts inconsistent",
             HeaderError::BadEmbedded => "embedded command line/initrd reference inconsistent",
+            HeaderError::BadTextRange => "kernel text / non-executable range inconsistent",
         }
     }
 }
@@ -204,12 +220,12 @@ pub mod layout {
     pub const RELOCS_COUNT32: usize = 0x60; // u32
     pub const XLOADFLAGS: usize = 0x64; // u16
     pub const BOOT_PROTOCOL: usize = 0x66; // u16
-    pub const RESERVED0: usize = 0x68; // u32, zero
+    pub const TEXT_SIZE: usize = 0x68; // u32
     pub const CMDLINE_RVA: usize = 0x6c; // u32
     pub const CMDLINE_SIZE: usize = 0x70; // u32
     pub const INITRD_RVA: usize = 0x74; // u32
     pub const INITRD_SIZE: usize = 0x78; // u32
-    pub const RESERVED1: usize = 0x7c; // u32, zero
+    pub const NX_END: usize = 0x7c; // u32
     pub const IMAGE_SHA256: usize = 0x80; // [u8; 32]
     pub const EMBEDDED_SHA256: usize = 0xa0; // [u8; 32]
     pub const STREAM_SHA256: usize = 0xc0; // [u8; 32]
@@ -323,6 +339,8 @@ impl PayloadHeader {
             cmdline_size: r.u32(layout::CMDLINE_SIZE),
             initrd_rva: r.u32(layout::INITRD_RVA),
             initrd_size: r.u32(layout::INITRD_SIZE),
+            text_size: r.u32(layout::TEXT_SIZE),
+            nx_end: r.u32(layout::NX_END),
             image_sha256: r.hash(layout::IMAGE_SHA256),
             stream_sha256: r.hash(layout::STREAM_SHA256),
             embedded_sha256: r.hash(layout::EMBEDDED_SHA256),
@@ -358,7 +376,26 @@ impl PayloadHeader {
             return Err(HeaderError::EntryOutsideImage);
         }
         self.validate_relocs()?;
-        self.validate_embedded()
+        self.validate_embedded()?;
+        self.validate_protection()
+    }
+
+    fn validate_protection(&self) -> Result<(), HeaderError> {
+        let (text, nx) = (u64::from(self.text_size), u64::from(self.nx_end));
+        let ok = if self.flags.has(Flags::TEXT_RO) {
+            text.is_multiple_of(4096)
+                && nx.is_multiple_of(4096)
+                && self.entry_offset < text
+                && text <= self.image_size
+                && (text..=self.mem_size).contains(&nx)
+        } else {
+            text == 0 && nx == 0
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(HeaderError::BadTextRange)
+        }
     }
 
     fn validate_relocs(&self) -> Result<(), HeaderError> {
@@ -430,6 +467,8 @@ impl PayloadHeader {
         w.put(layout::CMDLINE_SIZE, &self.cmdline_size.to_le_bytes());
         w.put(layout::INITRD_RVA, &self.initrd_rva.to_le_bytes());
         w.put(layout::INITRD_SIZE, &self.initrd_size.to_le_bytes());
+        w.put(layout::TEXT_SIZE, &self.text_size.to_le_bytes());
+        w.put(layout::NX_END, &self.nx_end.to_le_bytes());
         w.put(layout::IMAGE_SHA256, &self.image_sha256);
         w.put(layout::STREAM_SHA256, &self.stream_sha256);
         w.put(layout::EMBEDDED_SHA256, &self.embedded_sha256);
@@ -466,7 +505,7 @@ mod tests {
         PayloadHeader {
             arch: Arch::X86_64,
             codec: Codec::Zstd,
-            flags: Flags(Flags::RELOCS | Flags::LA57),
+            flags: Flags(Flags::RELOCS | Flags::LA57 | Flags::TEXT_RO),
             compressed_size: 100,
             uncompressed_size: 0x20_0000 + relocs::table_size(2, 1, 3),
             image_size: 0x20_0000,
@@ -485,6 +524,8 @@ mod tests {
             cmdline_size: 12,
             initrd_rva: 0,
             initrd_size: 0,
+            text_size: 0x10_0000,
+            nx_end: 0x40_0000,
             image_sha256: [7; 32],
             stream_sha256: [8; 32],
             embedded_sha256: [9; 32],
@@ -520,7 +561,7 @@ mod tests {
 
     #[test]
     fn inconsistent_fields_are_rejected() {
-        let cases: [Case; 8] = [
+        let cases: [Case; 12] = [
             (
                 |h| h.compressed_size = 101,
                 HeaderError::CompressedBeyondSection,
@@ -541,6 +582,10 @@ mod tests {
             ),
             (|h| h.relocs_count32 = 4, HeaderError::BadRelocTable),
             (|h| h.cmdline_rva = 0, HeaderError::BadEmbedded),
+            (|h| h.text_size = 0x10_0800, HeaderError::BadTextRange),
+            (|h| h.text_size = 0x30_0000, HeaderError::BadTextRange),
+            (|h| h.nx_end = 0x70_0000, HeaderError::BadTextRange),
+            (|h| h.flags.0 &= !Flags::TEXT_RO, HeaderError::BadTextRange),
         ];
         for (mutate, want) in cases {
             let mut h = sample();

@@ -243,6 +243,7 @@ pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
             for (bit, name) in [
                 (Flags::RELOCS, "RELOCS"),
                 (Flags::LA57, "LA57"),
+                (Flags::TEXT_RO, "TEXT_RO"),
                 (Flags::BCJ_X86, "BCJ_X86"),
                 (Flags::RELOCS_DELTA, "RELOCS_DELTA"),
             ] {
@@ -269,6 +270,8 @@ pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
                 "boot_protocol": hex(h.boot_protocol),
                 "cmdline": {"rva": hex(h.cmdline_rva), "size": h.cmdline_size},
                 "initrd": {"rva": hex(h.initrd_rva), "size": h.initrd_size},
+                "text_size": hex(h.text_size),
+                "nx_end": hex(h.nx_end),
                 "image_sha256": h.image_sha256.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             });
             if let Ok((cmdline, _)) = payload::embedded(&pe, &h)

@@ -29,6 +29,9 @@ pub struct Options {
     pub sbat: Option<PathBuf>,
     pub stub: Option<PathBuf>,
     pub la57: bool,
+    /// `--protect-text` (`Some(true)`) / `--no-protect-text` (`Some(false)`); `None`: decided
+    /// from the kernel.
+    pub protect_text: Option<bool>,
     pub verbosity: Verbosity,
 }
 
@@ -77,6 +80,12 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
     if o.no_relocs {
         kernel.relocs = None;
     }
+    if o.protect_text == Some(true) && kernel.facts.text.is_none() {
+        bail!(
+            "{}: --protect-text: where the kernel's text ends is unknown (no usable .rodata section header)",
+            o.input.display()
+        );
+    }
     let relocs_path = match &o.relocs {
         Some(p) => Some(p.clone()),
         None if o.no_relocs || kernel.relocs.is_some() => None,
@@ -94,8 +103,13 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
         None => None,
     };
     let lay = match (&relocs_path, &relocs) {
-        (Some(p), Some(t)) => with_path(p, layout::lay_out(&kernel, Some(t), o.la57))?,
-        _ => with_path(&o.input, layout::lay_out(&kernel, None, o.la57))?,
+        (Some(p), Some(t)) => {
+            with_path(p, layout::lay_out(&kernel, Some(t), o.la57, o.protect_text))?
+        }
+        _ => with_path(
+            &o.input,
+            layout::lay_out(&kernel, None, o.la57, o.protect_text),
+        )?,
     };
     if lay.relocs_offset == 0 && !o.no_relocs {
         note(format!(
@@ -247,6 +261,27 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
                 (Some(p), _) => p.display().to_string(),
                 (None, true) => "appended to the input".into(),
                 (None, false) => "none".into(),
+            }
+        );
+        eprintln!(
+            "zboot-pack: read-only text at entry: {}",
+            if lay.flags.has(zboot_format::Flags::TEXT_RO) {
+                format!(
+                    "[0, {:#x}) RO+X, [{:#x}, {:#x}) NX ({})",
+                    lay.text_size,
+                    lay.text_size,
+                    lay.nx_end,
+                    match o.protect_text {
+                        Some(true) => "--protect-text",
+                        _ => kernel.facts.text_ro_source.as_deref().unwrap_or("?"),
+                    }
+                )
+            } else if o.protect_text == Some(false) {
+                "no (--no-protect-text)".into()
+            } else if kernel.facts.text_ro_source.is_none() {
+                "no (the kernel is not known to tolerate it)".into()
+            } else {
+                "no (where its text ends is unknown)".into()
             }
         );
         eprintln!(

@@ -63,6 +63,41 @@ pub fn decode_payload(data: &[u8]) -> Result<(BzInfo, &'static str, Vec<u8>)> {
     Ok((info, name, decoded))
 }
 
+/// `IMAGE_DLLCHARACTERISTICS_NX_COMPAT` in the bzImage's own PE header.
+fn nx_compat(data: &[u8]) -> bool {
+    let u32_at = |o: usize| {
+        data.get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
+    let Some(pe) = u32_at(0x3c).map(|o| o as usize) else {
+        return false;
+    };
+    // PE signature, COFF header (20 bytes), then DllCharacteristics at optional-header + 70.
+    u32_at(pe) == Some(0x4550)
+        && data
+            .get(pe + 24 + 70..pe + 24 + 72)
+            .is_some_and(|d| u16::from_le_bytes([d[0], d[1]]) & NX_COMPAT != 0)
+}
+
+const NX_COMPAT: u16 = 0x0100;
+
+/// Whether the kernel tolerates entry with read-only text: its own EFI stub does it. Linux's
+/// bzImage declares NX_COMPAT from the series that made its stub protect the kernel's text
+/// (6.8, backported to 6.6.y and 6.1.y); an NX_COMPAT bzImage of another release is not taken
+/// as proof.
+fn text_ro_from_pe(data: &[u8], decoded: &[u8]) -> Option<String> {
+    let banner = crate::payload::kernel_version(decoded)?;
+    if let Some(why) = super::detect::text_ro_from_version(&banner) {
+        return Some(why);
+    }
+    let backported = ["Linux version 6.1.", "Linux version 6.6."]
+        .iter()
+        .any(|p| banner.starts_with(p));
+    (backported && nx_compat(data)).then(|| {
+        "bzImage PE header NX_COMPAT (6.1.y/6.6.y with the stub's read-only text backport)".into()
+    })
+}
+
 /// Read a bzImage.
 pub fn parse(data: &[u8]) -> Result<KernelImage> {
     let (info, codec, decoded) = decode_payload(data)?;
@@ -76,6 +111,7 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
     k.facts.boot_protocol = hdr.version;
     k.facts.la57 = hdr.xloadflags & XLF_5LEVEL != 0;
     k.facts.la57_source = Some("bzImage setup header (xloadflags XLF_5LEVEL)".into());
+    k.facts.text_ro_source = text_ro_from_pe(data, &decoded);
     let align = u64::from(hdr.kernel_alignment);
     if align.is_power_of_two() && align >= 4096 {
         k.facts.alignment = Some(align.max(zboot_format::X86_KERNEL_ALIGN));

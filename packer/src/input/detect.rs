@@ -64,12 +64,36 @@ pub fn la57_from_elf(data: &[u8]) -> Option<Decision> {
     None
 }
 
-/// 5-level support from a kernel version banner ("Linux version 6.16.0 ..."): yes from 6.16 on.
-pub fn la57_from_version(banner: &str) -> Option<Decision> {
+/// The first release whose own EFI stub enters the kernel with its text read-only + executable
+/// (x86-stub.c `efi_adjust_memory_range_protection`; 6.6.y and 6.1.y got it in backports that a
+/// version number cannot tell apart, so those are only trusted through a bzImage's NX_COMPAT).
+pub const TEXT_RO_SINCE: (u32, u32) = (6, 8);
+
+/// `(major, minor)` of a "Linux version X.Y..." banner.
+fn release(banner: &str) -> Option<(u32, u32)> {
     let release = banner.strip_prefix("Linux version ")?;
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major: u32 = parts.next()?.parse().ok()?;
-    let minor: u32 = parts.next()?.parse().ok()?;
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Whether the kernel's release says it tolerates a read-only text at entry.
+pub fn text_ro_from_version(banner: &str) -> Option<String> {
+    let (major, minor) = release(banner)?;
+    ((major, minor) >= TEXT_RO_SINCE).then(|| {
+        format!("Linux {major}.{minor} (its own EFI stub enters it with read-only text since 6.8)")
+    })
+}
+
+/// The virtual address of `__start_rodata` (the `.rodata` section), where the text ends.
+pub fn rodata_start(data: &[u8]) -> Option<u64> {
+    let sections = ElfSections::parse(data)?;
+    let (_, sec) = sections.table.section_by_name(LE, b".rodata")?;
+    Some(sec.sh_addr(LE))
+}
+
+/// 5-level support from a kernel version banner ("Linux version 6.16.0 ..."): yes from 6.16 on.
+pub fn la57_from_version(banner: &str) -> Option<Decision> {
+    let (major, minor) = release(banner)?;
     ((major, minor) >= LA57_UNCONDITIONAL_SINCE).then(|| {
         Decision::yes(format!(
             "Linux {major}.{minor} (5-level support is unconditional since 6.16)"

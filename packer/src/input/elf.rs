@@ -7,7 +7,7 @@ use object::elf::{self, FileHeader64, ProgramHeader64};
 use object::read::elf::{FileHeader as _, ProgramHeader as _};
 use object::{LittleEndian as LE, U32, U64};
 
-use super::{Facts, KernelImage, Segment, detect, relocs};
+use super::{Facts, KernelImage, Segment, TextRange, detect, relocs};
 use crate::align_up;
 use zboot_format::{MAX_KERNEL_MEM, X86_KERNEL_ALIGN, X86_START_KERNEL_MAP};
 
@@ -23,12 +23,19 @@ pub struct ZbootNote {
     pub alignment: u64,
     pub xloadflags: u16,
     pub boot_protocol: u16,
-    /// Bit 0: LA57.
+    /// Bit 0: LA57. Bit 1: TEXT_RO (`text_size`, `nx_end` valid).
     pub flags: u32,
+    /// The payload header's `text_size` and `nx_end` (absent from notes of 24 bytes).
+    pub text_size: u32,
+    pub nx_end: u32,
 }
 
 impl ZbootNote {
-    pub const SIZE: usize = 24;
+    pub const SIZE: usize = 32;
+    /// Size of the notes written before `text_size`/`nx_end` existed.
+    const SIZE_V1: usize = 24;
+    pub const FLAG_LA57: u32 = 1 << 0;
+    pub const FLAG_TEXT_RO: u32 = 1 << 1;
     pub fn to_bytes(self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
         b[0..8].copy_from_slice(&self.mem_size.to_le_bytes());
@@ -36,19 +43,27 @@ impl ZbootNote {
         b[16..18].copy_from_slice(&self.xloadflags.to_le_bytes());
         b[18..20].copy_from_slice(&self.boot_protocol.to_le_bytes());
         b[20..24].copy_from_slice(&self.flags.to_le_bytes());
+        b[24..28].copy_from_slice(&self.text_size.to_le_bytes());
+        b[28..32].copy_from_slice(&self.nx_end.to_le_bytes());
         b
     }
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() != Self::SIZE {
+        if b.len() != Self::SIZE && b.len() != Self::SIZE_V1 {
             return None;
         }
+        let u32_at = |o: usize| {
+            b.get(o..o + 4)
+                .map_or(0, |w| u32::from_le_bytes(w.try_into().unwrap()))
+        };
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
         Some(ZbootNote {
             mem_size: u64_at(0),
             alignment: u64_at(8),
             xloadflags: u16::from_le_bytes([b[16], b[17]]),
             boot_protocol: u16::from_le_bytes([b[18], b[19]]),
-            flags: u32::from_le_bytes(b[20..24].try_into().unwrap()),
+            flags: u32_at(20),
+            text_size: u32_at(24),
+            nx_end: u32_at(28),
         })
     }
 }
@@ -250,11 +265,23 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
         facts.alignment = Some(n.alignment);
         facts.xloadflags = n.xloadflags;
         facts.boot_protocol = n.boot_protocol;
-        facts.la57 = n.flags & 1 != 0;
+        facts.la57 = n.flags & ZbootNote::FLAG_LA57 != 0;
         facts.la57_source = Some("zboot-pack note of an extracted kernel".into());
-    } else if let Some(d) = detect_la57(data) {
-        facts.la57 = d.la57 == Some(true);
-        facts.la57_source = Some(d.source);
+        if n.flags & ZbootNote::FLAG_TEXT_RO != 0 {
+            facts.text = Some(TextRange {
+                size: n.text_size.into(),
+                nx_end: Some(n.nx_end.into()),
+            });
+            facts.text_ro_source = Some("zboot-pack note of an extracted kernel".into());
+        }
+    } else {
+        if let Some(d) = detect_la57(data) {
+            facts.la57 = d.la57 == Some(true);
+            facts.la57_source = Some(d.source);
+        }
+        facts.text = text_range(data, &segments, link_virt_base, entry - first);
+        facts.text_ro_source =
+            crate::payload::kernel_version(data).and_then(|v| detect::text_ro_from_version(&v));
     }
     Ok(KernelImage {
         segments,
@@ -262,6 +289,30 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
         relocs,
         facts,
     })
+}
+
+/// `[_text, __start_rodata)` and the non-executable range after it, as image offsets: the text
+/// ends where the `.rodata` section starts (page aligned, past the entry, in the first PT_LOAD or
+/// where the next begins); the range after it ends at the next executable PT_LOAD.
+fn text_range(
+    data: &[u8],
+    segments: &[Segment],
+    link_virt_base: u64,
+    entry_offset: u64,
+) -> Option<TextRange> {
+    let first = segments.first()?;
+    let size = detect::rodata_start(data)?.checked_sub(link_virt_base)?;
+    let only_first = segments[1..].iter().all(|s| s.paddr - first.paddr >= size);
+    if !size.is_multiple_of(4096) || !only_first || size <= entry_offset {
+        return None;
+    }
+    let nx_end = segments
+        .iter()
+        .skip(1)
+        .filter(|s| s.flags & elf::PF_X != 0)
+        .map(|s| (s.paddr - first.paddr) / 4096 * 4096)
+        .min();
+    Some(TextRange { size, nx_end })
 }
 
 /// 5-level support of a bare vmlinux from its own bytes: its exports or symbols, except that a
@@ -366,8 +417,13 @@ mod tests {
             alignment: 0x20_0000,
             xloadflags: 0x7f,
             boot_protocol: 0x20f,
-            flags: 1,
+            flags: ZbootNote::FLAG_LA57 | ZbootNote::FLAG_TEXT_RO,
+            text_size: 0x100_0000,
+            nx_end: 0x207_9000,
         };
         assert_eq!(ZbootNote::from_bytes(&n.to_bytes()), Some(n));
+        // A note written before the text range existed still reads (range 0).
+        let old = ZbootNote::from_bytes(&n.to_bytes()[..24]).unwrap();
+        assert_eq!((old.flags, old.text_size, old.nx_end), (n.flags, 0, 0));
     }
 }

@@ -51,6 +51,20 @@ pub struct Facts {
     pub la57_source: Option<String>,
     /// Memory size recorded in a zboot note of an extracted ELF (keeps round trips exact).
     pub mem_size: Option<u64>,
+    /// Where the kernel's text ends and what after it is never executed early (image offsets).
+    pub text: Option<TextRange>,
+    /// Why the kernel is known to tolerate entry with its text read-only (`None`: not known).
+    pub text_ro_source: Option<String>,
+}
+
+/// The kernel's text and the range after it that holds no early-run code, as offsets from the
+/// image start: `[0, size)` is `[_text, __start_rodata)`; `[size, nx_end)` lies outside every
+/// executable PT_LOAD but the text's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextRange {
+    pub size: u64,
+    /// `None`: to the end of the kernel's memory.
+    pub nx_end: Option<u64>,
 }
 
 impl Facts {
@@ -65,6 +79,8 @@ impl Facts {
             la57: false,
             la57_source: None,
             mem_size: None,
+            text: None,
+            text_ro_source: None,
         }
     }
 }
