@@ -9,11 +9,14 @@
 //! * Debian 13 (trixie)'s `ovmf` (2025.02: strict-NX Secure Boot code, snakeoil-enrolled vars,
 //!   snakeoil keys), fetched through a private apt configuration that leaves the system's apt
 //!   state untouched;
-//! * a busybox initramfs whose `/init` is `fixtures/initramfs/init`.
+//! * a busybox initramfs whose `/init` is `fixtures/initramfs/init`;
+//! * other loaders' tools, unpacked from their suites' packages ([`crate::tools`]): GRUB 2.12
+//!   and 2.06, systemd-stub + ukify 257 and unstable's.
 //!
 //! Every step is idempotent: what is cached is kept (use `--refresh` to re-resolve versions).
 //! Versions and paths are recorded in `manifest.txt` (`key=value` lines) in the cache.
 
+use crate::tools::{self, ToolRoot};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use std::collections::BTreeMap;
 use std::fs;
@@ -119,6 +122,11 @@ pub struct Fixtures {
     pub snakeoil_cert: PathBuf,
     /// gzip'd newc cpio with busybox and `/init`.
     pub initramfs: PathBuf,
+    /// Other loaders' tools ([`crate::tools`]).
+    pub grub212: ToolRoot,
+    pub grub206: ToolRoot,
+    pub uki257: ToolRoot,
+    pub ukisid: ToolRoot,
 }
 
 fn read_manifest(root: &Path) -> BTreeMap<String, String> {
@@ -198,6 +206,10 @@ impl Fixtures {
             snakeoil_key: path("snakeoil.key")?,
             snakeoil_cert: path("snakeoil.cert")?,
             initramfs: path("initramfs")?,
+            grub212: tools::load(root, &m, &tools::GRUB_212)?,
+            grub206: tools::load(root, &m, &tools::GRUB_206)?,
+            uki257: tools::load(root, &m, &tools::UKI_257)?,
+            ukisid: tools::load(root, &m, &tools::UKI_SID)?,
         })
     }
 }
@@ -230,6 +242,10 @@ pub fn ensure(opts: &FetchOptions) -> Result<Fixtures> {
     write_manifest(&root, &m)?;
     build_initramfs(&root, &mut m)?;
     write_manifest(&root, &m)?;
+    for set in tools::ALL {
+        tools::fetch(&root, &mut m, opts, set)?;
+        write_manifest(&root, &m)?;
+    }
 
     let fx = Fixtures::load_from(&root)?;
     eprintln!("fixtures ready in {}", root.display());
@@ -241,11 +257,11 @@ pub fn ensure(opts: &FetchOptions) -> Result<Fixtures> {
     Ok(fx)
 }
 
-fn rel(root: &Path, p: &Path) -> String {
+pub(crate) fn rel(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
 }
 
-fn cached(root: &Path, m: &BTreeMap<String, String>, keys: &[&str]) -> bool {
+pub(crate) fn cached(root: &Path, m: &BTreeMap<String, String>, keys: &[&str]) -> bool {
     keys.iter()
         .all(|k| m.get(*k).is_some_and(|v| root.join(v).exists()))
 }
@@ -278,12 +294,12 @@ fn have_tool(name: &str) -> bool {
 
 /// An apt configuration: the system's, or a private one (`-o ...` options).
 #[derive(Debug, Clone, Default)]
-struct Apt {
+pub(crate) struct Apt {
     opts: Vec<String>,
 }
 
 impl Apt {
-    fn cmd(&self, tool: &str) -> Command {
+    pub(crate) fn cmd(&self, tool: &str) -> Command {
         let mut c = Command::new(tool);
         c.args(["-o", "APT::Sandbox::User=root", "-q"]);
         for o in &self.opts {
@@ -293,7 +309,7 @@ impl Apt {
     }
 
     /// `apt-cache show --no-all-versions PKG` fields of the candidate.
-    fn show(&self, pkg: &str) -> Result<BTreeMap<String, String>> {
+    pub(crate) fn show(&self, pkg: &str) -> Result<BTreeMap<String, String>> {
         let out = run_capture(
             self.cmd("apt-cache")
                 .args(["show", "--no-all-versions", pkg]),
@@ -315,7 +331,7 @@ impl Apt {
     }
 
     /// `apt-get download PKG` into a fresh temporary directory under `work`; returns the .deb.
-    fn download(&self, pkg: &str, work: &Path) -> Result<(tempfile::TempDir, PathBuf)> {
+    pub(crate) fn download(&self, pkg: &str, work: &Path) -> Result<(tempfile::TempDir, PathBuf)> {
         fs::create_dir_all(work)?;
         let dir = tempfile::Builder::new().prefix("dl-").tempdir_in(work)?;
         eprintln!("fixtures: apt-get download {pkg}");
@@ -334,7 +350,7 @@ impl Apt {
 }
 
 /// Extracts the members matching `patterns` (tar wildcards, e.g. `./boot/*`) of a .deb into `dest`.
-fn extract_deb(deb: &Path, dest: &Path, patterns: &[&str]) -> Result<()> {
+pub(crate) fn extract_deb(deb: &Path, dest: &Path, patterns: &[&str]) -> Result<()> {
     fs::create_dir_all(dest)?;
     if patterns.is_empty() {
         run_capture(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dest))?;
@@ -736,7 +752,14 @@ fn parse_one_line_sources(text: &str, out: &mut Vec<(String, Option<String>, Vec
 
 /// A private apt configuration for Debian 13 (trixie) under `<cache>/apt-trixie`.
 fn trixie_apt(root: &Path) -> Result<Apt> {
-    let base = root.join("apt-trixie");
+    suite_apt(root, "trixie")
+}
+
+/// A private apt configuration for another Debian `suite` in `<cache>/apt-<suite>`: one source
+/// line reusing the machine's mirror URI, its own lists and cache; the system's apt state is
+/// never touched. `apt-get update` runs when it has no package lists yet.
+pub(crate) fn suite_apt(root: &Path, suite: &str) -> Result<Apt> {
+    let base = root.join(format!("apt-{suite}"));
     let (uri, keyring) = system_debian_mirror()?;
     for d in [
         "lists/partial",
@@ -751,7 +774,7 @@ fn trixie_apt(root: &Path) -> Result<Apt> {
         .map(|k| format!(" signed-by={k}"))
         .unwrap_or_default();
     let list = base.join("sources.list");
-    let line = format!("deb [arch=amd64{signed}] {uri} trixie main\n");
+    let line = format!("deb [arch=amd64{signed}] {uri} {suite} main\n");
     if fs::read_to_string(&list).ok().as_deref() != Some(line.as_str()) {
         fs::write(&list, line)?;
     }
@@ -771,6 +794,19 @@ fn trixie_apt(root: &Path) -> Result<Apt> {
     })
 }
 
+/// `apt-get update` for a [`suite_apt`] view that has no package lists yet (or on `refresh`).
+pub(crate) fn update_lists(root: &Path, suite: &str, apt: &Apt, refresh: bool) -> Result<()> {
+    let lists = root.join(format!("apt-{suite}/lists"));
+    let have_lists = fs::read_dir(&lists)?
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"));
+    if !have_lists || refresh {
+        eprintln!("fixtures: apt-get update (private {suite} configuration)");
+        run_capture(apt.cmd("apt-get").arg("update"))?;
+    }
+    Ok(())
+}
+
 fn ovmf2025(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) -> Result<()> {
     let keys = ["ovmf2025.dir", "snakeoil.key", "snakeoil.cert"];
     if cached(root, m, &keys) && !opts.refresh {
@@ -778,14 +814,7 @@ fn ovmf2025(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) 
         return Ok(());
     }
     let apt = trixie_apt(root)?;
-    let lists = root.join("apt-trixie/lists");
-    let have_lists = fs::read_dir(&lists)?
-        .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"));
-    if !have_lists || opts.refresh {
-        eprintln!("fixtures: apt-get update (private trixie configuration)");
-        run_capture(apt.cmd("apt-get").arg("update"))?;
-    }
+    update_lists(root, "trixie", &apt, opts.refresh)?;
     let version = apt.show("ovmf/trixie").or_else(|_| apt.show("ovmf"))?["Version"].clone();
     ensure!(
         version.starts_with("2025.02"),

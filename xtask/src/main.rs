@@ -34,6 +34,7 @@ mod qemu;
 mod report;
 mod setup;
 mod test_cmd;
+mod tools;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};

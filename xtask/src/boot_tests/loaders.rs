@@ -1,9 +1,13 @@
-//! Other loaders' boot paths: our image inside a UKI (systemd-stub loads it as `.linux`).
+//! Other loaders' boot paths: our image inside a UKI (systemd-stub loads it as `.linux`), and
+//! GRUB's `linux` command.
 //!
-//! systemd-stub 252 (Debian 12) starts the inner kernel with LoadImage/StartImage only when its
-//! PE MajorImageVersion is at least 1 (Linux's EFI stub version), hands it the `.initrd` through
-//! LoadFile2 and the `.cmdline` as LoadOptions. The UKI is assembled with objcopy as systemd
-//! 252's documentation does it.
+//! systemd-stub 252 (Debian 12) and 257 (Debian 13) start the inner kernel with
+//! LoadImage/StartImage only when its PE MajorImageVersion is at least 1 (Linux's EFI stub
+//! version), hand it the `.initrd` through LoadFile2 and the `.cmdline` as LoadOptions. The 252
+//! UKI is assembled with objcopy as systemd 252's documentation does it; the 257 one by Debian
+//! 13's own `ukify` ([`crate::tools`]). GRUB 2.12 (Debian 13, `grub-mkstandalone`) starts a PE
+//! kernel of stub version >= 1 with LoadImage too, and serves the initrd through LoadFile2 on a
+//! vendor-media device path (the stub must pass LoadFile2 the *remaining* device path).
 
 use super::*;
 use std::process::{Command, Stdio};
@@ -93,6 +97,115 @@ fn uki_252(ctx: &Ctx, fw: Firmware) -> Result<()> {
     Ok(())
 }
 
+/// Debian's 6.1 kernel packed (signed where Secure Boot enforces) inside a UKI built by `set`'s
+/// own `ukify` with its `linuxx64.efi.stub`, the test initramfs and the marker command line.
+fn uki_ukify(ctx: &Ctx, set: &crate::tools::ToolRoot, tag: &str, fw: Firmware) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
+    let dir = qemu::target_dir().join("boot-tests/uki");
+    std::fs::create_dir_all(&dir)?;
+    let linux = if fw.enforcing() {
+        let signed = dir.join(format!("linux-signed-{fw}.efi"));
+        qemu::sign(fx, fw, &image, &signed)?;
+        signed
+    } else {
+        image
+    };
+    let uki = dir.join(format!("uki-{tag}-{fw}.efi"));
+    let o = set
+        .ukify()
+        .arg("build")
+        .arg("--linux")
+        .arg(&linux)
+        .arg("--initrd")
+        .arg(&fx.initramfs)
+        .arg("--cmdline")
+        .arg(baseline_options())
+        .arg("--stub")
+        .arg(set.path("usr/lib/systemd/boot/efi/linuxx64.efi.stub"))
+        .arg("--os-release")
+        .arg("ID=zboot-test\nPRETTY_NAME=\"zboot-pack UKI test\"\n")
+        .arg("--uname")
+        .arg(&fx.kernel.release)
+        .arg("--output")
+        .arg(&uki)
+        .stdin(Stdio::null())
+        .output()?;
+    ensure!(
+        o.status.success(),
+        "ukify {} build: {}",
+        set.version,
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
+    let spec = BootSpec::new(format!("uki-{tag}-{fw}"), fw, BootMode::Bare { image: uki });
+    let out = ctx.boot(&spec)?;
+    let r = check_linux_report(ctx, &out)?;
+    if fw.enforcing() {
+        ensure!(r.secure_boot == Some(true), "Secure Boot not seen enabled");
+    }
+    Ok(())
+}
+
+/// A `grub-mkstandalone` image of `set` whose embedded `grub.cfg` is `cfg`, cached by content.
+fn grub_standalone(set: &crate::tools::ToolRoot, tag: &str, cfg: &str) -> Result<PathBuf> {
+    let dir = qemu::target_dir().join("boot-tests/grub");
+    std::fs::create_dir_all(&dir)?;
+    let cfg_path = dir.join(format!("{tag}.cfg"));
+    let out = dir.join(format!("{tag}.efi"));
+    if std::fs::read_to_string(&cfg_path).ok().as_deref() == Some(cfg) && out.is_file() {
+        return Ok(out);
+    }
+    std::fs::write(&cfg_path, cfg)?;
+    let o = set
+        .command("usr/bin/grub-mkstandalone")
+        .args(["-O", "x86_64-efi", "--locales=", "--fonts=", "--themes="])
+        .arg("-d")
+        .arg(set.path("usr/lib/grub/x86_64-efi"))
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("boot/grub/grub.cfg={}", cfg_path.display()))
+        .stdin(Stdio::null())
+        .output()?;
+    ensure!(
+        o.status.success(),
+        "grub-mkstandalone {}: {}",
+        set.version,
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
+    Ok(out)
+}
+
+/// GRUB's `linux` + `initrd` (command names `linux`/`initrd`, or `linuxefi`/`initrdefi`) on our
+/// image of Debian's 6.1 kernel and the test initramfs, from the ESP, booted as
+/// `\EFI\BOOT\BOOTX64.EFI`.
+fn grub(
+    ctx: &Ctx,
+    set: &crate::tools::ToolRoot,
+    tag: &str,
+    cmds: (&str, &str),
+    fw: Firmware,
+) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
+    let (linux, initrd) = cmds;
+    let cfg = format!(
+        "set timeout=0\ninsmod part_gpt\ninsmod part_msdos\ninsmod fat\nsearch --no-floppy --file --set=root /zboot/linux.efi\n\
+         echo \"zboot test: {linux} $root\"\n\
+         {linux} /zboot/linux.efi {}\n{initrd} /zboot/initrd.img\nboot\n",
+        baseline_options()
+    );
+    let grub = grub_standalone(set, tag, &cfg)?;
+    let mut spec = BootSpec::new(format!("{tag}-{fw}"), fw, BootMode::Bare { image: grub });
+    spec.extra_files = vec![
+        ("zboot/linux.efi".into(), image),
+        ("zboot/initrd.img".into(), fx.initramfs.clone()),
+    ];
+    spec.stop_on.push("error: ".into());
+    let out = ctx.boot(&spec)?;
+    check_linux_report(ctx, &out)?;
+    Ok(())
+}
+
 pub const TESTS: &[BootTest] = &[
     BootTest {
         name: "uki-systemd-stub-252-ovmf2022",
@@ -105,5 +218,53 @@ pub const TESTS: &[BootTest] = &[
     BootTest {
         name: "uki-systemd-stub-252-ovmf2025-secureboot",
         run: |ctx| uki_252(ctx, Firmware::Ovmf2025StrictNxSecureBoot),
+    },
+    BootTest {
+        name: "uki-ukify-257-ovmf2022",
+        run: |ctx| uki_ukify(ctx, &ctx.fixtures()?.uki257, "257", Firmware::Ovmf2022),
+    },
+    BootTest {
+        name: "uki-ukify-257-ovmf2025-strictnx",
+        run: |ctx| {
+            uki_ukify(
+                ctx,
+                &ctx.fixtures()?.uki257,
+                "257",
+                Firmware::Ovmf2025StrictNx,
+            )
+        },
+    },
+    BootTest {
+        name: "uki-ukify-257-ovmf2025-secureboot",
+        run: |ctx| {
+            let set = &ctx.fixtures()?.uki257;
+            uki_ukify(ctx, set, "257", Firmware::Ovmf2025StrictNxSecureBoot)
+        },
+    },
+    BootTest {
+        name: "grub-2.12-linux-ovmf2022",
+        run: |ctx| {
+            let set = &ctx.fixtures()?.grub212;
+            grub(
+                ctx,
+                set,
+                "grub-2.12-linux",
+                ("linux", "initrd"),
+                Firmware::Ovmf2022,
+            )
+        },
+    },
+    BootTest {
+        name: "grub-2.12-linux-ovmf2025-strictnx",
+        run: |ctx| {
+            let set = &ctx.fixtures()?.grub212;
+            grub(
+                ctx,
+                set,
+                "grub-2.12-linux",
+                ("linux", "initrd"),
+                Firmware::Ovmf2025StrictNx,
+            )
+        },
     },
 ];
