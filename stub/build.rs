@@ -86,6 +86,16 @@ const LIBS: [CLib; 2] = [
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("uefi") {
+        // The stub relocates itself (src/image.rs) instead of carrying PE base relocations:
+        // the 64-bit addresses it patches (vtables in read-only data, unwind data) must be in
+        // writable memory, so read-only data joins `.data` (the image stays W^X: `.text` is
+        // R+X, `.data` R+W). Linked at ImageBase 0, as Linux's own PE image is (systemd-stub
+        // 258.x-259.1 load `.linux` only when it is 0).
+        for arg in ["/MERGE:.rdata=.data", "/MERGE:.eh_frame=.data", "/BASE:0"] {
+            println!("cargo:rustc-link-arg-bins={arg}");
+        }
+    }
     println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=ZBOOT_C_OPT");
     let wanted: Vec<&CLib> = LIBS

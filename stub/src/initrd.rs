@@ -99,11 +99,11 @@ const READ_CHUNK: usize = 1 << 20;
 /// `initrd=` files from the volume we were loaded from, concatenated in command-line order into
 /// one allocation (what Linux's `handle_cmdline_files` does).
 fn files(paths: &[alloc::string::String], chunked: bool) -> Result<Initrd, InitrdError> {
-    let device = boot::open_protocol_exclusive::<LoadedImage>(boot::image_handle())
+    let device = crate::memory::get_protocol::<LoadedImage>(boot::image_handle())
         .ok()
         .and_then(|li| li.device())
         .ok_or(InitrdError("initrd=: no loader device", Status::NOT_FOUND))?;
-    let mut fs = boot::open_protocol_exclusive::<uefi::proto::media::fs::SimpleFileSystem>(device)
+    let mut fs = crate::memory::get_protocol::<uefi::proto::media::fs::SimpleFileSystem>(device)
         .map_err(|e| InitrdError("initrd=: no file system", e.status()))?;
     let mut root = fs
         .open_volume()

@@ -19,6 +19,8 @@ mod console;
 #[cfg(target_os = "uefi")]
 mod gop;
 #[cfg(target_os = "uefi")]
+mod image;
+#[cfg(target_os = "uefi")]
 mod initrd;
 #[cfg(target_os = "uefi")]
 mod memory;
@@ -46,8 +48,29 @@ mod pipeline {
     use zboot_format::header::PayloadHeader;
     use zboot_format::relocs::RelocTable;
 
-    #[uefi::entry]
-    fn efi_main() -> uefi::Status {
+    /// The PE entry point. First our own relocations (nothing before them may use a pointer from
+    /// our data: no formatting), then what `#[uefi::entry]` would do, then the pipeline.
+    #[unsafe(export_name = "efi_main")]
+    extern "efiapi" fn efi_main(
+        image_handle: uefi::Handle,
+        system_table: *const core::ffi::c_void,
+    ) -> uefi::Status {
+        // SAFETY: the first statement at entry, single-threaded.
+        let relocated = unsafe { crate::image::relocate() };
+        // SAFETY: the handle and system table the loader passed us, as `#[uefi::entry]` sets them.
+        unsafe {
+            uefi::boot::set_image_handle(image_handle);
+            uefi::table::set_system_table(system_table.cast());
+        }
+        if relocated.is_err() {
+            // Unrelocated: no formatting (it calls through our vtables), a fixed string only.
+            uefi::system::with_stdout(|out| {
+                let _ = out.output_string(uefi::cstr16!(
+                    "zboot: error: stub descriptor missing or invalid (not packed by zboot-pack?)\r\n"
+                ));
+            });
+            return uefi::Status::LOAD_ERROR;
+        }
         let _ = uefi::helpers::init();
         match boot() {
             Ok(never) => match never {},
@@ -62,8 +85,9 @@ mod pipeline {
     /// frees it; nothing jumps into bytes that failed the SHA-256 check.
     fn boot() -> Result<Infallible, Error> {
         // 1. Find and validate the payload in our own image.
-        let image = memory::own_image().efi("LoadedImage")?;
-        let payload = payload::locate(image).map_err(Error::Payload)?;
+        let (image, descriptor) = crate::image::own()
+            .map_err(|e| Error::Payload(payload::PayloadError::Descriptor(e)))?;
+        let payload = payload::locate_with(image, &descriptor).map_err(Error::Payload)?;
         let h = payload.header;
 
         // 2. Command line: embedded first, loader options appended; under Secure Boot an
@@ -339,8 +363,8 @@ mod pipeline {
     }
 
     fn load_options() -> Result<alloc::string::String, Error> {
-        let li = uefi::boot::open_protocol_exclusive::<LoadedImage>(uefi::boot::image_handle())
-            .efi("LoadedImage")?;
+        let li =
+            memory::get_protocol::<LoadedImage>(uefi::boot::image_handle()).efi("LoadedImage")?;
         Ok(li
             .load_options_as_bytes()
             .map(cmdline::utf16le_to_utf8)

@@ -3,7 +3,6 @@
 
 use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::mem::memory_map::MemoryMap;
-use uefi::proto::loaded_image::LoadedImage;
 use uefi::proto::security::MemoryProtection;
 use uefi::{Result, Status};
 use zboot_stub::memstats;
@@ -144,7 +143,7 @@ pub fn allow_execute(addr: u64, len: u64) -> Result<bool> {
     let Ok(handle) = boot::get_handle_for_protocol::<MemoryProtection>() else {
         return Ok(false);
     };
-    let mp = boot::open_protocol_exclusive::<MemoryProtection>(handle)?;
+    let mp = get_protocol::<MemoryProtection>(handle)?;
     use uefi::mem::memory_map::MemoryAttribute as A;
     mp.clear_memory_attributes(addr..addr + len, A::EXECUTE_PROTECT | A::READ_ONLY)?;
     Ok(true)
@@ -158,7 +157,7 @@ pub fn protect_code(addr: u64, len: u64) -> Result<bool> {
     let Ok(handle) = boot::get_handle_for_protocol::<MemoryProtection>() else {
         return Ok(false);
     };
-    let mp = boot::open_protocol_exclusive::<MemoryProtection>(handle)?;
+    let mp = get_protocol::<MemoryProtection>(handle)?;
     use uefi::mem::memory_map::MemoryAttribute as A;
     mp.set_memory_attributes(addr..addr + len, A::READ_ONLY)?;
     mp.clear_memory_attributes(addr..addr + len, A::EXECUTE_PROTECT)?;
@@ -171,7 +170,7 @@ pub fn forbid_execute(addr: u64, len: u64) -> Result<bool> {
     let Ok(handle) = boot::get_handle_for_protocol::<MemoryProtection>() else {
         return Ok(false);
     };
-    let mp = boot::open_protocol_exclusive::<MemoryProtection>(handle)?;
+    let mp = get_protocol::<MemoryProtection>(handle)?;
     use uefi::mem::memory_map::MemoryAttribute as A;
     mp.set_memory_attributes(addr..addr + len, A::EXECUTE_PROTECT)?;
     Ok(true)
@@ -198,16 +197,21 @@ pub fn conventional_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64:
     Ok(v)
 }
 
-/// Our own image as loaded (`ImageBase .. ImageBase + ImageSize`).
-pub fn own_image() -> Result<&'static [u8]> {
-    let li = boot::open_protocol_exclusive::<LoadedImage>(boot::image_handle())?;
-    let (base, size) = li.info();
-    if base.is_null() || size == 0 {
-        return Err(Status::LOAD_ERROR.into());
-    }
-    // SAFETY: the firmware loaded this image there and it stays mapped, read-only for us,
-    // until we exit (the kernel takes over after we are done with it).
-    Ok(unsafe { core::slice::from_raw_parts(base as *const u8, size as usize) })
+/// Open protocol `P` on `handle` without claiming it (GET_PROTOCOL, as Linux's stub does with
+/// HandleProtocol): a parent loader (systemd-stub >= 258 enters us with its own image handle)
+/// or a driver may hold it, and an exclusive open would disconnect them or fail.
+pub fn get_protocol<P: uefi::proto::ProtocolPointer + ?Sized>(
+    handle: uefi::Handle,
+) -> Result<boot::ScopedProtocol<P>> {
+    let params = boot::OpenProtocolParams {
+        handle,
+        agent: boot::image_handle(),
+        controller: None,
+    };
+    // SAFETY: a non-exclusive open is only unsafe in that the protocol could be uninstalled
+    // while we hold it; nothing runs between our open and our last use but our own code
+    // (boot services are single-threaded), and the scope closes it before we return.
+    unsafe { boot::open_protocol::<P>(params, boot::OpenProtocolAttributes::GetProtocol) }
 }
 
 /// Number of descriptors in the current memory map (to size post-exit buffers).
@@ -234,7 +238,7 @@ pub fn load_file2_pages(
     path: &uefi::proto::device_path::DevicePath,
     ty: MemoryType,
 ) -> Result<(Pages, usize)> {
-    let mut lf = boot::open_protocol_exclusive::<RawLoadFile2>(handle)?;
+    let mut lf = get_protocol::<RawLoadFile2>(handle)?;
     let this: *mut uefi_raw::protocol::media::LoadFile2Protocol = &mut lf.0;
     let call = |size: &mut usize, buf: *mut u8| {
         // SAFETY: `this` is the protocol instance opened above (alive for this function), `path`

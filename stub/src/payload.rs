@@ -1,19 +1,19 @@
-//! Step 1: find the `.zpayld` section in our own loaded image and validate its header, and find
-//! the embedded command line / initrd it references.
+//! Step 1: find the payload in our own loaded image through the stub descriptor (never through
+//! PE headers, which a loader may not have copied), validate its header, and find the embedded
+//! command line / initrd it references.
 //!
-//! Pure: works on the in-memory image as a byte slice (`ImageBase .. ImageBase + ImageSize`), so
-//! every offset is bounded by that slice and the logic is tested on the host.
+//! Pure: works on the in-memory image as a byte slice (`__ImageBase .. + image_size`), so every
+//! offset is bounded by that slice and the logic is tested on the host.
 
+use zboot_format::descriptor::{self, DescriptorError, StubDescriptor};
 use zboot_format::header::{self, PayloadHeader};
-use zboot_format::{Arch, HeaderError, PAYLOAD_SECTION};
+use zboot_format::{Arch, HeaderError};
 
 /// Why the payload could not be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PayloadError {
-    /// The PE headers of our own image are malformed (`what` names the broken field).
-    BadPe(&'static str),
-    /// No `.zpayld` section.
-    NoPayloadSection,
+    /// The stub descriptor is missing, unfilled or points outside the image.
+    Descriptor(DescriptorError),
     Header(HeaderError),
     WrongArch,
     /// The embedded command line / initrd RVAs leave the image.
@@ -25,8 +25,7 @@ pub enum PayloadError {
 impl core::fmt::Display for PayloadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            PayloadError::BadPe(what) => write!(f, "malformed PE header of the stub ({what})"),
-            PayloadError::NoPayloadSection => f.write_str("no .zpayld section in the image"),
+            PayloadError::Descriptor(e) => write!(f, "{e}"),
             PayloadError::Header(e) => write!(f, "payload header: {e}"),
             PayloadError::WrongArch => f.write_str("payload is not an x86_64 kernel"),
             PayloadError::EmbeddedOutOfImage => {
@@ -51,49 +50,36 @@ pub struct Payload<'a> {
     pub initrd: Option<&'a [u8]>,
 }
 
-fn le16(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
+/// The descriptor inside a loaded `image` found by its magic (host tools and fuzzing; the stub
+/// reads its own through a symbol).
+pub fn find_descriptor(image: &[u8]) -> Result<StubDescriptor, PayloadError> {
+    let at = image
+        .windows(descriptor::MAGIC.len())
+        .position(|w| w == descriptor::MAGIC)
+        .ok_or(PayloadError::Descriptor(DescriptorError::BadMagic))?;
+    let bytes = image
+        .get(at..at + descriptor::SIZE)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(PayloadError::Descriptor(DescriptorError::OutOfImage))?;
+    Ok(StubDescriptor::from_bytes(bytes))
 }
 
-fn le32(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-
-/// The bytes of the section called `name` in a PE image *as loaded* (sections at their RVAs).
-/// The section spans its VirtualSize, bounded by the image.
-pub fn find_section<'a>(image: &'a [u8], name: &[u8; 8]) -> Result<Option<&'a [u8]>, PayloadError> {
-    let bad = PayloadError::BadPe;
-    if image.get(..2) != Some(b"MZ") {
-        return Err(bad("MZ signature"));
-    }
-    let pe = le32(image, 0x3c).ok_or(bad("e_lfanew"))? as usize;
-    if image.get(pe..pe.checked_add(4).ok_or(bad("e_lfanew"))?) != Some(b"PE\0\0") {
-        return Err(bad("PE signature"));
-    }
-    let coff = pe + 4;
-    let nsections = le16(image, coff + 2).ok_or(bad("NumberOfSections"))? as usize;
-    let opt_size = le16(image, coff + 16).ok_or(bad("SizeOfOptionalHeader"))? as usize;
-    let table = coff + 20 + opt_size;
-    for i in 0..nsections {
-        let s = table + i * 40;
-        let entry = image.get(s..s + 40).ok_or(bad("section table"))?;
-        if &entry[..8] != name {
-            continue;
-        }
-        let vsize = le32(entry, 8).ok_or(bad("VirtualSize"))? as usize;
-        let rva = le32(entry, 12).ok_or(bad("VirtualAddress"))? as usize;
-        let end = rva.checked_add(vsize).ok_or(bad("section bounds"))?;
-        return image
-            .get(rva..end)
-            .map(Some)
-            .ok_or(bad("section beyond image"));
-    }
-    Ok(None)
-}
-
-/// Find and validate the payload in our own loaded `image`.
+/// Find and validate the payload of a loaded `image` whose descriptor is found by its magic.
 pub fn locate(image: &[u8]) -> Result<Payload<'_>, PayloadError> {
-    let section = find_section(image, PAYLOAD_SECTION)?.ok_or(PayloadError::NoPayloadSection)?;
+    locate_with(image, &find_descriptor(image)?)
+}
+
+/// Find and validate the payload in our own loaded `image` (at most `d.image_size` bytes) as
+/// descriptor `d` says.
+pub fn locate_with<'a>(image: &'a [u8], d: &StubDescriptor) -> Result<Payload<'a>, PayloadError> {
+    d.validate().map_err(PayloadError::Descriptor)?;
+    let image = image
+        .get(..d.image_size as usize)
+        .ok_or(PayloadError::Descriptor(DescriptorError::OutOfImage))?;
+    let start = d.payload_rva as usize;
+    let section = image
+        .get(start..start + d.payload_size as usize)
+        .ok_or(PayloadError::Descriptor(DescriptorError::OutOfImage))?;
     let header = PayloadHeader::parse(section).map_err(PayloadError::Header)?;
     if header.arch != Arch::X86_64 {
         return Err(PayloadError::WrongArch);
@@ -129,9 +115,10 @@ pub fn locate(image: &[u8]) -> Result<Payload<'_>, PayloadError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use zboot_format::{Codec, Flags};
+    use zboot_format::{Codec, Flags, PAYLOAD_SECTION};
 
-    /// A minimal in-memory PE image with the given sections (name, rva, bytes).
+    /// A minimal loaded image with the given sections (name, rva, bytes) at their RVAs and, when
+    /// one of them is `.zpayld`, a filled stub descriptor at 0x100 pointing at it.
     pub(crate) fn pe_image(sections: &[(&[u8; 8], usize, &[u8])]) -> Vec<u8> {
         let size = sections
             .iter()
@@ -140,21 +127,16 @@ pub(crate) mod tests {
             .unwrap_or(0x1000)
             .max(0x1000);
         let mut img = vec![0u8; size];
-        img[..2].copy_from_slice(b"MZ");
-        let pe = 0x80;
-        img[0x3c..0x40].copy_from_slice(&(pe as u32).to_le_bytes());
-        img[pe..pe + 4].copy_from_slice(b"PE\0\0");
-        let coff = pe + 4;
-        img[coff + 2..coff + 4].copy_from_slice(&(sections.len() as u16).to_le_bytes());
-        let opt = 112 + 16 * 8;
-        img[coff + 16..coff + 18].copy_from_slice(&(opt as u16).to_le_bytes());
-        let table = coff + 20 + opt;
-        for (i, (name, rva, bytes)) in sections.iter().enumerate() {
-            let s = table + i * 40;
-            img[s..s + 8].copy_from_slice(*name);
-            img[s + 8..s + 12].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
-            img[s + 12..s + 16].copy_from_slice(&(*rva as u32).to_le_bytes());
+        for (name, rva, bytes) in sections {
             img[*rva..*rva + bytes.len()].copy_from_slice(bytes);
+            if *name == zboot_format::PAYLOAD_SECTION {
+                let mut d = StubDescriptor::EMPTY;
+                d.link_base = 0x1_4000_0000;
+                d.image_size = size as u32;
+                d.payload_rva = *rva as u32;
+                d.payload_size = bytes.len() as u32;
+                img[0x100..0x100 + descriptor::SIZE].copy_from_slice(&d.to_bytes());
+            }
         }
         img
     }
@@ -248,14 +230,18 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_broken_images() {
-        assert!(matches!(locate(b"MZ"), Err(PayloadError::BadPe(_))));
-        assert!(matches!(locate(&[0u8; 64]), Err(PayloadError::BadPe(_))));
+        let no_desc = PayloadError::Descriptor(DescriptorError::BadMagic);
+        assert_eq!(locate(b"MZ").unwrap_err(), no_desc);
+        assert_eq!(locate(&[0u8; 64]).unwrap_err(), no_desc);
         let img = pe_image(&[(b".text\0\0\0", 0x1000, &[1; 8])]);
-        assert_eq!(locate(&img).unwrap_err(), PayloadError::NoPayloadSection);
-        // Section pointing beyond the image.
+        assert_eq!(locate(&img).unwrap_err(), no_desc);
+        // A descriptor whose image is larger than what is there.
         let mut img = pe_image(&[(PAYLOAD_SECTION, 0x1000, &[1; 8])]);
         img.truncate(0x1004);
-        assert!(matches!(locate(&img), Err(PayloadError::BadPe(_))));
+        assert_eq!(
+            locate(&img).unwrap_err(),
+            PayloadError::Descriptor(DescriptorError::OutOfImage)
+        );
         // Corrupt header.
         let kernel = b"kernel".to_vec();
         let mut sec = payload_section(&header_for(&kernel, kernel.len()), &kernel);

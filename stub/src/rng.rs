@@ -62,7 +62,7 @@ fn efi_rng(out: &mut [u8]) -> bool {
     let Ok(handle) = uefi::boot::get_handle_for_protocol::<Rng>() else {
         return false;
     };
-    let Ok(mut rng) = uefi::boot::open_protocol_exclusive::<Rng>(handle) else {
+    let Ok(mut rng) = crate::memory::get_protocol::<Rng>(handle) else {
         return false;
     };
     rng.get_rng(None, out).is_ok()

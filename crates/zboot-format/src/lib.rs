@@ -10,12 +10,15 @@
 //! - [`cmdline`]: the command-line rules (embedded line, length the kernel keeps).
 //! - [`bootparam`]: Linux x86 `struct boot_params` and friends, offsets checked by tests.
 //! - [`relocs`]: the x86 `vmlinux.relocs` table: parsing, validation and application.
+//! - [`descriptor`]: the record in the stub's data through which it finds its payload and
+//!   relocates itself (no PE headers, no PE base relocations needed at boot).
 #![no_std]
 
 pub mod bcj;
 pub mod bootparam;
 pub mod cmdline;
 pub mod codec;
+pub mod descriptor;
 pub mod filters;
 pub mod header;
 pub mod relocs;

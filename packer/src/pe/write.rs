@@ -1,11 +1,17 @@
-//! The PE writer: the stub's sections stay at their RVAs (its `.reloc` refers to them), new
-//! sections follow them; headers, file layout, zimg header and checksum are rebuilt; the result
-//! must pass every rule in `rules` before it is returned.
+//! The PE writer: the stub's sections stay at their RVAs (its code and relocations refer to
+//! them), new sections follow them; headers, file layout, zimg header and checksum are rebuilt;
+//! the result must pass every rule in `rules` before it is returned.
+//!
+//! A stub with a [`zboot_format::descriptor`] loses its base relocations: its `.reloc` section
+//! (the last one) is dropped, the relocation directory left empty, and the 64-bit addresses it
+//! listed go into the descriptor with the stub's link base, the image size and where the payload
+//! is, so the stub relocates itself and finds its payload without PE headers.
 
 use anyhow::{Context, Result, bail};
 use object::pe::*;
 use object::pod::bytes_of;
 use object::{LittleEndian as LE, U16, U32};
+use zboot_format::descriptor::{self, StubDescriptor};
 use zboot_format::zimg::{self, ZimgHeader};
 
 use super::read::{PeFile, pe_checksum};
@@ -37,7 +43,70 @@ pub struct ZimgSpec {
 pub struct Options {
     /// COFF TimeDateStamp.
     pub timestamp: u32,
+    /// Where the payload is (also what the stub descriptor records).
     pub zimg: Option<ZimgSpec>,
+}
+
+/// The stub's base relocations as RVAs of 64-bit absolute addresses (`IMAGE_REL_BASED_DIR64`;
+/// padding entries skipped, any other type refused).
+fn stub_relocs(stub: &PeFile) -> Result<Vec<u32>> {
+    let (rva, size) = stub.dir(IMAGE_DIRECTORY_ENTRY_BASERELOC);
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    let table = stub
+        .rva_bytes(rva, size)
+        .context("stub: base relocation table outside the file")?;
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off + 8 <= table.len() {
+        let page = u32::from_le_bytes(table[off..off + 4].try_into().unwrap());
+        let len = u32::from_le_bytes(table[off + 4..off + 8].try_into().unwrap()) as usize;
+        if len < 8 || off + len > table.len() {
+            bail!("stub: base relocation block at {off:#x} has bad size {len:#x}");
+        }
+        for e in table[off + 8..off + len].chunks_exact(2) {
+            let e = u16::from_le_bytes([e[0], e[1]]);
+            match e >> 12 {
+                IMAGE_REL_BASED_ABSOLUTE => {}
+                IMAGE_REL_BASED_DIR64 => out.push(page + u32::from(e & 0xfff)),
+                t => bail!("stub: base relocation type {t} unsupported (only DIR64)"),
+            }
+        }
+        off += len;
+    }
+    Ok(out)
+}
+
+/// Where the stub's descriptor sits: (stub section index, offset in its raw data). It must be
+/// exactly once in the stub, in a writable section.
+fn find_descriptor(stub: &PeFile) -> Result<Option<(usize, usize)>> {
+    let mut found = Vec::new();
+    for (i, s) in stub.sections.iter().enumerate() {
+        let raw = stub.raw(s);
+        let mut from = 0;
+        while let Some(p) = raw[from..]
+            .windows(descriptor::MAGIC.len())
+            .position(|w| w == descriptor::MAGIC)
+        {
+            found.push((i, from + p));
+            from += p + 1;
+        }
+    }
+    match found.as_slice() {
+        [] => Ok(None),
+        [(i, off)] => {
+            let s = &stub.sections[*i];
+            if s.characteristics() & IMAGE_SCN_MEM_WRITE == 0 {
+                bail!("stub: its descriptor is in read-only section {}", s.name());
+            }
+            if stub.raw(s).len() < off + descriptor::SIZE {
+                bail!("stub: its descriptor is truncated");
+            }
+            Ok(Some((*i, *off)))
+        }
+        _ => bail!("stub: {} descriptor magics", found.len()),
+    }
 }
 
 /// The stub facts the layout needs.
@@ -66,11 +135,27 @@ fn check_stub(stub: &PeFile) -> Result<()> {
     Ok(())
 }
 
+/// The stub sections the output keeps: all but a trailing `.reloc` when the stub carries a
+/// descriptor (it relocates itself).
+fn kept_sections(stub: &PeFile) -> Result<usize> {
+    let n = stub.sections.len();
+    if find_descriptor(stub)?.is_none() {
+        return Ok(n);
+    }
+    let relocs = stub.sections.iter().position(|s| s.name() == ".reloc");
+    match relocs {
+        None => Ok(n),
+        Some(i) if i == n - 1 => Ok(n - 1),
+        Some(_) => bail!("stub: .reloc is not its last section"),
+    }
+}
+
 /// RVAs the new sections of the given sizes will get after the stub's sections.
 pub fn plan_rvas(stub: &PeFile, sizes: &[u64]) -> Result<Vec<u32>> {
     check_stub(stub)?;
+    let kept = kept_sections(stub)?;
     let mut next = align32(
-        stub.sections.last().map_or(0, |s| s.va_end()),
+        stub.sections[..kept].last().map_or(0, |s| s.va_end()),
         SECTION_ALIGNMENT,
     );
     let mut out = Vec::with_capacity(sizes.len());
@@ -104,13 +189,19 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         header: ImageSectionHeader,
         data: Vec<u8>,
     }
-    let mut out_sections: Vec<Out> = stub
-        .sections
+    let kept = kept_sections(&stub)?;
+    let descriptor_at = find_descriptor(&stub)?;
+    let mut out_sections: Vec<Out> = stub.sections[..kept]
         .iter()
         .map(|s| {
             let mut data = stub.raw(s).to_vec();
             // Keep raw data no longer than the (file-aligned) memory size.
             data.truncate(align32(s.vsize(), FILE_ALIGNMENT) as usize);
+            // Zero-initialized data is stored as zeros: systemd-stub >= 258 skips sections
+            // without file bytes, leaving their memory as it found it.
+            if data.is_empty() {
+                data.resize(s.vsize() as usize, 0);
+            }
             Out {
                 header: s.header,
                 data,
@@ -173,6 +264,18 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         pos = pos.checked_add(raw).context("image too large")?;
     }
     let file_size = pos as usize;
+    // No section holds more file bytes than it spans in memory (systemd-stub >= 258 refuses
+    // that): the memory size covers the file-aligned raw size. Code spans whole pages: a loader
+    // that makes it read-only + executable with the memory attribute protocol (systemd-stub
+    // >= 258 for an NX_COMPAT image) needs page-sized ranges (OVMF answers UNSUPPORTED else).
+    for o in &mut out_sections {
+        let raw = o.header.size_of_raw_data.get(LE);
+        let mut vsize = o.header.virtual_size.get(LE).max(raw);
+        if o.header.characteristics.get(LE) & IMAGE_SCN_MEM_EXECUTE != 0 {
+            vsize = align32(vsize, SECTION_ALIGNMENT);
+        }
+        o.header.virtual_size = U32::new(LE, vsize);
+    }
     let last = &out_sections.last().unwrap().header;
     let size_of_image = align32(
         last.virtual_address.get(LE) + last.virtual_size.get(LE),
@@ -219,7 +322,24 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
             }
         })
         .collect();
-    for i in [IMAGE_DIRECTORY_ENTRY_DEBUG, IMAGE_DIRECTORY_ENTRY_SECURITY] {
+    if let Some((i, off)) = descriptor_at {
+        fill_descriptor(
+            &stub,
+            &mut out_sections[i].data[off..],
+            size_of_image,
+            opts,
+            &rvas,
+        )?;
+    }
+    let dropped_relocs = descriptor_at.is_some();
+    for i in [
+        IMAGE_DIRECTORY_ENTRY_DEBUG,
+        IMAGE_DIRECTORY_ENTRY_SECURITY,
+        IMAGE_DIRECTORY_ENTRY_BASERELOC,
+    ] {
+        if i == IMAGE_DIRECTORY_ENTRY_BASERELOC && !dropped_relocs {
+            continue;
+        }
         if let Some(d) = dirs.get_mut(i) {
             *d = ImageDataDirectory {
                 virtual_address: U32::new(LE, 0),
@@ -232,7 +352,7 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
     let mut dos = [0u8; zimg::HEADER_LEN];
     match opts.zimg {
         Some(z) => {
-            let sec = &out_sections[stub.sections.len() + z.section].header;
+            let sec = &out_sections[kept + z.section].header;
             ZimgHeader {
                 payload_offset: sec.pointer_to_raw_data.get(LE) + z.offset,
                 payload_size: z.size,
@@ -279,6 +399,38 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
     Ok(out)
 }
 
+/// Fill the stub descriptor (`bytes` start at it): the stub's link base and 64-bit addresses to
+/// relocate, the image size, the payload section.
+fn fill_descriptor(
+    stub: &PeFile,
+    bytes: &mut [u8],
+    size_of_image: u32,
+    opts: &Options,
+    rvas: &[u32],
+) -> Result<()> {
+    let relocs = stub_relocs(stub)?;
+    let mut d = StubDescriptor::EMPTY;
+    if relocs.len() > descriptor::MAX_RELOCS {
+        bail!(
+            "stub: {} base relocations (its descriptor holds {})",
+            relocs.len(),
+            descriptor::MAX_RELOCS
+        );
+    }
+    d.reloc_count = relocs.len() as u32;
+    d.relocs[..relocs.len()].copy_from_slice(&relocs);
+    d.link_base = stub.opt.image_base.get(LE);
+    d.image_size = size_of_image;
+    if let Some(z) = opts.zimg {
+        d.payload_rva = rvas[z.section];
+        d.payload_size = z.offset + z.size;
+    }
+    d.validate()
+        .map_err(|e| anyhow::anyhow!("stub descriptor: {e}"))?;
+    bytes[..descriptor::SIZE].copy_from_slice(&d.to_bytes());
+    Ok(())
+}
+
 /// Zero the debug directory entries and the data they point to (rust-lld records an absolute PDB
 /// path there, which makes builds irreproducible). `data[i]` is the raw data of stub section `i`.
 fn clear_debug_data(stub: &PeFile, data: &mut [&mut Vec<u8>]) {
@@ -287,7 +439,7 @@ fn clear_debug_data(stub: &PeFile, data: &mut [&mut Vec<u8>]) {
         return;
     }
     let mut clear = |rva: u32, len: u32| {
-        for (i, s) in stub.sections.iter().enumerate() {
+        for (i, s) in stub.sections.iter().enumerate().take(data.len()) {
             if s.contains_rva(rva) {
                 let start = (rva - s.va()) as usize;
                 let end = start.saturating_add(len as usize).min(data[i].len());
@@ -330,12 +482,28 @@ mod tests {
         let pe = PeFile::parse(&out).unwrap();
         assert_eq!(pe.dir(IMAGE_DIRECTORY_ENTRY_DEBUG), (0, 0));
         let stub = PeFile::parse(EMBEDDED_STUB).unwrap();
+        // The stub's sections keep their places; its .reloc is gone (it relocates itself from
+        // its descriptor), code spans whole pages, no section has more file than memory bytes.
+        assert_eq!(stub.sections.last().unwrap().name(), ".reloc");
+        assert_eq!(pe.sections.len(), stub.sections.len() - 1);
+        assert_eq!(pe.dir(IMAGE_DIRECTORY_ENTRY_BASERELOC), (0, 0));
         for (a, b) in stub.sections.iter().zip(&pe.sections) {
             assert_eq!(
-                (a.va(), a.vsize(), a.characteristics()),
-                (b.va(), b.vsize(), b.characteristics())
+                (a.va(), a.characteristics()),
+                (b.va(), b.characteristics())
             );
+            assert!(b.vsize() >= a.vsize() && b.vsize() >= b.raw_size());
+            if b.characteristics() & IMAGE_SCN_MEM_EXECUTE != 0 {
+                assert_eq!(b.vsize() % SECTION_ALIGNMENT, 0);
+            }
         }
+        let (i, off) = find_descriptor(&stub).unwrap().unwrap();
+        let raw = pe.raw(&pe.sections[i]);
+        let d = StubDescriptor::from_bytes(raw[off..off + descriptor::SIZE].try_into().unwrap());
+        assert_eq!(d.relocs(), &stub_relocs(&stub).unwrap()[..]);
+        assert!(!d.relocs().is_empty());
+        assert_eq!(d.link_base, stub.opt.image_base.get(LE));
+        assert_eq!(d.image_size, pe.opt.size_of_image.get(LE));
     }
 
     #[test]
@@ -378,14 +546,17 @@ mod tests {
             prop_assert_eq!(&out, &write(EMBEDDED_STUB, &new, &opts).unwrap());
             let pe = PeFile::parse(&out).unwrap();
             let stub = PeFile::parse(EMBEDDED_STUB).unwrap();
-            let n_stub = stub.sections.len();
+            let n_stub = kept_sections(&stub).unwrap();
             prop_assert_eq!(pe.sections.len(), n_stub + new.len());
             prop_assert_eq!(pe.file_header.time_date_stamp.get(LE), ts);
             let planned = plan_rvas(&stub, &new.iter().map(|s| s.data.len() as u64).collect::<Vec<_>>()).unwrap();
             for (i, s) in new.iter().enumerate() {
                 let got = &pe.sections[n_stub + i];
                 prop_assert_eq!(got.va(), planned[i]);
-                prop_assert_eq!(pe.contents(got), &s.data[..]);
+                // Memory size covers the file-aligned raw size: the data, then zeros.
+                let (data, pad) = pe.contents(got).split_at(s.data.len());
+                prop_assert_eq!(data, &s.data[..]);
+                prop_assert!(pad.iter().all(|&b| b == 0) && got.vsize() == got.raw_size());
                 prop_assert_eq!(got.raw_ptr() % FILE_ALIGNMENT, 0);
             }
             prop_assert_eq!(out.len() % FILE_ALIGNMENT as usize, 0);

@@ -242,6 +242,24 @@ pub const TESTS: &[BootTest] = &[
         },
     },
     BootTest {
+        name: "uki-ukify-unstable-ovmf2022",
+        run: |ctx| uki_ukify(ctx, &ctx.fixtures()?.ukisid, "unstable", Firmware::Ovmf2022),
+    },
+    BootTest {
+        name: "uki-ukify-unstable-ovmf2025-strictnx",
+        run: |ctx| {
+            let set = &ctx.fixtures()?.ukisid;
+            uki_ukify(ctx, set, "unstable", Firmware::Ovmf2025StrictNx)
+        },
+    },
+    BootTest {
+        name: "uki-ukify-unstable-ovmf2025-secureboot",
+        run: |ctx| {
+            let set = &ctx.fixtures()?.ukisid;
+            uki_ukify(ctx, set, "unstable", Firmware::Ovmf2025StrictNxSecureBoot)
+        },
+    },
+    BootTest {
         name: "grub-2.12-linux-ovmf2022",
         run: |ctx| {
             let set = &ctx.fixtures()?.grub212;
