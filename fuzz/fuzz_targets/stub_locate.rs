@@ -1,6 +1,6 @@
-//! The stub's first step, `payload::locate`, on an arbitrary "loaded image": PE headers of its
-//! own image, the `.zpayld` section, the payload header, the embedded command line/initrd
-//! references and their checksum. Invariant: no panic; what it returns lies inside the image.
+//! The stub's first step, `payload::locate`, on an arbitrary "loaded image": the stub descriptor
+//! (found by its magic), the payload range it names, the payload header, the embedded command
+//! line/initrd references and their checksum. Invariant: no panic; what it returns lies inside the image.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -476,3 +476,21 @@ fn build_tree_relocs_and_config_are_found() {
     assert!(r.stderr.contains("is older than"), "{}", r.stderr);
     assert!(!flags(&out).has(Flags::RELOCS));
 }
+
+/// The setup header (EFI handover protocol) is checked by `verify`: a changed handover_offset is
+/// a violation.
+#[test]
+fn verify_checks_the_setup_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = write(dir.path(), "vmlinux", &testkit::vmlinux(false));
+    let out = dir.path().join("o.efi");
+    pack_ok(&[&elf, &"-o", &out, &"-q"]);
+    assert_eq!(run(&[&"verify", &out]).code, 0);
+    let mut img = std::fs::read(&out).unwrap();
+    // handover_offset is the u32 at 0x264 (Documentation/arch/x86/boot.rst).
+    img[0x264] ^= 0x10;
+    let bad = write(dir.path(), "bad.efi", &img);
+    let r = run(&[&"verify", &bad]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("setup header differs"), "{}", r.stdout);
+}

@@ -18,6 +18,8 @@ pub enum Error {
     EmbeddedCmdline(CmdlineError),
     /// The composed line (embedded + loader options) is longer than the kernel keeps.
     CmdlineTooLong(CmdlineError),
+    /// A handover loader's boot_params point at memory nobody allocated.
+    LoaderParams(zboot_stub::loader_params::ParamsError),
 }
 
 impl Error {
@@ -26,7 +28,7 @@ impl Error {
             Error::Efi(_, s) => *s,
             Error::Decode(_) | Error::StreamChecksum => Status::CRC_ERROR,
             Error::Payload(_) | Error::Relocs(_) | Error::EmbeddedCmdline(_) => Status::LOAD_ERROR,
-            Error::CmdlineTooLong(_) => Status::INVALID_PARAMETER,
+            Error::CmdlineTooLong(_) | Error::LoaderParams(_) => Status::INVALID_PARAMETER,
         }
     }
 }
@@ -42,6 +44,7 @@ impl core::fmt::Display for Error {
             }
             Error::Relocs(e) => write!(f, "relocation table rejected: {e}"),
             Error::EmbeddedCmdline(e) => write!(f, "embedded command line refused: {e}"),
+            Error::LoaderParams(e) => write!(f, "{e}"),
             Error::CmdlineTooLong(e) => write!(f, "kernel command line refused: {e}"),
         }
     }

@@ -9,17 +9,37 @@
 //! [`relocate`] must run first at entry: until it has, every pointer stored in our data (a
 //! vtable's function pointers, so any formatting) is the link-time value.
 
+use core::ffi::c_void;
 use zboot_format::descriptor::{DescriptorError, StubDescriptor};
+
+/// The descriptor and, right after it (`descriptor::HANDOVER_AT`), the address of our EFI
+/// handover entry, which the packer turns into the setup header's `handover_offset`.
+#[repr(C)]
+struct StubRecord {
+    descriptor: StubDescriptor,
+    handover: HandoverEntry,
+}
+
+/// `extern "sysv64" fn(image handle, system table, boot_params) -> EFI status` (main.rs).
+type HandoverEntry = unsafe extern "sysv64" fn(*mut c_void, *const c_void, *mut c_void) -> usize;
 
 /// Filled in by zboot-pack; its magic lets the packer find it. In writable data: [`relocate`]
 /// records the applied base in it.
 #[used]
 #[unsafe(no_mangle)]
-static mut ZBOOT_STUB_DESCRIPTOR: StubDescriptor = StubDescriptor::EMPTY;
+static mut ZBOOT_STUB_DESCRIPTOR: StubRecord = StubRecord {
+    descriptor: StubDescriptor::EMPTY,
+    handover: zboot_handover_entry,
+};
 
 unsafe extern "C" {
     /// The first byte of our image (lld-link's symbol).
     static __ImageBase: u8;
+}
+
+unsafe extern "sysv64" {
+    /// The EFI handover entry (main.rs).
+    fn zboot_handover_entry(handle: *mut c_void, st: *const c_void, bp: *mut c_void) -> usize;
 }
 
 /// Where our image starts in memory.
@@ -31,7 +51,7 @@ fn base() -> u64 {
 /// compiler saw it, hence volatile).
 fn descriptor() -> StubDescriptor {
     // SAFETY: a plain static of integers, written only by `relocate` (single-threaded).
-    unsafe { core::ptr::read_volatile(&raw const ZBOOT_STUB_DESCRIPTOR) }
+    unsafe { core::ptr::read_volatile(&raw const ZBOOT_STUB_DESCRIPTOR.descriptor) }
 }
 
 /// Apply the difference between where we are and where we were linked to every 64-bit address
@@ -53,7 +73,7 @@ pub unsafe fn relocate() -> Result<(), DescriptorError> {
             unsafe { at.write_unaligned(at.read_unaligned().wrapping_add(delta)) };
         }
         // SAFETY: as above; later calls see the addresses as current.
-        unsafe { (&raw mut ZBOOT_STUB_DESCRIPTOR.link_base).write_volatile(base) };
+        unsafe { (&raw mut ZBOOT_STUB_DESCRIPTOR.descriptor.link_base).write_volatile(base) };
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Step 5: the initrd. In order of preference: LoadFile2 on the LINUX_EFI_INITRD_MEDIA_GUID
+//! Step 5: the initrd. In order of preference: the one a handover loader put in boot_params,
+//! LoadFile2 on the LINUX_EFI_INITRD_MEDIA_GUID
 //! vendor media device path (systemd-boot, GRUB), else `initrd=` files from the volume we were
 //! loaded from, else the embedded initrd. `noinitrd` disables all three. Never LoadFile2 and
 //! `initrd=` together (systemd-boot also writes `initrd=` into the options).
@@ -18,6 +19,8 @@ pub const LINUX_EFI_INITRD_MEDIA_GUID: Guid = guid!("5568e427-68fc-4f3d-ac74-ca5
 /// Where the initrd came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
+    /// The handover loader's boot_params (its memory; passed on as it is).
+    Loader,
     LoadFile2,
     Files,
     Embedded,
@@ -47,10 +50,19 @@ pub struct InitrdError(pub &'static str, pub Status);
 
 pub fn load(
     opts: &Options,
+    from_loader: Option<(u64, u64)>,
     embedded: Option<&'static [u8]>,
 ) -> Result<Option<Initrd>, InitrdError> {
     if opts.noinitrd {
         return Ok(None);
+    }
+    if let Some((addr, size)) = from_loader {
+        return Ok(Some(Initrd {
+            source: Source::Loader,
+            addr,
+            size,
+            _pages: None,
+        }));
     }
     if let Some(i) = load_file2()? {
         return Ok(Some(i));

@@ -8,5 +8,6 @@ extern crate alloc;
 pub mod arch;
 pub mod cmdline;
 pub mod decode;
+pub mod loader_params;
 pub mod memstats;
 pub mod payload;

@@ -48,15 +48,51 @@ mod pipeline {
     use zboot_format::header::PayloadHeader;
     use zboot_format::relocs::RelocTable;
 
-    /// The PE entry point. First our own relocations (nothing before them may use a pointer from
-    /// our data: no formatting), then what `#[uefi::entry]` would do, then the pipeline.
+    /// How we were started.
+    #[derive(Clone, Copy)]
+    enum Entry {
+        /// As a PE image (LoadImage/StartImage, or systemd-stub's own loader): options from
+        /// LoadedImage, initrd through LoadFile2 / `initrd=` / embedded.
+        Pe,
+        /// Through the EFI handover protocol (GRUB `linuxefi`): command line and initrd from the
+        /// loader's boot_params at this address.
+        Handover(u64),
+    }
+
+    /// The PE entry point.
     #[unsafe(export_name = "efi_main")]
     extern "efiapi" fn efi_main(
         image_handle: uefi::Handle,
         system_table: *const core::ffi::c_void,
     ) -> uefi::Status {
+        start(Some(image_handle), system_table, Entry::Pe)
+    }
+
+    /// The EFI handover entry (setup header `handover_offset`): a loader copied the file flat
+    /// and calls us with the SysV ABI.
+    #[unsafe(no_mangle)]
+    extern "sysv64" fn zboot_handover_entry(
+        image_handle: *mut core::ffi::c_void,
+        system_table: *const core::ffi::c_void,
+        boot_params: *mut core::ffi::c_void,
+    ) -> uefi::Status {
+        // SAFETY: a handle is an opaque pointer; `from_ptr` only checks it for null.
+        let handle = unsafe { uefi::Handle::from_ptr(image_handle) };
+        start(handle, system_table, Entry::Handover(boot_params as u64))
+    }
+
+    /// Both entries: first our own relocations (nothing before them may use a pointer from our
+    /// data: no formatting), then what `#[uefi::entry]` would do, then the pipeline.
+    fn start(
+        image_handle: Option<uefi::Handle>,
+        system_table: *const core::ffi::c_void,
+        entry: Entry,
+    ) -> uefi::Status {
         // SAFETY: the first statement at entry, single-threaded.
         let relocated = unsafe { crate::image::relocate() };
+        let Some(image_handle) = image_handle.filter(|_| !system_table.is_null()) else {
+            return uefi::Status::INVALID_PARAMETER;
+        };
         // SAFETY: the handle and system table the loader passed us, as `#[uefi::entry]` sets them.
         unsafe {
             uefi::boot::set_image_handle(image_handle);
@@ -71,8 +107,7 @@ mod pipeline {
             });
             return uefi::Status::LOAD_ERROR;
         }
-        let _ = uefi::helpers::init();
-        match boot() {
+        match boot(entry) {
             Ok(never) => match never {},
             Err(e) => {
                 error!("{}", e);
@@ -83,7 +118,7 @@ mod pipeline {
 
     /// The boot pipeline. Every allocation is owned until the hand-off, so an early return
     /// frees it; nothing jumps into bytes that failed the SHA-256 check.
-    fn boot() -> Result<Infallible, Error> {
+    fn boot(entry: Entry) -> Result<Infallible, Error> {
         // 1. Find and validate the payload in our own image.
         let (image, descriptor) = crate::image::own()
             .map_err(|e| Error::Payload(payload::PayloadError::Descriptor(e)))?;
@@ -100,13 +135,23 @@ mod pipeline {
                 zboot_format::cmdline::check_embedded(bytes).map_err(Error::EmbeddedCmdline)?
             }
         };
-        let loader = load_options()?;
+        let handover = match entry {
+            Entry::Pe => None,
+            Entry::Handover(bp) => Some(handover_params(bp)?),
+        };
+        let loader = match &handover {
+            None => load_options()?,
+            Some((cmdline, _)) => cmdline.clone(),
+        };
         let locked = matches!(sb_mode, bp::secure_boot::ENABLED | bp::secure_boot::UNKNOWN);
         let use_loader = cmdline::loader_options_allowed(embedded, locked);
         let line = cmdline::compose(embedded, if use_loader { &loader } else { "" });
         zboot_format::cmdline::check_len(line.len()).map_err(Error::CmdlineTooLong)?;
         let opts = cmdline::Options::parse(&line);
         console::set_debug(opts.efi_debug);
+        if let Entry::Handover(bp) = entry {
+            progress!("EFI handover: boot_params at {:#x}", bp);
+        }
         if !use_loader && !loader.trim().is_empty() {
             progress!(
                 "Secure Boot: loader options ignored, the embedded command line stands alone"
@@ -154,7 +199,8 @@ mod pipeline {
         unpack(&h, payload.compressed, &mut kernel, delta)?;
 
         // 5. Initrd.
-        let initrd = memstats::for_payload(|| initrd::load(&opts, payload.initrd))
+        let from_loader = handover.and_then(|(_, rd)| rd);
+        let initrd = memstats::for_payload(|| initrd::load(&opts, from_loader, payload.initrd))
             .map_err(|e| Error::Efi(e.0, e.1))?;
         if let Some(i) = &initrd {
             progress!("initrd {:?} {:#x}+{:#x}", i.source, i.addr, i.size);
@@ -360,6 +406,31 @@ mod pipeline {
             // SAFETY: the trampoline code and variables are complete; see the caller.
             unsafe { handoff::jump_via_trampoline(self.code, v) }
         }
+    }
+
+    /// The command line and initrd a handover loader put in the boot_params at `bp`, each
+    /// checked to lie in memory that was allocated before a byte of it is read.
+    fn handover_params(bp: u64) -> Result<(alloc::string::String, Option<(u64, u64)>), Error> {
+        use zboot_stub::loader_params as lp;
+        let ranges = memory::allocated_ranges().efi("GetMemoryMap")?;
+        lp::check_boot_params(&ranges, bp).map_err(Error::LoaderParams)?;
+        // SAFETY: 4096 bytes at `bp` lie in allocated memory (checked); BootParams is plain data.
+        let params = unsafe { core::ptr::read_unaligned(bp as *const BootParams) };
+        let found = lp::read(&params, &ranges).map_err(Error::LoaderParams)?;
+        let cmdline = match found.cmdline {
+            None => alloc::string::String::new(),
+            Some((at, max)) => {
+                // SAFETY: `max` bytes at `at` lie in allocated memory (checked by `read`).
+                let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, max as usize) };
+                lp::cmdline_text(bytes).ok_or(Error::CmdlineTooLong(
+                    zboot_format::cmdline::CmdlineError::TooLong {
+                        len: max as usize,
+                        max: zboot_format::cmdline::MAX_LEN,
+                    },
+                ))?
+            }
+        };
+        Ok((cmdline, found.initrd))
     }
 
     fn load_options() -> Result<alloc::string::String, Error> {

@@ -197,12 +197,49 @@ pub fn conventional_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64:
     Ok(v)
 }
 
+/// Memory a loader or boot service allocated (loader/boot-services code and data), merged, for
+/// checking what a handover loader points us at.
+pub fn allocated_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange>> {
+    use zboot_stub::arch::x86_64::kaslr::FreeRange;
+    let map = boot::memory_map(MemoryType::LOADER_DATA)?;
+    let mut v: alloc::vec::Vec<FreeRange> = map
+        .entries()
+        .filter(|d| {
+            matches!(
+                d.ty,
+                MemoryType::LOADER_CODE
+                    | MemoryType::LOADER_DATA
+                    | MemoryType::BOOT_SERVICES_CODE
+                    | MemoryType::BOOT_SERVICES_DATA
+            )
+        })
+        .map(|d| FreeRange {
+            start: d.phys_start,
+            end: d
+                .phys_start
+                .saturating_add(d.page_count.saturating_mul(PAGE)),
+        })
+        .collect();
+    v.sort_unstable_by_key(|r| r.start);
+    let mut merged: alloc::vec::Vec<FreeRange> = alloc::vec::Vec::with_capacity(v.len());
+    for r in v {
+        match merged.last_mut() {
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => merged.push(r),
+        }
+    }
+    Ok(merged)
+}
+
 /// Open protocol `P` on `handle` without claiming it (GET_PROTOCOL, as Linux's stub does with
 /// HandleProtocol): a parent loader (systemd-stub >= 258 enters us with its own image handle)
-/// or a driver may hold it, and an exclusive open would disconnect them or fail.
+/// or a driver may hold it, and an exclusive open would disconnect them or fail. Never closed:
+/// GET_PROTOCOL opens need no CloseProtocol, and EDK2 keeps one record per (agent, controller)
+/// for them, so closing one of two overlapping opens (ours, or a loader's made with our handle
+/// as agent, as systemd-boot does) makes the other's close fail.
 pub fn get_protocol<P: uefi::proto::ProtocolPointer + ?Sized>(
     handle: uefi::Handle,
-) -> Result<boot::ScopedProtocol<P>> {
+) -> Result<Got<P>> {
     let params = boot::OpenProtocolParams {
         handle,
         agent: boot::image_handle(),
@@ -210,8 +247,27 @@ pub fn get_protocol<P: uefi::proto::ProtocolPointer + ?Sized>(
     };
     // SAFETY: a non-exclusive open is only unsafe in that the protocol could be uninstalled
     // while we hold it; nothing runs between our open and our last use but our own code
-    // (boot services are single-threaded), and the scope closes it before we return.
-    unsafe { boot::open_protocol::<P>(params, boot::OpenProtocolAttributes::GetProtocol) }
+    // (boot services are single-threaded).
+    let p = unsafe { boot::open_protocol::<P>(params, boot::OpenProtocolAttributes::GetProtocol) }?;
+    Ok(Got(core::mem::ManuallyDrop::new(p)))
+}
+
+/// A protocol opened by [`get_protocol`].
+pub struct Got<P: uefi::proto::ProtocolPointer + ?Sized>(
+    core::mem::ManuallyDrop<boot::ScopedProtocol<P>>,
+);
+
+impl<P: uefi::proto::ProtocolPointer + ?Sized> core::ops::Deref for Got<P> {
+    type Target = P;
+    fn deref(&self) -> &P {
+        &self.0
+    }
+}
+
+impl<P: uefi::proto::ProtocolPointer + ?Sized> core::ops::DerefMut for Got<P> {
+    fn deref_mut(&mut self) -> &mut P {
+        &mut self.0
+    }
 }
 
 /// Number of descriptors in the current memory map (to size post-exit buffers).
@@ -239,13 +295,14 @@ pub fn load_file2_pages(
     ty: MemoryType,
 ) -> Result<(Pages, usize)> {
     let mut lf = get_protocol::<RawLoadFile2>(handle)?;
-    let this: *mut uefi_raw::protocol::media::LoadFile2Protocol = &mut lf.0;
+    let load_file = (*lf).0.load_file;
+    let this: *mut uefi_raw::protocol::media::LoadFile2Protocol = &mut (*lf).0;
     let call = |size: &mut usize, buf: *mut u8| {
         // SAFETY: `this` is the protocol instance opened above (alive for this function), `path`
         // a valid device path, `size` a valid in/out pointer, and `buf` null (size query) or
         // `*size` writable bytes; the firmware keeps no pointer to any of them.
         unsafe {
-            (lf.0.load_file)(
+            load_file(
                 this,
                 path.as_ffi_ptr().cast(),
                 uefi_raw::Boolean::FALSE,

@@ -254,6 +254,20 @@ impl BootParams {
 }
 
 impl SetupHeader {
+    /// Its bytes, as they sit at [`SETUP_HEADER_OFFSET`].
+    pub fn to_bytes(&self) -> [u8; size_of::<SetupHeader>()] {
+        let mut b = [0u8; size_of::<SetupHeader>()];
+        // SAFETY: a packed struct of plain integers: every byte is initialized; length matches.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (self as *const Self).cast::<u8>(),
+                b.as_mut_ptr(),
+                b.len(),
+            )
+        };
+        b
+    }
+
     /// Read the setup header from a bzImage (or a zero page); `None` if too short.
     pub fn read(image: &[u8]) -> Option<Self> {
         let bytes = image.get(SETUP_HEADER_OFFSET..SETUP_HEADER_OFFSET + size_of::<Self>())?;

@@ -12,14 +12,15 @@
 //! - `payload_rva`/`payload_size`: the `.zpayld` section.
 //!
 //! Layout (little-endian, [`SIZE`] bytes): magic, version, reloc count, link base, image size,
-//! payload RVA and size, then [`MAX_RELOCS`] u32 RVAs.
+//! payload RVA and size, then [`MAX_RELOCS`] u32 RVAs; then ([`HANDOVER_AT`]) the address of
+//! the stub's EFI handover entry.
 
 /// Marks the descriptor in the stub's data; the packer looks for it there.
 pub const MAGIC: [u8; 16] = *b"ZBOOT-STUB-DESC\0";
 /// Layout version.
 pub const VERSION: u32 = 1;
 /// Room for 64-bit absolute addresses in the stub (it has a handful: vtables and unwind data).
-pub const MAX_RELOCS: usize = 64;
+pub const MAX_RELOCS: usize = 128;
 
 /// Byte offsets of the fields.
 pub mod layout {
@@ -36,6 +37,13 @@ pub mod layout {
 
 /// Size of the descriptor in bytes.
 pub const SIZE: usize = layout::RELOCS + 4 * MAX_RELOCS;
+
+/// Right after the descriptor the stub keeps the link-time address (a u64, one of its
+/// relocations) of its EFI handover entry: `extern "sysv64" fn(image handle, system table,
+/// boot_params)`. The packer turns it into the setup header's `handover_offset`.
+pub const HANDOVER_AT: usize = SIZE;
+/// Bytes of descriptor + handover address.
+pub const RECORD_SIZE: usize = SIZE + 8;
 
 /// The descriptor as the stub declares it (`#[repr(C)]`, matching [`layout`]).
 #[repr(C, align(8))]

@@ -10,6 +10,7 @@
 //! - [`cmdline`]: the command-line rules (embedded line, length the kernel keeps).
 //! - [`bootparam`]: Linux x86 `struct boot_params` and friends, offsets checked by tests.
 //! - [`relocs`]: the x86 `vmlinux.relocs` table: parsing, validation and application.
+//! - [`image`]: where an image's parts go (1:1 file/memory layout, headers page, setup header).
 //! - [`descriptor`]: the record in the stub's data through which it finds its payload and
 //!   relocates itself (no PE headers, no PE base relocations needed at boot).
 #![no_std]
@@ -21,6 +22,7 @@ pub mod codec;
 pub mod descriptor;
 pub mod filters;
 pub mod header;
+pub mod image;
 pub mod relocs;
 pub mod zimg;
 

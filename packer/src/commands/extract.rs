@@ -12,7 +12,8 @@ use crate::{Verbosity, compress, elfout, input, output, payload};
 
 /// The bytes `extract` writes for `data`.
 pub fn extract(data: &[u8]) -> Result<Vec<u8>> {
-    if input::bzimage::is_bzimage(data) {
+    // A zboot-pack image also carries a setup header: the zimg header decides.
+    if input::bzimage::is_bzimage(data) && ZimgHeader::parse(data).is_err() {
         let (_, _, decoded) = input::bzimage::decode_payload(data)?;
         return Ok(decoded);
     }

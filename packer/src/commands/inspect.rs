@@ -182,7 +182,23 @@ pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
         describe_vmlinux(path, data, &mut root)?;
         return Ok(Value::Object(root));
     }
-    if input::bzimage::is_bzimage(data) {
+    let zimg = ZimgHeader::parse(data).is_ok();
+    if zimg && let Some(h) = zboot_format::bootparam::SetupHeader::read(data) {
+        // A zimg image with a setup header: ours (the handover protocol's fields).
+        if { h.header } == zboot_format::bootparam::HDRS_MAGIC {
+            root.insert(
+                "setup_header".into(),
+                json!({
+                    "boot_protocol": format!("{}.{:02}", h.version >> 8, h.version & 0xff),
+                    "setup_sects": h.setup_sects,
+                    "xloadflags": hex(h.xloadflags),
+                    "handover_offset": hex(h.handover_offset),
+                    "init_size": hex(h.init_size),
+                }),
+            );
+        }
+    }
+    if input::bzimage::is_bzimage(data) && !zimg {
         root.insert("kind".into(), json!("linux-bzimage"));
         let info = input::bzimage::info(data)?;
         let h = info.hdr;

@@ -12,6 +12,39 @@ use crate::pe::rules;
 use crate::{Verbosity, input, payload};
 
 /// All violations found in `data` (empty: acceptable).
+/// The setup header at 0x1f1 must be exactly what `zboot_format::image` derives from the image:
+/// the handover entry in the stub's code, init_size covering the image, the zimg payload.
+fn setup_header(data: &[u8], pe: &PeFile, z: &ZimgHeader, v: &mut Vec<String>) {
+    use object::LittleEndian as LE;
+    use zboot_format::bootparam::SetupHeader;
+    let Some(have) = SetupHeader::read(data) else {
+        v.push("no room for the x86 setup header".into());
+        return;
+    };
+    let handover_rva = match crate::pe::write::handover_rva(pe) {
+        Ok(r) => r,
+        Err(e) => {
+            v.push(format!("setup header: {e:#}"));
+            return;
+        }
+    };
+    let want = zboot_format::image::setup_header(&zboot_format::image::SetupFacts {
+        image_size: pe.opt.size_of_image.get(LE),
+        handover_rva,
+        payload_offset: z.payload_offset,
+        payload_size: z.payload_size,
+    });
+    if have.to_bytes() != want.to_bytes() {
+        v.push(format!(
+            "setup header differs from the one this image needs (handover_offset {:#x}, want {:#x}; init_size {:#x}, want {:#x})",
+            { have.handover_offset },
+            { want.handover_offset },
+            { have.init_size },
+            { want.init_size }
+        ));
+    }
+}
+
 pub fn violations(data: &[u8]) -> Vec<String> {
     let mut v = rules::check(data);
     let Ok(pe) = PeFile::parse(data) else {
@@ -32,6 +65,7 @@ pub fn violations(data: &[u8]) -> Vec<String> {
                             z.payload_offset, z.payload_size, p.header.compressed_size
                         ));
                     }
+                    setup_header(data, &pe, &z, &mut v);
                     if z.comp_type != p.header.codec.zimg_type() {
                         v.push(format!(
                             "zimg compression type {:?} does not match codec {}",

@@ -122,6 +122,8 @@ pub fn read_kernel(path: &Path, data: &[u8]) -> Result<KernelImage> {
 pub fn parse_kernel(data: &[u8]) -> Result<KernelImage> {
     if data.starts_with(b"\x7fELF") {
         elf::parse(data)
+    } else if zboot_format::zimg::ZimgHeader::parse(data).is_ok() {
+        bail!("already a zboot image (`zboot-pack extract` recovers its kernel)")
     } else if bzimage::is_bzimage(data) {
         bzimage::parse(data)
     } else {

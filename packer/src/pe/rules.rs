@@ -120,15 +120,17 @@ fn layout(pe: &PeFile, v: &mut Vec<String>) {
     if !pe.sections.is_empty() && soi != next_va {
         v.push(format!("SizeOfImage {soi:#x}, expected {next_va:#x}"));
     }
-    // File: contiguous from SizeOfHeaders, nothing trailing but a certificate table.
+    // File: in order from SizeOfHeaders, each section either right after the previous one or
+    // at its own RVA (the file as its own memory image), nothing trailing but a certificate
+    // table.
     let mut pos = soh;
     for s in &pe.sections {
         if s.raw_size() == 0 {
             continue;
         }
-        if s.raw_ptr() != pos {
+        if s.raw_ptr() != pos && (s.raw_ptr() != s.va() || s.va() < pos) {
             v.push(format!(
-                "{}: PointerToRawData {:#x}, expected {pos:#x} (raw data must be contiguous)",
+                "{}: PointerToRawData {:#x}, expected {pos:#x} or its RVA (raw data must be contiguous or 1:1)",
                 s.name(),
                 s.raw_ptr()
             ));

@@ -11,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use object::pe::*;
 use object::pod::bytes_of;
 use object::{LittleEndian as LE, U16, U32};
+use zboot_format::bootparam::SETUP_HEADER_OFFSET;
 use zboot_format::descriptor::{self, StubDescriptor};
+use zboot_format::image;
 use zboot_format::zimg::{self, ZimgHeader};
 
 use super::read::{PeFile, pe_checksum};
@@ -94,7 +96,7 @@ fn find_descriptor(stub: &PeFile) -> Result<Option<(usize, usize)>> {
         }
     }
     match found.as_slice() {
-        [] => Ok(None),
+        [] => bail!("stub: no zboot descriptor (a stub from an older zboot-pack?)"),
         [(i, off)] => {
             let s = &stub.sections[*i];
             if s.characteristics() & IMAGE_SCN_MEM_WRITE == 0 {
@@ -235,26 +237,43 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         });
     }
 
-    // Headers: zimg/MZ header, PE signature at 0x40, COFF, optional header, section table.
+    // Headers (zboot_format::image): zimg/MZ header, PE signature at 0x40, COFF, optional header
+    // with 6 data directories, section table — all before the setup header at 0x1f1 — in the
+    // first 4 KiB; the file is its own memory image (raw data at each section's RVA).
     let pe_offset = zimg::HEADER_LEN;
-    let n_dirs = (stub.opt.number_of_rva_and_sizes.get(LE) as usize).clamp(6, 16);
+    let n_dirs = image::PE_DATA_DIRECTORIES;
+    for i in n_dirs..stub.dirs.len() {
+        if i != IMAGE_DIRECTORY_ENTRY_DEBUG && stub.dir(i) != (0, 0) {
+            bail!("stub: data directory {i} is used (an image keeps only the first {n_dirs})");
+        }
+    }
+    if out_sections.len() > image::MAX_SECTIONS {
+        bail!(
+            "{} sections: an image has room for {} (stub, payload, cmdline, initrd, sbat)",
+            out_sections.len(),
+            image::MAX_SECTIONS
+        );
+    }
     let opt_size = super::read::OPT_HEADER_FIXED + 8 * n_dirs;
     let table_offset = pe_offset + 4 + size_of::<ImageFileHeader>() + opt_size;
     let headers_end = table_offset + out_sections.len() * size_of::<ImageSectionHeader>();
-    let size_of_headers = align32(headers_end as u32, FILE_ALIGNMENT);
-    if align32(size_of_headers, SECTION_ALIGNMENT) != stub.sections[0].va() {
+    debug_assert!(headers_end <= SETUP_HEADER_OFFSET);
+    let size_of_headers = image::HEADERS_SIZE;
+    if stub.sections[0].va() != size_of_headers {
         bail!(
-            "stub: first section at {:#x}, but the headers ({size_of_headers:#x} bytes) need it at {:#x}",
-            stub.sections[0].va(),
-            align32(size_of_headers, SECTION_ALIGNMENT)
+            "stub: first section at {:#x}, not {size_of_headers:#x}",
+            stub.sections[0].va()
         );
     }
 
-    // File layout: raw data contiguous from SizeOfHeaders.
+    // File layout: each section's raw data at its RVA.
     let mut pos = size_of_headers;
     for o in &mut out_sections {
         let raw = align32(o.data.len() as u32, FILE_ALIGNMENT);
         o.data.resize(raw as usize, 0);
+        let va = o.header.virtual_address.get(LE);
+        debug_assert!(va >= pos);
+        pos = va;
         o.header.pointer_to_raw_data = U32::new(LE, pos);
         o.header.size_of_raw_data = U32::new(LE, raw);
         o.header.pointer_to_relocations = U32::new(LE, 0);
@@ -376,8 +395,23 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
     for o in &out_sections {
         out.extend_from_slice(bytes_of(&o.header));
     }
+    if let Some(z) = opts.zimg {
+        let setup = image::setup_header(&image::SetupFacts {
+            image_size: size_of_image,
+            handover_rva: handover_rva(&stub)?,
+            payload_offset: out_sections[kept + z.section]
+                .header
+                .pointer_to_raw_data
+                .get(LE)
+                + z.offset,
+            payload_size: z.size,
+        });
+        out.resize(SETUP_HEADER_OFFSET, 0);
+        out.extend_from_slice(&setup.to_bytes());
+    }
     out.resize(size_of_headers as usize, 0);
     for o in &out_sections {
+        out.resize(o.header.pointer_to_raw_data.get(LE) as usize, 0);
         out.extend_from_slice(&o.data);
     }
     debug_assert_eq!(out.len(), file_size);
@@ -397,6 +431,28 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         );
     }
     Ok(out)
+}
+
+/// RVA of the stub's EFI handover entry: the link-time address after its descriptor (in a stub
+/// or in an image written from one).
+pub fn handover_rva(stub: &PeFile) -> Result<u32> {
+    let (i, off) = find_descriptor(stub)?.context("stub: no descriptor")?;
+    let at = off + descriptor::HANDOVER_AT;
+    let raw = stub.raw(&stub.sections[i]);
+    let addr = raw
+        .get(at..at + 8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+        .context("stub: handover entry address truncated")?;
+    let rva = addr
+        .checked_sub(stub.opt.image_base.get(LE))
+        .and_then(|r| u32::try_from(r).ok())
+        .filter(|&r| {
+            stub.sections
+                .iter()
+                .any(|s| s.contains_rva(r) && s.characteristics() & IMAGE_SCN_MEM_EXECUTE != 0)
+        })
+        .with_context(|| format!("stub: handover entry {addr:#x} is not in its code"))?;
+    Ok(rva)
 }
 
 /// Fill the stub descriptor (`bytes` start at it): the stub's link base and 64-bit addresses to
@@ -488,10 +544,7 @@ mod tests {
         assert_eq!(pe.sections.len(), stub.sections.len() - 1);
         assert_eq!(pe.dir(IMAGE_DIRECTORY_ENTRY_BASERELOC), (0, 0));
         for (a, b) in stub.sections.iter().zip(&pe.sections) {
-            assert_eq!(
-                (a.va(), a.characteristics()),
-                (b.va(), b.characteristics())
-            );
+            assert_eq!((a.va(), a.characteristics()), (b.va(), b.characteristics()));
             assert!(b.vsize() >= a.vsize() && b.vsize() >= b.raw_size());
             if b.characteristics() & IMAGE_SCN_MEM_EXECUTE != 0 {
                 assert_eq!(b.vsize() % SECTION_ALIGNMENT, 0);
@@ -504,6 +557,52 @@ mod tests {
         assert!(!d.relocs().is_empty());
         assert_eq!(d.link_base, stub.opt.image_base.get(LE));
         assert_eq!(d.image_size, pe.opt.size_of_image.get(LE));
+    }
+
+    #[test]
+    fn too_many_sections_are_refused() {
+        let s = |i: usize| NewSection {
+            name: name(&format!(".s{i}")),
+            data: vec![1; 10],
+            characteristics: READ_ONLY_DATA,
+        };
+        let new: Vec<NewSection> = (0..5).map(s).collect();
+        let e = write(EMBEDDED_STUB, &new, &Options::default()).unwrap_err();
+        assert!(format!("{e:#}").contains("room for 6"), "{e:#}");
+    }
+
+    #[test]
+    fn setup_header_points_at_the_handover_entry() {
+        let new = [NewSection {
+            name: name(".zpayld"),
+            data: vec![1; 300],
+            characteristics: READ_ONLY_DATA,
+        }];
+        let zimg = Some(ZimgSpec {
+            section: 0,
+            offset: 256,
+            size: 44,
+            comp_type: "zstd22",
+        });
+        let out = write(EMBEDDED_STUB, &new, &Options { timestamp: 0, zimg }).unwrap();
+        let h = zboot_format::bootparam::SetupHeader::read(&out).unwrap();
+        let stub = PeFile::parse(EMBEDDED_STUB).unwrap();
+        let entry = (u32::from(h.setup_sects) + 1) * 512 + { h.handover_offset } + 512;
+        assert_eq!(entry, handover_rva(&stub).unwrap());
+        assert_eq!({ h.boot_flag }, 0xaa55);
+        assert_eq!({ h.header }, zboot_format::bootparam::HDRS_MAGIC);
+        let pe = PeFile::parse(&out).unwrap();
+        assert_eq!(
+            { h.init_size },
+            pe.opt.size_of_image.get(LE) - image::HEADERS_SIZE
+        );
+        // The code at the entry, in the file, is the stub's code at that RVA (1:1 layout).
+        let text = &pe.sections[0];
+        assert!(text.contains_rva(entry));
+        assert_eq!(
+            out[entry as usize..][..16],
+            stub.rva_bytes(entry, 16).unwrap()[..]
+        );
     }
 
     #[test]
@@ -529,7 +628,7 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
         #[test]
-        fn layout_invariants(specs in proptest::collection::vec((1usize..40_000, any::<u8>(), any::<bool>()), 0..6), ts in any::<u32>()) {
+        fn layout_invariants(specs in proptest::collection::vec((1usize..40_000, any::<u8>(), any::<bool>()), 0..5), ts in any::<u32>()) {
             let new: Vec<NewSection> = specs
                 .iter()
                 .enumerate()
@@ -557,7 +656,7 @@ mod tests {
                 let (data, pad) = pe.contents(got).split_at(s.data.len());
                 prop_assert_eq!(data, &s.data[..]);
                 prop_assert!(pad.iter().all(|&b| b == 0) && got.vsize() == got.raw_size());
-                prop_assert_eq!(got.raw_ptr() % FILE_ALIGNMENT, 0);
+                prop_assert_eq!(got.raw_ptr(), got.va()); // the file is its memory image
             }
             prop_assert_eq!(out.len() % FILE_ALIGNMENT as usize, 0);
             prop_assert_eq!(pe_checksum(&out, pe.checksum_offset()), pe.opt.check_sum.get(LE));

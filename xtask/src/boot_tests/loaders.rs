@@ -188,11 +188,17 @@ fn grub(
     let fx = ctx.fixtures()?;
     let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
     let (linux, initrd) = cmds;
+    // `linuxefi` is the EFI handover protocol: the stub says so under efi=debug.
+    let handover = linux == "linuxefi";
+    let options = if handover {
+        format!("{} efi=debug", baseline_options())
+    } else {
+        baseline_options()
+    };
     let cfg = format!(
         "set timeout=0\ninsmod part_gpt\ninsmod part_msdos\ninsmod fat\nsearch --no-floppy --file --set=root /zboot/linux.efi\n\
          echo \"zboot test: {linux} $root\"\n\
-         {linux} /zboot/linux.efi {}\n{initrd} /zboot/initrd.img\nboot\n",
-        baseline_options()
+         {linux} /zboot/linux.efi {options}\n{initrd} /zboot/initrd.img\nboot\n"
     );
     let grub = grub_standalone(set, tag, &cfg)?;
     let mut spec = BootSpec::new(format!("{tag}-{fw}"), fw, BootMode::Bare { image: grub });
@@ -203,6 +209,16 @@ fn grub(
     spec.stop_on.push("error: ".into());
     let out = ctx.boot(&spec)?;
     check_linux_report(ctx, &out)?;
+    if handover {
+        let line = out
+            .log
+            .lines()
+            .find(|l| l.contains("zboot: EFI handover: boot_params at"));
+        ensure!(
+            line.is_some(),
+            "no handover line: the stub was not entered through the EFI handover protocol"
+        );
+    }
     Ok(())
 }
 
@@ -257,6 +273,28 @@ pub const TESTS: &[BootTest] = &[
         run: |ctx| {
             let set = &ctx.fixtures()?.ukisid;
             uki_ukify(ctx, set, "unstable", Firmware::Ovmf2025StrictNxSecureBoot)
+        },
+    },
+    BootTest {
+        name: "grub-2.06-linuxefi-ovmf2022",
+        run: |ctx| {
+            let set = &ctx.fixtures()?.grub206;
+            let cmds = ("linuxefi", "initrdefi");
+            grub(ctx, set, "grub-2.06-linuxefi", cmds, Firmware::Ovmf2022)
+        },
+    },
+    BootTest {
+        name: "grub-2.06-linuxefi-ovmf2025-strictnx",
+        run: |ctx| {
+            let set = &ctx.fixtures()?.grub206;
+            let cmds = ("linuxefi", "initrdefi");
+            grub(
+                ctx,
+                set,
+                "grub-2.06-linuxefi",
+                cmds,
+                Firmware::Ovmf2025StrictNx,
+            )
         },
     },
     BootTest {

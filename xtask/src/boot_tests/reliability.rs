@@ -139,6 +139,9 @@ enum Spot {
     StreamLastByte,
     Initrd,
     Cmdline,
+    /// The stub descriptor's magic: the stub cannot relocate itself and must say so without
+    /// formatting (its vtables are not relocated yet).
+    Descriptor,
 }
 
 /// Boots the subject with one byte flipped at `spot` on `fw` and checks that the stub refused
@@ -157,6 +160,14 @@ fn damaged(ctx: &Ctx, spot: Spot, fw: Firmware) -> Result<()> {
             "embedded command line/initrd",
         ),
         Spot::Cmdline => ("cmdline", s.cmdline_at + 3, "embedded command line/initrd"),
+        Spot::Descriptor => {
+            let bytes = std::fs::read(&s.image)?;
+            let at = bytes
+                .windows(zboot_format::descriptor::MAGIC.len())
+                .position(|w| w == zboot_format::descriptor::MAGIC)
+                .context("no stub descriptor in the image")?;
+            ("descriptor", at + 1, "stub descriptor missing or invalid")
+        }
     };
     let mut bytes = std::fs::read(&s.image)?;
     bytes[off] ^= 0x10;
@@ -325,6 +336,10 @@ pub const TESTS: &[BootTest] = &[
     BootTest {
         name: "damaged-cmdline-ovmf2022",
         run: |ctx| damaged(ctx, Spot::Cmdline, Firmware::Ovmf2022),
+    },
+    BootTest {
+        name: "damaged-descriptor-ovmf2025-strict-nx",
+        run: |ctx| damaged(ctx, Spot::Descriptor, Firmware::Ovmf2025StrictNx),
     },
     BootTest {
         name: "resource-small-memory-ovmf2022",

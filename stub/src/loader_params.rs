@@ -1,0 +1,177 @@
+//! What a loader hands over through the EFI handover protocol: a `boot_params` whose setup header
+//! points at its command line (`cmd_line_ptr` + `ext_cmd_line_ptr`) and initrd (`ramdisk_image`
+//! / `ramdisk_size` + their `ext_` halves). A loader may lie: every address must lie in memory
+//! the firmware says a loader or boot service allocated, and no length may wrap, before the stub
+//! reads a byte of it.
+
+use crate::arch::x86_64::kaslr::FreeRange;
+use zboot_format::bootparam::BootParams;
+use zboot_format::cmdline::COMMAND_LINE_SIZE;
+
+/// Why the loader's boot_params cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamsError {
+    /// boot_params itself is not in allocated memory.
+    BootParams(u64),
+    /// The command line pointer is not in allocated memory.
+    Cmdline(u64),
+    /// The initrd range wraps or is not in allocated memory.
+    Initrd(u64, u64),
+}
+
+impl core::fmt::Display for ParamsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ParamsError::BootParams(a) => {
+                write!(
+                    f,
+                    "loader's boot_params at {a:#x} is not memory it allocated"
+                )
+            }
+            ParamsError::Cmdline(a) => {
+                write!(
+                    f,
+                    "loader's command line at {a:#x} is not memory it allocated"
+                )
+            }
+            ParamsError::Initrd(a, n) => write!(
+                f,
+                "loader's initrd {a:#x}+{n:#x} is not memory it allocated"
+            ),
+        }
+    }
+}
+
+/// Where the loader's command line and initrd are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoaderParams {
+    /// Address of the NUL-terminated command line and how many bytes may be read there (up to
+    /// `COMMAND_LINE_SIZE`, never past the allocated range).
+    pub cmdline: Option<(u64, u64)>,
+    /// Address and size of the initrd.
+    pub initrd: Option<(u64, u64)>,
+}
+
+/// The allocated range holding `[start, start + len)`, as the bytes from `start` to its end.
+fn room(ranges: &[FreeRange], start: u64, len: u64) -> Option<u64> {
+    let end = start.checked_add(len)?;
+    ranges
+        .iter()
+        .find(|r| r.start <= start && end <= r.end && start != 0)
+        .map(|r| r.end - start)
+}
+
+/// Check that `len` bytes at `addr` lie in `ranges` (for boot_params itself).
+pub fn check_boot_params(ranges: &[FreeRange], addr: u64) -> Result<(), ParamsError> {
+    room(ranges, addr, size_of::<BootParams>() as u64)
+        .map(|_| ())
+        .ok_or(ParamsError::BootParams(addr))
+}
+
+/// The command line and initrd `bp` names, each checked against `ranges` (allocated memory).
+pub fn read(bp: &BootParams, ranges: &[FreeRange]) -> Result<LoaderParams, ParamsError> {
+    let hdr = bp.hdr;
+    let cmd = u64::from(hdr.cmd_line_ptr) | u64::from(bp.ext_cmd_line_ptr) << 32;
+    let cmdline = match cmd {
+        0 => None,
+        a => {
+            let n = room(ranges, a, 1).ok_or(ParamsError::Cmdline(a))?;
+            Some((a, n.min(COMMAND_LINE_SIZE as u64)))
+        }
+    };
+    let rd = u64::from(hdr.ramdisk_image) | u64::from(bp.ext_ramdisk_image) << 32;
+    let rd_size = u64::from(hdr.ramdisk_size) | u64::from(bp.ext_ramdisk_size) << 32;
+    let initrd = match rd_size {
+        0 => None,
+        n => {
+            room(ranges, rd, n).ok_or(ParamsError::Initrd(rd, n))?;
+            Some((rd, n))
+        }
+    };
+    Ok(LoaderParams { cmdline, initrd })
+}
+
+/// The command line in `bytes` (read from [`LoaderParams::cmdline`]): up to the first NUL, as
+/// ASCII (any other byte, control characters included, becomes a space, as Linux's handover
+/// path and systemd-stub treat it), `None` when no NUL ends
+/// it within the bytes (an unterminated or over-long line).
+pub fn cmdline_text(bytes: &[u8]) -> Option<alloc::string::String> {
+    let end = bytes.iter().position(|&b| b == 0)?;
+    Some(
+        bytes[..end]
+            .iter()
+            .map(|&b| if b.is_ascii_graphic() { b as char } else { ' ' })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bp() -> BootParams {
+        BootParams::zeroed()
+    }
+
+    const RAM: [FreeRange; 2] = [
+        FreeRange {
+            start: 0x10_0000,
+            end: 0x20_0000,
+        },
+        FreeRange {
+            start: 0x1_0000_0000,
+            end: 0x1_1000_0000,
+        },
+    ];
+
+    #[test]
+    fn honest_loader() {
+        let mut p = bp();
+        p.hdr.cmd_line_ptr = 0x1f_fff0;
+        p.hdr.ramdisk_image = 0;
+        p.ext_ramdisk_image = 1;
+        p.hdr.ramdisk_size = 0x1000;
+        let got = read(&p, &RAM).unwrap();
+        assert_eq!(got.cmdline, Some((0x1f_fff0, 0x10)));
+        assert_eq!(got.initrd, Some((0x1_0000_0000, 0x1000)));
+        assert_eq!(
+            read(&bp(), &RAM).unwrap(),
+            LoaderParams {
+                cmdline: None,
+                initrd: None
+            }
+        );
+        assert_eq!(check_boot_params(&RAM, 0x10_0000), Ok(()));
+    }
+
+    #[test]
+    fn lying_loader() {
+        assert_eq!(
+            check_boot_params(&RAM, 0x1f_f800),
+            Err(ParamsError::BootParams(0x1f_f800))
+        );
+        assert_eq!(check_boot_params(&RAM, 0), Err(ParamsError::BootParams(0)));
+        let mut p = bp();
+        p.hdr.cmd_line_ptr = 0x3000;
+        assert_eq!(read(&p, &RAM), Err(ParamsError::Cmdline(0x3000)));
+        let mut p = bp();
+        p.hdr.ramdisk_image = 0x1f_f000;
+        p.hdr.ramdisk_size = 0x2000;
+        assert_eq!(read(&p, &RAM), Err(ParamsError::Initrd(0x1f_f000, 0x2000)));
+        let mut p = bp();
+        p.hdr.ramdisk_image = 0xffff_f000;
+        p.ext_ramdisk_image = 0xffff_ffff;
+        p.hdr.ramdisk_size = 0x2000;
+        assert!(read(&p, &RAM).is_err());
+    }
+
+    #[test]
+    fn command_line_bytes() {
+        assert_eq!(
+            cmdline_text(b"console=ttyS0\0junk").as_deref(),
+            Some("console=ttyS0")
+        );
+        assert_eq!(cmdline_text(b"a\tb\0").as_deref(), Some("a b"));
+        assert_eq!(cmdline_text(b"no terminator"), None);
+    }
+}
