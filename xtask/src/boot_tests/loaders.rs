@@ -147,7 +147,11 @@ fn uki_ukify(ctx: &Ctx, set: &crate::tools::ToolRoot, tag: &str, fw: Firmware) -
 }
 
 /// A `grub-mkstandalone` image of `set` whose embedded `grub.cfg` is `cfg`, cached by content.
-fn grub_standalone(set: &crate::tools::ToolRoot, tag: &str, cfg: &str) -> Result<PathBuf> {
+pub(super) fn grub_standalone(
+    set: &crate::tools::ToolRoot,
+    tag: &str,
+    cfg: &str,
+) -> Result<PathBuf> {
     let dir = qemu::target_dir().join("boot-tests/grub");
     std::fs::create_dir_all(&dir)?;
     let cfg_path = dir.join(format!("{tag}.cfg"));

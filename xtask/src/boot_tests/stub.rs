@@ -647,7 +647,48 @@ fn linux_vmlinux_sdboot_initrd_option(ctx: &Ctx, fw: Firmware) -> Result<()> {
     Ok(())
 }
 
+/// The EFI handover protocol seen by the probe: GRUB 2.06 `linuxefi` + `initrdefi` with initrd
+/// A; the probe checks the entry contract and reports the command line and initrd the stub took
+/// from GRUB's boot_params.
+fn probe_grub_linuxefi(ctx: &Ctx, fw: Firmware) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let image = pack_probe(ctx, "probe-plain", &[])?;
+    let a = initrd_a()?;
+    let cfg = "set timeout=0\ninsmod part_gpt\ninsmod part_msdos\ninsmod fat\n\
+               search --no-floppy --file --set=root /zboot/linux.efi\n\
+               linuxefi /zboot/linux.efi console=ttyS0 probe.grub=linuxefi\n\
+               initrdefi /zboot/initrd.img\nboot\n";
+    let grub = super::loaders::grub_standalone(&fx.grub206, "grub-2.06-probe", cfg)?;
+    let mut spec = BootSpec::new(
+        format!("probe-grub-2.06-linuxefi-{fw}"),
+        fw,
+        BootMode::Bare { image: grub },
+    );
+    spec.extra_files = vec![
+        ("zboot/linux.efi".into(), image),
+        ("zboot/initrd.img".into(), a.path.clone()),
+    ];
+    boot_probe(
+        ctx,
+        &spec,
+        &ProbeExpect {
+            cmdline_exact: None,
+            cmdline_words: words("BOOT_IMAGE=/zboot/linux.efi console=ttyS0 probe.grub=linuxefi"),
+            initrd: Some(&a.bytes),
+        },
+    )?;
+    Ok(())
+}
+
 pub const TESTS: &[BootTest] = &[
+    BootTest {
+        name: "probe-grub-2.06-linuxefi-ovmf2025-strict-nx",
+        run: |ctx| probe_grub_linuxefi(ctx, Firmware::Ovmf2025StrictNx),
+    },
+    BootTest {
+        name: "probe-grub-2.06-linuxefi-ovmf2022",
+        run: |ctx| probe_grub_linuxefi(ctx, Firmware::Ovmf2022),
+    },
     // The probe kernel.
     BootTest {
         name: "probe-sdboot-ovmf2025-strict-nx",
