@@ -176,16 +176,15 @@ pub fn forbid_execute(addr: u64, len: u64) -> Result<bool> {
     Ok(true)
 }
 
-/// The free physical ranges KASLR may choose from: EfiConventionalMemory, not
-/// specific-purpose (`EFI_MEMORY_SP`), sorted by address.
-pub fn conventional_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange>>
-{
-    use zboot_stub::arch::x86_64::e820::EFI_MEMORY_SP;
+/// The ranges of the current memory map whose descriptors pass `keep`, sorted by address.
+fn map_ranges(
+    keep: impl Fn(&uefi::mem::memory_map::MemoryDescriptor) -> bool,
+) -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange>> {
     use zboot_stub::arch::x86_64::kaslr::FreeRange;
     let map = boot::memory_map(MemoryType::LOADER_DATA)?;
     let mut v: alloc::vec::Vec<FreeRange> = map
         .entries()
-        .filter(|d| d.ty == MemoryType::CONVENTIONAL && d.att.bits() & EFI_MEMORY_SP == 0)
+        .filter(|d| keep(d))
         .map(|d| FreeRange {
             start: d.phys_start,
             end: d
@@ -197,31 +196,28 @@ pub fn conventional_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64:
     Ok(v)
 }
 
-/// Memory a loader or boot service allocated (loader/boot-services code and data), merged, for
-/// checking what a handover loader points us at.
+/// The free physical ranges KASLR may choose from: EfiConventionalMemory, not
+/// specific-purpose (`EFI_MEMORY_SP`), sorted by address.
+pub fn conventional_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange>>
+{
+    use zboot_stub::arch::x86_64::e820::EFI_MEMORY_SP;
+    map_ranges(|d| d.ty == MemoryType::CONVENTIONAL && d.att.bits() & EFI_MEMORY_SP == 0)
+}
+
+/// Memory a loader or boot service allocated (loader/boot-services code and data), adjacent
+/// ranges merged, for checking what a handover loader points us at.
 pub fn allocated_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange>> {
-    use zboot_stub::arch::x86_64::kaslr::FreeRange;
-    let map = boot::memory_map(MemoryType::LOADER_DATA)?;
-    let mut v: alloc::vec::Vec<FreeRange> = map
-        .entries()
-        .filter(|d| {
-            matches!(
-                d.ty,
-                MemoryType::LOADER_CODE
-                    | MemoryType::LOADER_DATA
-                    | MemoryType::BOOT_SERVICES_CODE
-                    | MemoryType::BOOT_SERVICES_DATA
-            )
-        })
-        .map(|d| FreeRange {
-            start: d.phys_start,
-            end: d
-                .phys_start
-                .saturating_add(d.page_count.saturating_mul(PAGE)),
-        })
-        .collect();
-    v.sort_unstable_by_key(|r| r.start);
-    let mut merged: alloc::vec::Vec<FreeRange> = alloc::vec::Vec::with_capacity(v.len());
+    let v = map_ranges(|d| {
+        matches!(
+            d.ty,
+            MemoryType::LOADER_CODE
+                | MemoryType::LOADER_DATA
+                | MemoryType::BOOT_SERVICES_CODE
+                | MemoryType::BOOT_SERVICES_DATA
+        )
+    })?;
+    let mut merged: alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange> =
+        alloc::vec::Vec::with_capacity(v.len());
     for r in v {
         match merged.last_mut() {
             Some(last) if last.end == r.start => last.end = r.end,

@@ -64,11 +64,10 @@ fn build_uki_252(
     Ok(())
 }
 
-/// Debian's 6.1 kernel packed with the default codec, inside a systemd-stub 252 UKI with the
-/// test initramfs and the marker command line, booted as `\EFI\BOOT\BOOTX64.EFI` on `fw`
-/// (signed, inner image first, where Secure Boot enforces): the kernel's own init reports the
-/// command line, and the initrd arrived (the init runs from it).
-fn uki_252(ctx: &Ctx, fw: Firmware) -> Result<()> {
+/// The `.linux` of the UKI rows: Debian's 6.1 kernel packed with the default codec, signed where
+/// `fw` enforces Secure Boot (the inner image is verified by LoadImage), and the directory the
+/// UKIs go to.
+fn uki_linux(ctx: &Ctx, fw: Firmware) -> Result<(PathBuf, PathBuf)> {
     let fx = ctx.fixtures()?;
     let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
     let dir = qemu::target_dir().join("boot-tests/uki");
@@ -80,15 +79,13 @@ fn uki_252(ctx: &Ctx, fw: Firmware) -> Result<()> {
     } else {
         image
     };
-    let uki = dir.join(format!("uki-252-{fw}.efi"));
-    build_uki_252(
-        &fx.systemd_stub,
-        &linux,
-        &fx.initramfs,
-        &baseline_options(),
-        &uki,
-    )?;
-    let spec = BootSpec::new(format!("uki-252-{fw}"), fw, BootMode::Bare { image: uki });
+    Ok((linux, dir))
+}
+
+/// Boot a UKI as `\EFI\BOOT\BOOTX64.EFI`: the kernel's init reports the `.cmdline` and runs
+/// from the `.initrd`; under Secure Boot it sees Secure Boot enabled.
+fn boot_uki(ctx: &Ctx, name: String, fw: Firmware, uki: PathBuf) -> Result<()> {
+    let spec = BootSpec::new(name, fw, BootMode::Bare { image: uki });
     let out = ctx.boot(&spec)?;
     let r = check_linux_report(ctx, &out)?;
     if fw.enforcing() {
@@ -97,20 +94,29 @@ fn uki_252(ctx: &Ctx, fw: Firmware) -> Result<()> {
     Ok(())
 }
 
+/// Debian's 6.1 kernel packed with the default codec, inside a systemd-stub 252 UKI with the
+/// test initramfs and the marker command line, booted as `\EFI\BOOT\BOOTX64.EFI` on `fw`
+/// (signed, inner image first, where Secure Boot enforces): the kernel's own init reports the
+/// command line, and the initrd arrived (the init runs from it).
+fn uki_252(ctx: &Ctx, fw: Firmware) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let (linux, dir) = uki_linux(ctx, fw)?;
+    let uki = dir.join(format!("uki-252-{fw}.efi"));
+    build_uki_252(
+        &fx.systemd_stub,
+        &linux,
+        &fx.initramfs,
+        &baseline_options(),
+        &uki,
+    )?;
+    boot_uki(ctx, format!("uki-252-{fw}"), fw, uki)
+}
+
 /// Debian's 6.1 kernel packed (signed where Secure Boot enforces) inside a UKI built by `set`'s
 /// own `ukify` with its `linuxx64.efi.stub`, the test initramfs and the marker command line.
 fn uki_ukify(ctx: &Ctx, set: &crate::tools::ToolRoot, tag: &str, fw: Firmware) -> Result<()> {
     let fx = ctx.fixtures()?;
-    let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
-    let dir = qemu::target_dir().join("boot-tests/uki");
-    std::fs::create_dir_all(&dir)?;
-    let linux = if fw.enforcing() {
-        let signed = dir.join(format!("linux-signed-{fw}.efi"));
-        qemu::sign(fx, fw, &image, &signed)?;
-        signed
-    } else {
-        image
-    };
+    let (linux, dir) = uki_linux(ctx, fw)?;
     let uki = dir.join(format!("uki-{tag}-{fw}.efi"));
     let o = set
         .ukify()
@@ -137,13 +143,7 @@ fn uki_ukify(ctx: &Ctx, set: &crate::tools::ToolRoot, tag: &str, fw: Firmware) -
         set.version,
         String::from_utf8_lossy(&o.stderr).trim()
     );
-    let spec = BootSpec::new(format!("uki-{tag}-{fw}"), fw, BootMode::Bare { image: uki });
-    let out = ctx.boot(&spec)?;
-    let r = check_linux_report(ctx, &out)?;
-    if fw.enforcing() {
-        ensure!(r.secure_boot == Some(true), "Secure Boot not seen enabled");
-    }
-    Ok(())
+    boot_uki(ctx, format!("uki-{tag}-{fw}"), fw, uki)
 }
 
 /// A `grub-mkstandalone` image of `set` whose embedded `grub.cfg` is `cfg`, cached by content.
