@@ -7,10 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use zboot_format::Codec;
 
-/// Linux lz4 "legacy" frame magic (little-endian u32).
-pub const LZ4_LEGACY_MAGIC: u32 = 0x184C_2102;
-/// Uncompressed size of each lz4 legacy block but the last.
-pub const LZ4_LEGACY_BLOCK: usize = 8 << 20;
+pub use zboot_format::codec::{LZ4_LEGACY_BLOCK, LZ4_LEGACY_MAGIC};
 /// Threads for zstd. Fixed (not the machine's core count) so output is the same everywhere.
 pub const ZSTD_WORKERS: u32 = 2;
 /// Decoders refuse to produce more than this (guards against decompression bombs).

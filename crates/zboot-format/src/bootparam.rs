@@ -10,6 +10,8 @@ use core::mem::size_of;
 pub const HDRS_MAGIC: u32 = 0x5372_6448;
 /// Offset of [`SetupHeader`] inside a bzImage file and inside [`BootParams`].
 pub const SETUP_HEADER_OFFSET: usize = 0x1f1;
+/// Where "HdrS" (`setup_header.header`) sits in a bzImage or zero page.
+pub const HDRS_OFFSET: usize = SETUP_HEADER_OFFSET + core::mem::offset_of!(SetupHeader, header);
 /// `efi_loader_signature` for a 64-bit EFI loader.
 pub const EFI_LOADER_SIGNATURE_64: u32 = u32::from_le_bytes(*b"EL64");
 /// `orig_video_isVGA` value for an EFI framebuffer.
@@ -295,6 +297,7 @@ mod tests {
         assert_eq!(offset_of!(BootParams, secure_boot), 0x1ec);
         assert_eq!(offset_of!(BootParams, sentinel), 0x1ef);
         assert_eq!(offset_of!(BootParams, hdr), 0x1f1);
+        assert_eq!(HDRS_OFFSET, 0x202);
         assert_eq!(offset_of!(BootParams, edd_mbr_sig_buffer), 0x290);
         assert_eq!(offset_of!(BootParams, e820_table), 0x2d0);
         assert_eq!(offset_of!(BootParams, eddbuf), 0xd00);

@@ -71,6 +71,12 @@ impl Codec {
     }
 }
 
+/// Linux's lz4 "legacy" framing (lib/decompress_unlz4.c), what the lz4 codec stores: this magic
+/// (little-endian u32), then blocks of `u32 LE compressed size` + raw LZ4 block.
+pub const LZ4_LEGACY_MAGIC: u32 = 0x184c_2102;
+/// Decoded size of each lz4 legacy block but the last.
+pub const LZ4_LEGACY_BLOCK: usize = 8 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

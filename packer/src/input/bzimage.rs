@@ -2,13 +2,10 @@
 //! (codec detected by magic) and reads the ELF + appended relocation table inside.
 
 use anyhow::{Context, Result, bail};
-use zboot_format::bootparam::{HDRS_MAGIC, SetupHeader, XLF_5LEVEL};
+use zboot_format::bootparam::{HDRS_MAGIC, HDRS_OFFSET, SetupHeader, XLF_5LEVEL};
 
 use super::{KernelImage, SourceKind, elf};
 use crate::compress;
-
-/// Offset of the "HdrS" magic in a bzImage.
-const HDRS_OFFSET: usize = 0x202;
 
 /// Whether `data` has a Linux x86 boot-protocol setup header.
 pub fn is_bzimage(data: &[u8]) -> bool {

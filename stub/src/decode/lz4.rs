@@ -5,8 +5,7 @@
 
 use super::DecodeError;
 
-const MAGIC: u32 = 0x184c_2102;
-const BLOCK_MAX: usize = 8 << 20;
+use zboot_format::codec::{LZ4_LEGACY_BLOCK as BLOCK_MAX, LZ4_LEGACY_MAGIC as MAGIC};
 
 fn le32(src: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(src.get(at..at + 4)?.try_into().ok()?))

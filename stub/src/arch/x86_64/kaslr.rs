@@ -10,7 +10,7 @@
 
 /// `KERNEL_IMAGE_SIZE` with KASLR (arch/x86/include/asm/page_64_types.h): the kernel text
 /// mapping window is 1 GiB.
-pub const KERNEL_IMAGE_SIZE: u64 = 1 << 30;
+pub use zboot_format::X86_KERNEL_IMAGE_SIZE as KERNEL_IMAGE_SIZE;
 
 /// Highest physical end the stub places a randomized kernel below: the 4-level paging limit
 /// (`MAXMEM_X86_64_4LEVEL`, 64 TiB), so that a kernel that stays in 4-level mode reaches it.
