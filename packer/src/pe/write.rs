@@ -200,8 +200,9 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
             // Keep raw data no longer than the (file-aligned) memory size.
             data.truncate(align32(s.vsize(), FILE_ALIGNMENT) as usize);
             // Zero-initialized data is stored as zeros: systemd-stub >= 258 skips sections
-            // without file bytes, leaving their memory as it found it.
-            if data.is_empty() {
+            // without file bytes, and a flat-copy loader (EFI handover) copies only the file,
+            // so memory past a section's file bytes would be whatever was there.
+            if data.len() < s.vsize() as usize {
                 data.resize(s.vsize() as usize, 0);
             }
             Out {
