@@ -432,9 +432,6 @@ fn debian_kernel_packs_verifies_and_round_trips() {
 fn build_tree_relocs_and_config_are_found() {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path();
-    let relocs = tree.join(zboot_pack::input::detect::RELOCS_BESIDE);
-    std::fs::create_dir_all(relocs.parent().unwrap()).unwrap();
-    std::fs::write(&relocs, testkit::relocs()).unwrap();
     write(tree, ".config", b"CONFIG_X86_64=y\nCONFIG_X86_5LEVEL=y\n");
     // A release before 6.16, so that the .config decides (the test kernel says 9.9.9).
     let mut kernel = testkit::vmlinux(false);
@@ -444,6 +441,18 @@ fn build_tree_relocs_and_config_are_found() {
         .unwrap();
     kernel[at..at + 19].copy_from_slice(b"Linux version 6.1.0");
     let elf = write(tree, "vmlinux", &kernel);
+    // As `make bzImage` does: the relocation table after the vmlinux (never older than it).
+    let relocs = tree.join(zboot_pack::input::detect::RELOCS_BESIDE);
+    std::fs::create_dir_all(relocs.parent().unwrap()).unwrap();
+    std::fs::write(&relocs, testkit::relocs()).unwrap();
+    let later =
+        std::fs::metadata(&elf).unwrap().modified().unwrap() + std::time::Duration::from_secs(1);
+    std::fs::File::options()
+        .write(true)
+        .open(&relocs)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
     let out = tree.join("o.efi");
     let flags = |out: &Path| {
         let img = std::fs::read(out).unwrap();
