@@ -161,6 +161,46 @@ impl<'a> PeFile<'a> {
     }
 }
 
+/// One entry of a base relocation table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelocEntry {
+    /// `IMAGE_REL_BASED_*` (padding entries, type 0, included).
+    pub typ: u16,
+    /// The block's page RVA.
+    pub page: u32,
+    /// `page` + the entry's offset.
+    pub target: u64,
+}
+
+/// The entries of a base relocation table, block by block, up to the first malformed block,
+/// which the error names.
+pub fn reloc_entries(table: &[u8]) -> (Vec<RelocEntry>, Option<String>) {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off < table.len() {
+        if !off.is_multiple_of(4) || off + 8 > table.len() {
+            let e = format!("base relocation block at {off:#x} misaligned or truncated");
+            return (out, Some(e));
+        }
+        let page = u32::from_le_bytes(table[off..off + 4].try_into().unwrap());
+        let bsize = u32::from_le_bytes(table[off + 4..off + 8].try_into().unwrap()) as usize;
+        if bsize < 8 || !bsize.is_multiple_of(4) || off + bsize > table.len() {
+            let e = format!("base relocation block at {off:#x} has bad size {bsize:#x}");
+            return (out, Some(e));
+        }
+        for e in table[off + 8..off + bsize].chunks_exact(2) {
+            let e = u16::from_le_bytes([e[0], e[1]]);
+            out.push(RelocEntry {
+                typ: e >> 12,
+                page,
+                target: u64::from(page) + u64::from(e & 0xfff),
+            });
+        }
+        off += bsize;
+    }
+    (out, None)
+}
+
 /// The PE image checksum (as computed by Windows' CheckSumMappedFile): 16-bit one's-complement
 /// style sum over the file with the CheckSum field skipped, plus the file length.
 pub fn pe_checksum(data: &[u8], checksum_offset: usize) -> u32 {

@@ -4,7 +4,7 @@
 use object::LittleEndian as LE;
 use object::pe::*;
 
-use super::read::{PeFile, pe_checksum};
+use super::read::{PeFile, RelocEntry, pe_checksum};
 use super::{FILE_ALIGNMENT, SECTION_ALIGNMENT, align32};
 use crate::sbat;
 
@@ -260,54 +260,35 @@ fn base_relocations(pe: &PeFile, v: &mut Vec<String>) {
         v.push("base relocation table is not file-backed".into());
         return;
     };
-    let mut off = 0usize;
+    let (entries, malformed) = super::read::reloc_entries(table);
     let mut last_target: Option<u64> = None;
-    while off < table.len() {
-        if !off.is_multiple_of(4) || off + 8 > table.len() {
-            v.push(format!(
-                "base relocation block at {off:#x} misaligned or truncated"
-            ));
-            return;
-        }
-        let page = u32::from_le_bytes(table[off..off + 4].try_into().unwrap());
-        let bsize = u32::from_le_bytes(table[off + 4..off + 8].try_into().unwrap()) as usize;
-        if bsize < 8 || !bsize.is_multiple_of(4) || off + bsize > table.len() {
-            v.push(format!(
-                "base relocation block at {off:#x} has bad size {bsize:#x}"
-            ));
-            return;
-        }
-        for e in table[off + 8..off + bsize].chunks_exact(2) {
-            let e = u16::from_le_bytes([e[0], e[1]]);
-            let (typ, ofs) = (e >> 12, u32::from(e & 0xfff));
-            let width = match typ {
-                IMAGE_REL_BASED_ABSOLUTE => continue,
-                IMAGE_REL_BASED_HIGHLOW => 4,
-                IMAGE_REL_BASED_DIR64 => 8,
-                t => {
-                    v.push(format!(
-                        "base relocation type {t} at page {page:#x} not allowed"
-                    ));
-                    continue;
-                }
-            };
-            let target = u64::from(page) + u64::from(ofs);
-            if last_target.is_some_and(|l| target <= l) {
-                v.push(format!("base relocation target {target:#x} not ascending"));
-            }
-            last_target = Some(target);
-            let inside = pe
-                .sections
-                .iter()
-                .any(|s| target >= u64::from(s.va()) && target + width <= u64::from(s.va_end()));
-            if !inside {
+    for RelocEntry { typ, page, target } in entries {
+        let width = match typ {
+            IMAGE_REL_BASED_ABSOLUTE => continue,
+            IMAGE_REL_BASED_HIGHLOW => 4,
+            IMAGE_REL_BASED_DIR64 => 8,
+            t => {
                 v.push(format!(
-                    "base relocation target {target:#x} not inside one section"
+                    "base relocation type {t} at page {page:#x} not allowed"
                 ));
+                continue;
             }
+        };
+        if last_target.is_some_and(|l| target <= l) {
+            v.push(format!("base relocation target {target:#x} not ascending"));
         }
-        off += bsize;
+        last_target = Some(target);
+        let inside = pe
+            .sections
+            .iter()
+            .any(|s| target >= u64::from(s.va()) && target + width <= u64::from(s.va_end()));
+        if !inside {
+            v.push(format!(
+                "base relocation target {target:#x} not inside one section"
+            ));
+        }
     }
+    v.extend(malformed);
 }
 
 #[cfg(test)]

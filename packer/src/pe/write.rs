@@ -59,23 +59,19 @@ fn stub_relocs(stub: &PeFile) -> Result<Vec<u32>> {
     let table = stub
         .rva_bytes(rva, size)
         .context("stub: base relocation table outside the file")?;
+    let (entries, malformed) = super::read::reloc_entries(table);
+    if let Some(e) = malformed {
+        bail!("stub: {e}");
+    }
     let mut out = Vec::new();
-    let mut off = 0usize;
-    while off + 8 <= table.len() {
-        let page = u32::from_le_bytes(table[off..off + 4].try_into().unwrap());
-        let len = u32::from_le_bytes(table[off + 4..off + 8].try_into().unwrap()) as usize;
-        if len < 8 || off + len > table.len() {
-            bail!("stub: base relocation block at {off:#x} has bad size {len:#x}");
+    for e in entries {
+        match e.typ {
+            IMAGE_REL_BASED_ABSOLUTE => {}
+            IMAGE_REL_BASED_DIR64 => out.push(
+                u32::try_from(e.target).context("stub: base relocation target beyond 4 GiB")?,
+            ),
+            t => bail!("stub: base relocation type {t} unsupported (only DIR64)"),
         }
-        for e in table[off + 8..off + len].chunks_exact(2) {
-            let e = u16::from_le_bytes([e[0], e[1]]);
-            match e >> 12 {
-                IMAGE_REL_BASED_ABSOLUTE => {}
-                IMAGE_REL_BASED_DIR64 => out.push(page + u32::from(e & 0xfff)),
-                t => bail!("stub: base relocation type {t} unsupported (only DIR64)"),
-            }
-        }
-        off += len;
     }
     Ok(out)
 }
