@@ -96,3 +96,12 @@ pub fn vmlinux(with_relocs: bool) -> Vec<u8> {
 pub fn poke<const N: usize>(data: &mut [u8], off: usize, value: u64) {
     data[off..off + N].copy_from_slice(&value.to_le_bytes()[..N]);
 }
+
+/// Set `path`'s modification time (tests of "newer than" rules).
+pub fn set_mtime(path: &std::path::Path, t: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(t))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}

@@ -447,12 +447,7 @@ fn build_tree_relocs_and_config_are_found() {
     std::fs::write(&relocs, testkit::relocs()).unwrap();
     let later =
         std::fs::metadata(&elf).unwrap().modified().unwrap() + std::time::Duration::from_secs(1);
-    std::fs::File::options()
-        .write(true)
-        .open(&relocs)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
+    testkit::set_mtime(&relocs, later);
     let out = tree.join("o.efi");
     let flags = |out: &Path| {
         let img = std::fs::read(out).unwrap();
@@ -474,12 +469,7 @@ fn build_tree_relocs_and_config_are_found() {
 
     // A table older than the vmlinux belongs to an earlier build: not used, and a note says so.
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&relocs)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    testkit::set_mtime(&relocs, old);
     let r = run(&[&elf, &"-o", &out]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("is older than"), "{}", r.stderr);

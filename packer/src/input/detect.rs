@@ -223,19 +223,9 @@ mod tests {
         std::fs::write(&relocs, [0u8; 12]).unwrap();
         std::fs::write(&vmlinux, b"elf").unwrap();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        std::fs::File::options()
-            .write(true)
-            .open(&relocs)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        crate::testkit::set_mtime(&relocs, old);
         assert!(relocs_beside(&vmlinux).unwrap().is_err());
-        std::fs::File::options()
-            .write(true)
-            .open(&vmlinux)
-            .unwrap()
-            .set_modified(old - std::time::Duration::from_secs(60))
-            .unwrap();
+        crate::testkit::set_mtime(&vmlinux, old - std::time::Duration::from_secs(60));
         assert_eq!(relocs_beside(&vmlinux).unwrap(), Ok(relocs));
     }
 }

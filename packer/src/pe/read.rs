@@ -217,3 +217,46 @@ pub fn pe_checksum(data: &[u8], checksum_offset: usize) -> u32 {
     sum = (sum & 0xffff) + (sum >> 16);
     (sum as u32).wrapping_add(data.len() as u32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(page: u32, entries: &[u16]) -> Vec<u8> {
+        let mut b = page.to_le_bytes().to_vec();
+        b.extend_from_slice(&((8 + 2 * entries.len()) as u32).to_le_bytes());
+        for e in entries {
+            b.extend_from_slice(&e.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn reloc_entries_walk_blocks_and_stop_at_a_bad_one() {
+        let mut t = block(0x1000, &[0xa008, 0x0000]);
+        t.extend(block(0x3000, &[0xa010, 0xa018]));
+        let (e, bad) = reloc_entries(&t);
+        assert_eq!(bad, None);
+        let targets: Vec<(u16, u64)> = e.iter().map(|e| (e.typ, e.target)).collect();
+        assert_eq!(
+            targets,
+            [(10, 0x1008), (0, 0x1000), (10, 0x3010), (10, 0x3018)]
+        );
+        // A block whose size runs past the table: the entries before it, then the error.
+        let mut t = block(0x1000, &[0xa008, 0x0000]);
+        t.extend(0x2000u32.to_le_bytes());
+        t.extend(64u32.to_le_bytes());
+        let (e, bad) = reloc_entries(&t);
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            bad.as_deref(),
+            Some("base relocation block at 0xc has bad size 0x40")
+        );
+        let (e, bad) = reloc_entries(&[0u8; 6]);
+        assert!(e.is_empty());
+        assert_eq!(
+            bad.as_deref(),
+            Some("base relocation block at 0x0 misaligned or truncated")
+        );
+    }
+}
