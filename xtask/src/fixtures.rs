@@ -11,12 +11,15 @@
 //!   state untouched;
 //! * a busybox initramfs whose `/init` is `fixtures/initramfs/init`;
 //! * other loaders' tools, unpacked from their suites' packages ([`crate::tools`]): GRUB 2.12
-//!   and 2.06, systemd-stub + ukify 257 and unstable's.
+//!   and 2.06, systemd-stub + ukify 257 and unstable's;
+//! * Debian 12's (2.0.25) and 13's (2.0.29) `kexec-tools` with the libraries `kexec` needs, for
+//!   the guest ([`crate::tools::KexecTools`]), unpacked, never installed;
+//! * SeaBIOS (`bios-256k.bin`, QEMU's default BIOS on Debian) for the QEMU `-kernel` rows.
 //!
 //! Every step is idempotent: what is cached is kept (use `--refresh` to re-resolve versions).
 //! Versions and paths are recorded in `manifest.txt` (`key=value` lines) in the cache.
 
-use crate::tools::{self, ToolRoot};
+use crate::tools::{self, KexecTools, ToolRoot};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use std::collections::BTreeMap;
 use std::fs;
@@ -127,6 +130,40 @@ pub struct Fixtures {
     pub grub206: ToolRoot,
     pub uki257: ToolRoot,
     pub ukisid: ToolRoot,
+    /// Debian 12's and 13's kexec-tools for the guest (`None` until `cargo xtask fixtures`
+    /// fetched them: only the kexec rows need them, see [`Fixtures::kexec`]).
+    pub kexec225: Option<KexecTools>,
+    pub kexec229: Option<KexecTools>,
+    /// SeaBIOS (`bios-256k.bin`) and its version, for the QEMU `-kernel` rows
+    /// ([`Fixtures::seabios`]).
+    pub seabios: Option<(PathBuf, String)>,
+}
+
+impl Fixtures {
+    /// A kexec-tools set, or a [`Missing`] error naming the command that fetches it.
+    pub fn kexec(&self, set: &tools::KexecSet) -> Result<&KexecTools> {
+        let t = match set.name {
+            "kexec225" => &self.kexec225,
+            "kexec229" => &self.kexec229,
+            other => bail!("unknown kexec-tools set {other}"),
+        };
+        t.as_ref().ok_or_else(|| {
+            missing(format!(
+                "kexec-tools set `{}`; run `cargo xtask fixtures`",
+                set.name
+            ))
+        })
+    }
+
+    /// SeaBIOS `bios-256k.bin` and its package version.
+    pub fn seabios(&self) -> Result<(&Path, &str)> {
+        self.seabios
+            .as_ref()
+            .map(|(p, v)| (p.as_path(), v.as_str()))
+            .ok_or_else(|| {
+                missing("SeaBIOS (`seabios.*` fixture keys); run `cargo xtask fixtures`")
+            })
+    }
 }
 
 fn read_manifest(root: &Path) -> BTreeMap<String, String> {
@@ -210,6 +247,11 @@ impl Fixtures {
             grub206: tools::load(root, &m, &tools::GRUB_206)?,
             uki257: tools::load(root, &m, &tools::UKI_257)?,
             ukisid: tools::load(root, &m, &tools::UKI_SID)?,
+            kexec225: tools::load_kexec(root, &m, &tools::KEXEC_225).ok(),
+            kexec229: tools::load_kexec(root, &m, &tools::KEXEC_229).ok(),
+            seabios: path("seabios.bios")
+                .ok()
+                .zip(m.get("seabios.version").cloned()),
         })
     }
 }
@@ -246,6 +288,12 @@ pub fn ensure(opts: &FetchOptions) -> Result<Fixtures> {
         tools::fetch(&root, &mut m, opts, set)?;
         write_manifest(&root, &m)?;
     }
+    for set in tools::KEXEC_ALL {
+        tools::fetch_kexec(&root, &mut m, opts, set)?;
+        write_manifest(&root, &m)?;
+    }
+    seabios(&root, &mut m, opts)?;
+    write_manifest(&root, &m)?;
 
     let fx = Fixtures::load_from(&root)?;
     eprintln!("fixtures ready in {}", root.display());
@@ -668,6 +716,41 @@ fn ovmf2022(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) 
     eprintln!("fixtures: ovmf {version}");
     m.insert("ovmf2022.version".into(), version);
     m.insert("ovmf2022.dir".into(), rel(root, &dir));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// SeaBIOS
+
+/// Where Debian's `seabios` package (a dependency of qemu-system-x86) puts QEMU's default BIOS
+/// for the pc and q35 machines.
+const SEABIOS_INSTALLED: &str = "/usr/share/seabios/bios-256k.bin";
+
+/// SeaBIOS `bios-256k.bin`: the installed `seabios` package's (what QEMU uses without `-bios`),
+/// else the file from `apt-get download seabios`.
+fn seabios(root: &Path, m: &mut BTreeMap<String, String>, opts: &FetchOptions) -> Result<()> {
+    if cached(root, m, &["seabios.bios"]) && !opts.refresh {
+        eprintln!("fixtures: seabios {} (cached)", m["seabios.version"]);
+        return Ok(());
+    }
+    let (version, src_root, _stage) = match dpkg_installed_version("seabios") {
+        Some(v) if Path::new(SEABIOS_INSTALLED).is_file() => (v, PathBuf::from("/"), None),
+        _ => {
+            let apt = Apt::default();
+            let v = apt.show("seabios")?["Version"].clone();
+            let (_tmp, deb) = apt.download(&format!("seabios={v}"), &root.join("tmp"))?;
+            let stage = tempfile::Builder::new()
+                .prefix("seabios-")
+                .tempdir_in(root.join("tmp"))?;
+            extract_deb(&deb, stage.path(), &["./usr/share/seabios/*"])?;
+            (v, stage.path().to_path_buf(), Some(stage))
+        }
+    };
+    let dst = root.join(format!("seabios/{version}/bios-256k.bin"));
+    copy_if_changed(&src_root.join(&SEABIOS_INSTALLED[1..]), &dst)?;
+    eprintln!("fixtures: seabios {version}");
+    m.insert("seabios.version".into(), version);
+    m.insert("seabios.bios".into(), rel(root, &dst));
     Ok(())
 }
 

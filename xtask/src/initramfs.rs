@@ -118,6 +118,28 @@ pub fn build(init: &[u8], busybox: &[u8], efivarfs: Option<(&str, &[u8])>) -> Re
     Ok(gz.finish()?)
 }
 
+/// An uncompressed newc archive of `files` ((path without leading `/`, mode bits, contents)),
+/// with every parent directory. The kernel unpacks concatenated archives in order (an
+/// uncompressed one only at a file offset that is a multiple of 4: pad what precedes it with
+/// zeros), so appending it to the test initramfs adds (or replaces) these files: the kexec rows carry the second
+/// kernel, its initrd and `/sbin/kexec` this way.
+pub fn overlay(files: &[(String, u32, Vec<u8>)]) -> Vec<u8> {
+    let mut c = Cpio::default();
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, perm, data) in files {
+        let mut at = 0;
+        while let Some(i) = path[at..].find('/') {
+            let d = &path[..at + i];
+            if dirs.insert(d.to_string()) {
+                c.dir(d);
+            }
+            at += i + 1;
+        }
+        c.file(path, *perm, data);
+    }
+    c.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +174,18 @@ mod tests {
             out.windows(28)
                 .any(|w| w == b"lib/modules/6.1.0-1-amd64/ef")
         );
+    }
+
+    #[test]
+    fn overlay_has_parents_once() {
+        let a = overlay(&[
+            ("kexec/image".into(), 0o644, b"img".to_vec()),
+            ("kexec/append".into(), 0o644, b"x".to_vec()),
+        ]);
+        let names = |n: &[u8]| a.windows(n.len()).filter(|w| *w == n).count();
+        assert_eq!(names(b"kexec\0"), 1);
+        assert_eq!(names(b"kexec/image\0"), 1);
+        assert_eq!(a.len() % 512, 0);
     }
 
     #[test]

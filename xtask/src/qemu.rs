@@ -31,20 +31,30 @@ pub enum Firmware {
     /// `OVMF_CODE_4M.secboot.strictnx.fd` + `OVMF_VARS_4M.snakeoil.fd`: Secure Boot enforcing
     /// with the snakeoil keys; every image must be signed (see [`BootSpec::sign`]).
     Ovmf2025StrictNxSecureBoot,
+    /// SeaBIOS `bios-256k.bin` (Debian's `seabios`, QEMU's default BIOS): no UEFI, so only
+    /// [`BootMode::Direct`] (QEMU's `-kernel`, the 16-bit boot protocol) boots on it.
+    Seabios,
 }
 
 impl Firmware {
-    pub const ALL: [Firmware; 5] = [
+    pub const ALL: [Firmware; 6] = [
         Firmware::Ovmf2022,
         Firmware::Ovmf2022SecureBoot,
         Firmware::Ovmf2025,
         Firmware::Ovmf2025StrictNx,
         Firmware::Ovmf2025StrictNxSecureBoot,
+        Firmware::Seabios,
     ];
 
-    /// (code, vars) of this firmware in the fixtures.
+    /// Whether this is a UEFI firmware (OVMF): pflash code + vars, an ESP, EFI images.
+    pub fn is_uefi(self) -> bool {
+        self != Firmware::Seabios
+    }
+
+    /// (code, vars) of this firmware in the fixtures (OVMF only).
     pub fn files(self, fx: &Fixtures) -> Result<(PathBuf, PathBuf)> {
         let (ovmf, code, vars) = match self {
+            Firmware::Seabios => bail!("SeaBIOS has no pflash code and vars"),
             Firmware::Ovmf2022 => (&fx.ovmf2022, "OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
             Firmware::Ovmf2022SecureBoot => (
                 &fx.ovmf2022,
@@ -66,17 +76,21 @@ impl Firmware {
         Ok((ovmf.file(code)?, ovmf.file(vars)?))
     }
 
-    /// The OVMF build this firmware comes from.
+    /// The OVMF build this firmware comes from (SeaBIOS verifies nothing: it never needs one,
+    /// and gets 2022.11's).
     pub fn ovmf(self, fx: &Fixtures) -> &crate::fixtures::Ovmf {
         match self {
-            Firmware::Ovmf2022 | Firmware::Ovmf2022SecureBoot => &fx.ovmf2022,
+            Firmware::Ovmf2022 | Firmware::Ovmf2022SecureBoot | Firmware::Seabios => &fx.ovmf2022,
             _ => &fx.ovmf2025,
         }
     }
 
     /// Secure-Boot-capable code: needs SMM and a secure pflash.
     pub fn needs_smm(self) -> bool {
-        !matches!(self, Firmware::Ovmf2022 | Firmware::Ovmf2025)
+        !matches!(
+            self,
+            Firmware::Ovmf2022 | Firmware::Ovmf2025 | Firmware::Seabios
+        )
     }
 
     /// Secure Boot is enforced: images must be signed with the snakeoil key.
@@ -99,6 +113,7 @@ impl Firmware {
             Firmware::Ovmf2025 => "ovmf2025",
             Firmware::Ovmf2025StrictNx => "ovmf2025-strict-nx",
             Firmware::Ovmf2025StrictNxSecureBoot => "ovmf2025-strict-nx-secure-boot",
+            Firmware::Seabios => "seabios",
         }
     }
 }
@@ -123,6 +138,15 @@ pub enum BootMode {
     Bare { image: PathBuf },
     /// The UEFI shell runs `startup.nsh`: `fs0:\image.efi <args>` (firmware with a shell only).
     Shell { image: PathBuf, args: String },
+    /// QEMU's direct kernel boot: `-kernel kernel [-initrd initrd] -append append`, no ESP disk.
+    /// On SeaBIOS QEMU's option ROM runs the image's 16-bit setup entry; on OVMF the firmware
+    /// gets the files through fw_cfg and starts the kernel itself (LoadImage of the PE first,
+    /// else its legacy bzImage loader), with the initrd through LoadFile2.
+    Direct {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        append: String,
+    },
 }
 
 /// Everything one boot needs.
@@ -330,6 +354,7 @@ fn populate_esp(fx: &Fixtures, spec: &BootSpec, esp: &Path) -> Result<()> {
         BootMode::Bare { image } => {
             place(fx, esp, "EFI/BOOT/BOOTX64.EFI", image, sign)?;
         }
+        BootMode::Direct { .. } => {}
         BootMode::Shell { image, args } => {
             ensure!(
                 spec.firmware.has_shell(),
@@ -372,13 +397,19 @@ fn lock_qemu() -> Result<fs::File> {
 /// prerequisites, I/O); a guest that fails to boot is a successful run with a bad outcome.
 pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
     let qemu = qemu_binary()?;
-    let (code, vars) = spec.firmware.files(fx)?;
+    let direct = matches!(spec.mode, BootMode::Direct { .. });
+    ensure!(
+        spec.firmware.is_uefi() || direct,
+        "{}: {} boots only BootMode::Direct (no UEFI)",
+        spec.name,
+        spec.firmware
+    );
     let tmp = tempfile::Builder::new().prefix("zboot-qemu-").tempdir()?;
     let esp = tmp.path().join("esp");
-    fs::create_dir_all(&esp)?;
-    populate_esp(fx, spec, &esp)?;
-    let vars_copy = tmp.path().join("vars.fd");
-    fs::copy(&vars, &vars_copy)?;
+    if !direct {
+        fs::create_dir_all(&esp)?;
+        populate_esp(fx, spec, &esp)?;
+    }
     let serial = tmp.path().join("serial.log");
 
     let mut machine = String::from("q35");
@@ -391,16 +422,39 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
     if spec.firmware.needs_smm() {
         cmd.args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
     }
-    cmd.arg("-drive").arg(format!(
-        "if=pflash,format=raw,unit=0,readonly=on,file={}",
-        code.display()
-    ));
-    cmd.arg("-drive").arg(format!(
-        "if=pflash,format=raw,unit=1,file={}",
-        vars_copy.display()
-    ));
-    cmd.arg("-drive")
-        .arg(format!("format=raw,file=fat:rw:{}", esp.display()));
+    if spec.firmware.is_uefi() {
+        let (code, vars) = spec.firmware.files(fx)?;
+        let vars_copy = tmp.path().join("vars.fd");
+        fs::copy(&vars, &vars_copy)?;
+        cmd.arg("-drive").arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            code.display()
+        ));
+        cmd.arg("-drive").arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            vars_copy.display()
+        ));
+    } else {
+        cmd.arg("-bios").arg(fx.seabios()?.0);
+    }
+    match &spec.mode {
+        BootMode::Direct {
+            kernel,
+            initrd,
+            append,
+        } => {
+            ensure!(kernel.is_file(), "{} does not exist", kernel.display());
+            cmd.arg("-kernel").arg(kernel);
+            if let Some(initrd) = initrd {
+                cmd.arg("-initrd").arg(initrd);
+            }
+            cmd.arg("-append").arg(append);
+        }
+        _ => {
+            cmd.arg("-drive")
+                .arg(format!("format=raw,file=fat:rw:{}", esp.display()));
+        }
+    }
     cmd.args([
         "-nographic",
         "-monitor",

@@ -111,6 +111,32 @@ impl InitReport {
         Some(r)
     }
 
+    /// Every report of a serial log, in order: a log holds more than one when the init started
+    /// another kernel (kexec, kdump). A report starts at its `release` line; the lines before
+    /// the first one (if any) belong to the first report.
+    pub fn parse_all(log: &str) -> Vec<InitReport> {
+        // (text, has a `release` line)
+        let mut chunks: Vec<(String, bool)> = vec![(String::new(), false)];
+        for line in log.lines() {
+            let release = matches!(
+                marker_lines(line, INIT_MARKER).first(),
+                Some(("release", _))
+            );
+            let cur = chunks.last_mut().unwrap();
+            if release && cur.1 {
+                chunks.push((String::new(), false));
+            }
+            let cur = chunks.last_mut().unwrap();
+            cur.0.push_str(line);
+            cur.0.push('\n');
+            cur.1 |= release;
+        }
+        chunks
+            .iter()
+            .filter_map(|(c, _)| InitReport::parse(c))
+            .collect()
+    }
+
     /// Whether the kernel's command line contains `word` as a whole word.
     pub fn cmdline_has(&self, word: &str) -> bool {
         self.cmdline
@@ -275,6 +301,28 @@ ZBOOT-INIT end=1\r
         assert_eq!(r.five_level_paging(), Some(false));
         assert_eq!(r.cmdline.as_deref(), Some(""));
         assert_eq!(r.raw.get("cmdline").map(String::as_str), Some(""));
+    }
+
+    #[test]
+    fn two_reports_in_one_log() {
+        let log = format!(
+            "{LOG}ZBOOT-INIT kexec_exec=1\r\n[    0.000] Linux version 6.1\r\n\
+             ZBOOT-INIT release=6.1.0-56-amd64\r\nZBOOT-INIT cmdline=console=ttyS0 zboot.stage=2\r\n\
+             ZBOOT-INIT end=1\r\n"
+        );
+        let all = InitReport::parse_all(&log);
+        assert_eq!(all.len(), 2);
+        assert!(all[0].end && all[0].cmdline_has("zboot.marker=abc"));
+        assert_eq!(all[0].raw.get("kexec_exec").map(String::as_str), Some("1"));
+        assert!(all[1].end && all[1].cmdline_has("zboot.stage=2"));
+        assert!(!all[1].cmdline_has("zboot.marker=abc"));
+        assert_eq!(all[1].memtotal_kb, None);
+        assert!(InitReport::parse_all("no report\n").is_empty());
+        // Lines before the first `release` stay with the first report.
+        let all =
+            InitReport::parse_all("ZBOOT-INIT cmdline=a\nZBOOT-INIT release=x\nZBOOT-INIT end=1\n");
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].cmdline.as_deref(), Some("a"));
     }
 
     #[test]

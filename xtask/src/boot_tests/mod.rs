@@ -209,6 +209,7 @@ pub fn check_memtotal_parity(ctx: &Ctx, fw: Firmware, r: &InitReport) -> Result<
 mod distro;
 mod foundation;
 pub(crate) mod hardening;
+mod legacy;
 mod loaders;
 mod reliability;
 mod stub;
@@ -221,6 +222,7 @@ pub fn all() -> impl Iterator<Item = &'static BootTest> {
         hardening::TESTS,
         reliability::TESTS,
         loaders::TESTS,
+        legacy::TESTS,
         distro::TESTS,
     ]
     .into_iter()
