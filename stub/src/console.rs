@@ -17,9 +17,14 @@ pub fn debug() -> bool {
     DEBUG.load(Ordering::Relaxed)
 }
 
-/// Print a line on ConOut (and so on the serial console under OVMF).
+/// Print a line on ConOut (and so on the serial console under OVMF), or, entered as a bzImage
+/// without firmware, on COM1 and the VGA text screen.
 pub fn line(args: core::fmt::Arguments<'_>) {
-    uefi::println!("zboot: {}", args);
+    if crate::bare::active() {
+        crate::serial::line(args);
+    } else {
+        uefi::println!("zboot: {}", args);
+    }
 }
 
 fn tsc() -> u64 {
@@ -28,6 +33,10 @@ fn tsc() -> u64 {
 }
 
 fn calibrate() {
+    if crate::bare::active() {
+        // No timer service without firmware: timings stay 0.
+        return;
+    }
     let t0 = tsc();
     uefi::boot::stall(core::time::Duration::from_millis(10));
     TSC_PER_MS.store(((tsc() - t0) / 10).max(1), Ordering::Relaxed);

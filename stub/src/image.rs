@@ -13,11 +13,14 @@ use core::ffi::c_void;
 use zboot_format::descriptor::{DescriptorError, StubDescriptor};
 
 /// The descriptor and, right after it (`descriptor::HANDOVER_AT`), the address of our EFI
-/// handover entry, which the packer turns into the setup header's `handover_offset`.
+/// handover entry, which the packer turns into the setup header's `handover_offset`; then
+/// (`ENTRY64_AT`, `ENTRY32_AT`) those of the bzImage entries, which the packer checks.
 #[repr(C)]
 struct StubRecord {
     descriptor: StubDescriptor,
     handover: HandoverEntry,
+    entry64: unsafe extern "C" fn(),
+    entry32: unsafe extern "C" fn(),
 }
 
 /// `extern "sysv64" fn(image handle, system table, boot_params) -> EFI status` (main.rs).
@@ -30,11 +33,19 @@ type HandoverEntry = unsafe extern "sysv64" fn(*mut c_void, *const c_void, *mut 
 static mut ZBOOT_STUB_DESCRIPTOR: StubRecord = StubRecord {
     descriptor: StubDescriptor::EMPTY,
     handover: zboot_handover_entry,
+    entry64: zboot_entry64,
+    entry32: zboot_entry32,
 };
 
 unsafe extern "C" {
     /// The first byte of our image (lld-link's symbol).
     static __ImageBase: u8;
+}
+
+unsafe extern "C" {
+    /// The bzImage entries (arch/x86_64/legacy.rs); never called from Rust.
+    fn zboot_entry64();
+    fn zboot_entry32();
 }
 
 unsafe extern "sysv64" {

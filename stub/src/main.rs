@@ -17,6 +17,8 @@ mod error;
 #[macro_use]
 mod console;
 #[cfg(target_os = "uefi")]
+mod bare;
+#[cfg(target_os = "uefi")]
 mod gop;
 #[cfg(target_os = "uefi")]
 mod image;
@@ -28,14 +30,21 @@ mod memory;
 mod rng;
 #[cfg(target_os = "uefi")]
 mod secureboot;
+#[cfg(target_os = "uefi")]
+mod serial;
+#[cfg(target_os = "uefi")]
+mod trampoline;
+#[cfg(target_os = "uefi")]
+mod unpack;
 
 #[cfg(target_os = "uefi")]
-mod pipeline {
+pub(crate) mod pipeline {
     use crate::arch::x86_64::{boot_params as bp, e820, handoff, kaslr, paging};
     use crate::console;
     use crate::error::{Context, Error};
     use crate::memory::{self, Pages};
-    use crate::{cmdline, decode, gop, initrd, memstats, payload, rng, secureboot};
+    use crate::trampoline::Trampoline;
+    use crate::{cmdline, gop, initrd, memstats, payload, rng, secureboot};
     use alloc::vec::Vec;
     use core::convert::Infallible;
     use uefi::boot::MemoryType;
@@ -44,9 +53,7 @@ mod pipeline {
     use zboot_format::bootparam::{
         BootParams, E820Entry, SETUP_E820_EXT, SETUP_RNG_SEED, SetupData,
     };
-    use zboot_format::filters;
     use zboot_format::header::PayloadHeader;
-    use zboot_format::relocs::RelocTable;
 
     /// How we were started.
     #[derive(Clone, Copy)]
@@ -129,12 +136,6 @@ mod pipeline {
         //    embedded (signed) line stands alone. A malformed embedded line is refused, never
         //    taken as "none" (that would let the loader's options in under Secure Boot).
         let sb_mode = secureboot::mode();
-        let embedded = match payload.cmdline {
-            [] => "",
-            bytes => {
-                zboot_format::cmdline::check_embedded(bytes).map_err(Error::EmbeddedCmdline)?
-            }
-        };
         let handover = match entry {
             Entry::Pe => None,
             Entry::Handover(bp) => Some(handover_params(bp)?),
@@ -144,9 +145,7 @@ mod pipeline {
             Some((cmdline, _)) => cmdline.clone(),
         };
         let locked = matches!(sb_mode, bp::secure_boot::ENABLED | bp::secure_boot::UNKNOWN);
-        let use_loader = cmdline::loader_options_allowed(embedded, locked);
-        let line = cmdline::compose(embedded, if use_loader { &loader } else { "" });
-        zboot_format::cmdline::check_len(line.len()).map_err(Error::CmdlineTooLong)?;
+        let (line, use_loader) = command_line(payload.cmdline, &loader, locked)?;
         let opts = cmdline::Options::parse(&line);
         console::set_debug(opts.efi_debug);
         if let Entry::Handover(bp) = entry {
@@ -196,7 +195,7 @@ mod pipeline {
         );
 
         // 4. Decompress in place, verify, relocate, clear the rest.
-        unpack(&h, payload.compressed, &mut kernel, delta)?;
+        crate::unpack::unpack(&h, payload.compressed, kernel.bytes_mut(), delta)?;
 
         // 5. Initrd.
         let from_loader = handover.and_then(|(_, rd)| rd);
@@ -238,7 +237,7 @@ mod pipeline {
         });
         let trampoline = match switch {
             paging::Switch::None => None,
-            paging::Switch::Enable => match Trampoline::prepare(paging::Switch::Enable) {
+            paging::Switch::Enable => match prepare_trampoline(paging::Switch::Enable) {
                 Ok(t) => Some(t),
                 // Staying in 4-level mode is always correct for the kernel: only say so.
                 Err(e) => {
@@ -247,7 +246,7 @@ mod pipeline {
                 }
             },
             // The kernel cannot run in 5-level mode: switching down is mandatory.
-            paging::Switch::Disable => Some(Trampoline::prepare(paging::Switch::Disable)?),
+            paging::Switch::Disable => Some(prepare_trampoline(paging::Switch::Disable)?),
         };
         let mut cmdline_pages = Pages::low(line.len() as u64 + 1, MemoryType::LOADER_DATA)
             .efi("allocate command line")?;
@@ -305,7 +304,8 @@ mod pipeline {
         core::mem::forget(map); // the kernel reuses the final map: keep it allocated
         zero_page.write(0, params);
         let params_addr = zero_page.leak();
-        if let Some(t) = trampoline {
+        if let Some((t, data)) = trampoline {
+            data.leak();
             // SAFETY: as below; the trampoline pages were prepared before ExitBootServices.
             unsafe { t.enter(cr3, entry, params_addr) }
         }
@@ -329,83 +329,59 @@ mod pipeline {
         Ok(page)
     }
 
-    /// The LA57 switch trampoline: a code page (read-only + executable) and two data pages
-    /// (variables + GDT, new root table), all below 4 GiB, allocated before ExitBootServices.
-    struct Trampoline {
-        switch: paging::Switch,
-        code: u64,
-        ret64: usize,
-        data: Pages,
+    /// The LA57 trampoline in pages below 4 GiB (the code page read-only + executable), with
+    /// the data pages to hand over (or free on an error).
+    fn prepare_trampoline(switch: paging::Switch) -> Result<(Trampoline, Pages), Error> {
+        let code = Pages::below_4g(4096, MemoryType::LOADER_CODE)
+            .efi("allocate LA57 trampoline below 4 GiB")?;
+        let data = Pages::below_4g(8192, MemoryType::LOADER_DATA)
+            .efi("allocate LA57 page table below 4 GiB")?;
+        // SAFETY: both allocations are ours, below 4 GiB, identity mapped, writable.
+        let t = unsafe { Trampoline::new(switch, code.addr(), data.addr()) };
+        // W^X: the code page becomes read-only, then executable.
+        let attr = memory::protect_code(code.addr(), 4096).efi("protect LA57 trampoline")?;
+        progress!(
+            "5-level paging: {:?} via trampoline at {:#x}{}",
+            switch,
+            code.addr(),
+            if attr { " (RO+X)" } else { "" }
+        );
+        code.leak();
+        Ok((t, data))
     }
 
-    impl Trampoline {
-        fn prepare(switch: paging::Switch) -> Result<Trampoline, Error> {
-            let (bytes, ret64) = handoff::trampoline();
-            let mut code = Pages::below_4g(4096, MemoryType::LOADER_CODE)
-                .efi("allocate LA57 trampoline below 4 GiB")?;
-            code.bytes_mut()[..bytes.len()].copy_from_slice(bytes);
-            let data = Pages::below_4g(8192, MemoryType::LOADER_DATA)
-                .efi("allocate LA57 page table below 4 GiB")?;
-            // W^X: the code page becomes read-only, then executable.
-            let attr = memory::protect_code(code.addr(), 4096).efi("protect LA57 trampoline")?;
-            progress!(
-                "5-level paging: {:?} via trampoline at {:#x}{}",
-                switch,
-                code.addr(),
-                if attr { " (RO+X)" } else { "" }
-            );
-            Ok(Trampoline {
-                switch,
-                code: code.leak(),
-                ret64,
-                data,
-            })
-        }
+    /// The kernel's command line: embedded first, the loader's appended; under Secure Boot
+    /// (`locked`) an embedded (signed) line stands alone. A malformed embedded line is refused,
+    /// never taken as "none" (that would let the loader's options in under Secure Boot).
+    /// Returns the line and whether the loader's part was used.
+    pub(crate) fn command_line(
+        embedded: &[u8],
+        loader: &str,
+        locked: bool,
+    ) -> Result<(alloc::string::String, bool), Error> {
+        let embedded = match embedded {
+            [] => "",
+            bytes => {
+                zboot_format::cmdline::check_embedded(bytes).map_err(Error::EmbeddedCmdline)?
+            }
+        };
+        let use_loader = cmdline::loader_options_allowed(embedded, locked);
+        let line = cmdline::compose(embedded, if use_loader { loader } else { "" });
+        zboot_format::cmdline::check_len(line.len()).map_err(Error::CmdlineTooLong)?;
+        Ok((line, use_loader))
+    }
 
-        /// After ExitBootServices: build the new root table, fill the variables, switch the
-        /// paging mode and enter the kernel.
-        ///
-        /// # Safety
-        /// Boot services are gone; `entry`/`params` as for `handoff::jump`; `cr3` the current
-        /// root.
-        unsafe fn enter(mut self, cr3: u64, entry: u64, params: u64) -> ! {
-            let vars_addr = self.data.addr();
-            let table_addr = vars_addr + 4096;
-            let bytes = self.data.bytes_mut();
-            let (vars, table) = bytes.split_at_mut(4096);
-            let new_cr3 = match self.switch {
-                paging::Switch::Enable => {
-                    table[..8].copy_from_slice(&paging::pml5_entry(cr3).to_le_bytes());
-                    table_addr
-                }
-                _ => {
-                    let root = cr3 & paging::PTE_ADDR;
-                    // SAFETY: CR3 points at the firmware's identity-mapped PML5 (readable).
-                    let e0 = unsafe { core::ptr::read_volatile(root as *const u64) };
-                    let pml4 = e0 & paging::PTE_ADDR;
-                    if pml4 <= 0xffff_f000 {
-                        pml4
-                    } else {
-                        // SAFETY: the PML4 is a 4 KiB identity-mapped page table.
-                        let src = unsafe { core::slice::from_raw_parts(pml4 as *const u8, 4096) };
-                        table.copy_from_slice(src);
-                        table_addr
-                    }
-                }
-            };
-            paging::fill_vars(
-                vars,
-                vars_addr,
-                new_cr3 as u32,
-                self.switch,
-                (self.code + self.ret64 as u64) as u32,
-                entry,
-                params,
-            );
-            let v = self.data.leak();
-            // SAFETY: the trampoline code and variables are complete; see the caller.
-            unsafe { handoff::jump_via_trampoline(self.code, v) }
-        }
+    /// The loader's NUL-terminated command line at `at` (`max` readable bytes, checked).
+    pub(crate) fn loader_cmdline(at: u64, max: u64) -> Result<alloc::string::String, Error> {
+        use zboot_stub::loader_params as lp;
+        // SAFETY: the caller checked that `max` bytes at `at` lie in memory the loader owns.
+        let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, max as usize) };
+        lp::cmdline_text(bytes).ok_or(Error::CmdlineTooLong(
+            zboot_format::cmdline::CmdlineError::TooLong {
+                len: max as usize,
+                max: zboot_format::cmdline::MAX_LEN,
+            },
+        ))
     }
 
     /// The command line and initrd a handover loader put in the boot_params at `bp`, each
@@ -419,16 +395,8 @@ mod pipeline {
         let found = lp::read(&params, &ranges).map_err(Error::LoaderParams)?;
         let cmdline = match found.cmdline {
             None => alloc::string::String::new(),
-            Some((at, max)) => {
-                // SAFETY: `max` bytes at `at` lie in allocated memory (checked by `read`).
-                let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, max as usize) };
-                lp::cmdline_text(bytes).ok_or(Error::CmdlineTooLong(
-                    zboot_format::cmdline::CmdlineError::TooLong {
-                        len: max as usize,
-                        max: zboot_format::cmdline::MAX_LEN,
-                    },
-                ))?
-            }
+            // `read` checked the bytes lie in allocated memory.
+            Some((at, max)) => loader_cmdline(at, max)?,
         };
         Ok((cmdline, found.initrd))
     }
@@ -537,52 +505,6 @@ mod pipeline {
                 Err(e).efi("protect the kernel text")
             }
         }
-    }
-
-    fn unpack(
-        h: &PayloadHeader,
-        compressed: &[u8],
-        kernel: &mut Pages,
-        delta: u64,
-    ) -> Result<(), Error> {
-        let region = &mut kernel.bytes_mut()[..h.mem_size as usize];
-        let decoded_len = h.uncompressed_size as usize;
-        // Integrity first: no decoder ever sees bytes that fail the stream's SHA-256. The
-        // decoded stream is then fixed by verified input, exact-size filling and the codec's own
-        // checksum (zstd, xz); hashing 60+ MB again here would cost seconds (docs/format.md).
-        let t = console::now();
-        if !h.stream_intact(compressed) {
-            return Err(Error::StreamChecksum);
-        }
-        progress!("stream sha256 ok in {} ms", console::elapsed_ms(t));
-        let t = console::now();
-        decode::decode(h.codec, compressed, &mut region[..decoded_len]).map_err(Error::Decode)?;
-        progress!(
-            "decoded {} bytes in {} ms",
-            decoded_len,
-            console::elapsed_ms(t)
-        );
-        let t = console::now();
-        filters::undo(h.flags, h.image_size, &mut region[..decoded_len]);
-        progress!(
-            "filters {:#x} undone in {} ms",
-            h.flags.0,
-            console::elapsed_ms(t)
-        );
-        if h.flags.has(zboot_format::Flags::RELOCS) {
-            let (image, rest) = region.split_at_mut(h.image_size as usize);
-            let table_at = (h.relocs_offset - h.image_size) as usize;
-            let table = RelocTable::parse(&rest[table_at..decoded_len - h.image_size as usize])
-                .map_err(Error::Relocs)?;
-            table
-                .check_counts(h.relocs_count64, h.relocs_count_inv32, h.relocs_count32)
-                .map_err(Error::Relocs)?;
-            table
-                .apply(image, h.link_virt_base, delta)
-                .map_err(Error::Relocs)?;
-        }
-        region[h.image_size as usize..].fill(0);
-        Ok(())
     }
 
     /// Room for the e820 table built after ExitBootServices: a scratch table and a

@@ -330,13 +330,17 @@ pub fn load_file2_pages(
     Ok((pages, got))
 }
 
-/// The global allocator: uefi-rs's pool allocator, counted by `memstats`.
+/// The global allocator: uefi-rs's pool allocator, counted by `memstats`; without firmware
+/// (the bzImage entries) the free memory of the loader's e820 map (`bare::heap_alloc`).
 struct CountingAllocator;
 
 // SAFETY: delegates every call unchanged to uefi-rs's allocator, which upholds the GlobalAlloc
 // contract; the counters have no effect on the memory handed out.
 unsafe impl core::alloc::GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        if crate::bare::active() {
+            return crate::bare::heap_alloc(layout);
+        }
         // SAFETY: the caller's contract is passed through.
         let p = unsafe { core::alloc::GlobalAlloc::alloc(&uefi::allocator::Allocator, layout) };
         if !p.is_null() {
@@ -346,6 +350,10 @@ unsafe impl core::alloc::GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn dealloc(&self, p: *mut u8, layout: core::alloc::Layout) {
+        if crate::bare::active() {
+            // Never returned: the kernel gets all of it back as free RAM.
+            return;
+        }
         memstats::heap_freed(layout.size() as u64);
         // SAFETY: the caller's contract is passed through.
         unsafe { core::alloc::GlobalAlloc::dealloc(&uefi::allocator::Allocator, p, layout) }

@@ -43,6 +43,9 @@ pub const SETUP_DTB: u32 = 2;
 pub const SETUP_PCI: u32 = 3;
 pub const SETUP_EFI: u32 = 4;
 pub const SETUP_RNG_SEED: u32 = 9;
+/// A node whose data is a `struct setup_indirect` (type u32, reserved u32, len u64, addr u64)
+/// naming data elsewhere.
+pub const SETUP_INDIRECT: u32 = 1 << 31;
 
 /// Number of e820 entries that fit in the zero page.
 pub const E820_MAX_ENTRIES_ZEROPAGE: usize = 128;

@@ -42,8 +42,12 @@ pub const SIZE: usize = layout::RELOCS + 4 * MAX_RELOCS;
 /// relocations) of its EFI handover entry: `extern "sysv64" fn(image handle, system table,
 /// boot_params)`. The packer turns it into the setup header's `handover_offset`.
 pub const HANDOVER_AT: usize = SIZE;
-/// Bytes of descriptor + handover address.
-pub const RECORD_SIZE: usize = SIZE + 8;
+/// Then the link-time addresses of the stub's bzImage entries (64-bit, 32-bit), which the
+/// packer checks sit at `image::ENTRY64_RVA` and `image::ENTRY32_RVA`.
+pub const ENTRY64_AT: usize = SIZE + 8;
+pub const ENTRY32_AT: usize = SIZE + 16;
+/// Bytes of descriptor + entry addresses.
+pub const RECORD_SIZE: usize = SIZE + 24;
 
 /// The descriptor as the stub declares it (`#[repr(C)]`, matching [`layout`]).
 #[repr(C, align(8))]

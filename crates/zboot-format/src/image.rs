@@ -8,10 +8,17 @@
 //! `(setup_sects + 1) * 512` (here: [`HEADERS_SIZE`], so memory = file = RVA) and calls the
 //! 64-bit entry at `copy + handover_offset + 512` with (image handle, system table, boot_params)
 //! in the SysV ABI.
+//!
+//! The bzImage protocols enter that same copy (the "protected-mode part", which starts with the
+//! stub's code): the 32-bit protocol at `code32_start` (the copy's first byte,
+//! [`ENTRY32_RVA`]), the 64-bit protocol (kexec, VMMs) 0x200 bytes further ([`ENTRY64_RVA`]),
+//! as in Linux's own bzImage (`startup_32`, `startup_64`). Without firmware to allocate from,
+//! the stub runs on a stack right after its image ([`BARE_STACK_SIZE`] bytes, inside
+//! `init_size`, which every bzImage loader reserves).
 
 use crate::bootparam::{
-    HDRS_MAGIC, LOADED_HIGH, SetupHeader, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_EFI_HANDOVER_64,
-    XLF_KERNEL_64,
+    HDRS_MAGIC, LOADED_HIGH, SetupHeader, XLF_5LEVEL, XLF_CAN_BE_LOADED_ABOVE_4G,
+    XLF_EFI_HANDOVER_64, XLF_KERNEL_64,
 };
 
 /// Bytes before the first section: headers, in file and in memory.
@@ -25,6 +32,27 @@ pub const MAX_SECTIONS: usize = 6;
 pub const PE_DATA_DIRECTORIES: usize = 6;
 /// The handover entry is `handover_offset + 512` bytes into the copy (64-bit protocol).
 pub const HANDOVER_ENTRY_BIAS: u32 = 0x200;
+/// RVA of the 32-bit bzImage entry: the first byte of the protected-mode part.
+pub const ENTRY32_RVA: u32 = HEADERS_SIZE;
+/// RVA of the 64-bit bzImage entry: 0x200 into the protected-mode part (boot.rst, 64-bit boot
+/// protocol; kexec_file_load enters `load address + 0x200`).
+pub const ENTRY64_RVA: u32 = HEADERS_SIZE + 0x200;
+/// `code32_start`: where a 32-bit loader jumps when it loads the protected-mode part at the
+/// default 1 MiB (loaders that relocate it add their offset from 1 MiB).
+pub const CODE32_START: u32 = 0x10_0000 + (ENTRY32_RVA - HEADERS_SIZE);
+/// The stack of the bzImage entries, right after the image.
+pub const BARE_STACK_SIZE: u32 = 128 * 1024;
+/// `pref_address` and `kernel_alignment`: the classic 1 MiB load address; the stub is
+/// position independent, so any page-aligned address serves (`relocatable_kernel`).
+pub const PREF_ADDRESS: u64 = 0x10_0000;
+pub const KERNEL_ALIGNMENT: u32 = 0x1000;
+/// The real-mode jump at 0x200 (`jmp short`) and its displacement: the byte at 0x201 also tells
+/// loaders where the setup header ends (kexec_file_load copies `0x202 + disp - 0x1f1` bytes of
+/// it; Linux puts its `start_of_setup` there).
+pub const SETUP_JUMP: u16 = 0xeb | ((SETUP_HEADER_END - 0x202) as u16) << 8;
+/// First byte after the setup header (0x26c for boot protocol 2.15).
+pub const SETUP_HEADER_END: usize =
+    crate::bootparam::SETUP_HEADER_OFFSET + core::mem::size_of::<SetupHeader>();
 /// Boot protocol version declared: 2.15, the version of Linux 6.1's header (`handover_offset`
 /// since 2.11, `xloadflags` 2.12, `kernel_info_offset` 2.15).
 pub const BOOT_PROTOCOL: u16 = 0x020f;
@@ -45,28 +73,33 @@ pub struct SetupFacts {
     pub payload_size: u32,
 }
 
-/// The setup header an image carries at 0x1f1 (for the EFI handover protocol; the legacy
-/// entries are not there yet, so `code32_start` is 0 and no 16-bit code exists).
+/// The setup header an image carries at 0x1f1: the EFI handover entry, the 32- and 64-bit
+/// bzImage entries and the memory they need (`init_size`: the image after the headers and the
+/// stack of the bzImage entries). `XLF_5LEVEL`: the stub may be entered in 5-level paging mode
+/// (it switches to what the kernel takes before entering it).
 pub fn setup_header(f: &SetupFacts) -> SetupHeader {
     SetupHeader {
         setup_sects: SETUP_SECTS,
         syssize: (f.image_size - HEADERS_SIZE).div_ceil(16),
         boot_flag: BOOT_FLAG,
+        jump: SETUP_JUMP,
         header: HDRS_MAGIC,
         version: BOOT_PROTOCOL,
         type_of_loader: 0,
         loadflags: LOADED_HIGH,
+        code32_start: CODE32_START,
         initrd_addr_max: 0x7fff_ffff,
-        kernel_alignment: 0x1000,
+        kernel_alignment: KERNEL_ALIGNMENT,
         relocatable_kernel: 1,
-        min_alignment: 12,
-        xloadflags: XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G | XLF_EFI_HANDOVER_64,
+        min_alignment: KERNEL_ALIGNMENT.trailing_zeros() as u8,
+        xloadflags: XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G | XLF_EFI_HANDOVER_64 | XLF_5LEVEL,
         cmdline_size: CMDLINE_SIZE,
         payload_offset: f
             .payload_offset
             .saturating_sub(u32::from(SETUP_SECTS) * 512 + 512),
         payload_length: f.payload_size,
-        init_size: f.image_size - HEADERS_SIZE,
+        pref_address: PREF_ADDRESS,
+        init_size: f.image_size - HEADERS_SIZE + BARE_STACK_SIZE,
         handover_offset: handover_offset(f.handover_rva),
         ..SetupHeader::default()
     }
@@ -93,8 +126,14 @@ mod tests {
         let copy_at = (u32::from(h.setup_sects) + 1) * 512;
         assert_eq!(copy_at, HEADERS_SIZE);
         assert_eq!(copy_at + { h.handover_offset } + 512, 0x4560);
-        assert_eq!({ h.init_size }, 0x80_0000 - 0x1000);
+        assert_eq!({ h.init_size }, 0x80_0000 - 0x1000 + BARE_STACK_SIZE);
         assert_eq!({ h.boot_flag }, 0xaa55);
+        // The bzImage entries: code32_start at the copy, the 64-bit entry 0x200 further.
+        assert_eq!({ h.code32_start } - 0x10_0000 + copy_at, ENTRY32_RVA);
+        assert_eq!(ENTRY64_RVA - copy_at, 0x200);
+        // kexec_file_load: setup header bytes = 0x202 + jump displacement - 0x1f1.
+        assert_eq!(h.to_bytes()[0x200 - 0x1f1], 0xeb);
+        assert_eq!(0x202 + usize::from(h.to_bytes()[0x201 - 0x1f1]), 0x26c);
         // payload_offset counts from the end of the setup sectors, as in a bzImage.
         assert_eq!({ h.payload_offset } + copy_at, 0x1_8100);
     }

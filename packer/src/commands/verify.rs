@@ -21,6 +21,9 @@ fn setup_header(data: &[u8], pe: &PeFile, z: &ZimgHeader, v: &mut Vec<String>) {
         v.push("no room for the x86 setup header".into());
         return;
     };
+    if let Err(e) = crate::pe::write::check_bzimage_entries(pe) {
+        v.push(format!("setup header: {e:#}"));
+    }
     let handover_rva = match crate::pe::write::handover_rva(pe) {
         Ok(r) => r,
         Err(e) => {

@@ -393,6 +393,7 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         out.extend_from_slice(bytes_of(&o.header));
     }
     if let Some(z) = opts.zimg {
+        check_bzimage_entries(&stub)?;
         let setup = image::setup_header(&image::SetupFacts {
             image_size: size_of_image,
             handover_rva: handover_rva(&stub)?,
@@ -433,13 +434,42 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
 /// RVA of the stub's EFI handover entry: the link-time address after its descriptor (in a stub
 /// or in an image written from one).
 pub fn handover_rva(stub: &PeFile) -> Result<u32> {
+    entry_rva(stub, descriptor::HANDOVER_AT, "handover entry")
+}
+
+/// Check that the stub's bzImage entries sit where the setup header promises them (the first
+/// bytes of the protected-mode part, as in Linux's bzImage): a stub linked otherwise cannot
+/// be booted by kexec or a 32-bit loader.
+pub fn check_bzimage_entries(stub: &PeFile) -> Result<()> {
+    for (at, what, want) in [
+        (
+            descriptor::ENTRY64_AT,
+            "64-bit bzImage entry",
+            image::ENTRY64_RVA,
+        ),
+        (
+            descriptor::ENTRY32_AT,
+            "32-bit bzImage entry",
+            image::ENTRY32_RVA,
+        ),
+    ] {
+        let rva = entry_rva(stub, at, what)?;
+        if rva != want {
+            bail!("stub: {what} at RVA {rva:#x}, the setup header needs it at {want:#x}");
+        }
+    }
+    Ok(())
+}
+
+/// RVA of the code address the stub keeps `at` bytes into its descriptor record.
+fn entry_rva(stub: &PeFile, at: usize, what: &str) -> Result<u32> {
     let (i, off) = find_descriptor(stub)?.context("stub: no descriptor")?;
-    let at = off + descriptor::HANDOVER_AT;
+    let at = off + at;
     let raw = stub.raw(&stub.sections[i]);
     let addr = raw
         .get(at..at + 8)
         .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-        .context("stub: handover entry address truncated")?;
+        .with_context(|| format!("stub: {what} address truncated"))?;
     let rva = addr
         .checked_sub(stub.opt.image_base.get(LE))
         .and_then(|r| u32::try_from(r).ok())
@@ -448,7 +478,7 @@ pub fn handover_rva(stub: &PeFile) -> Result<u32> {
                 .iter()
                 .any(|s| s.contains_rva(r) && s.characteristics() & IMAGE_SCN_MEM_EXECUTE != 0)
         })
-        .with_context(|| format!("stub: handover entry {addr:#x} is not in its code"))?;
+        .with_context(|| format!("stub: {what} {addr:#x} is not in its code"))?;
     Ok(rva)
 }
 
@@ -591,8 +621,10 @@ mod tests {
         let pe = PeFile::parse(&out).unwrap();
         assert_eq!(
             { h.init_size },
-            pe.opt.size_of_image.get(LE) - image::HEADERS_SIZE
+            pe.opt.size_of_image.get(LE) - image::HEADERS_SIZE + image::BARE_STACK_SIZE
         );
+        // The bzImage entries are where the setup header sends kexec and 32-bit loaders.
+        check_bzimage_entries(&stub).unwrap();
         // The code at the entry, in the file, is the stub's code at that RVA (1:1 layout).
         let text = &pe.sections[0];
         assert!(text.contains_rva(entry));

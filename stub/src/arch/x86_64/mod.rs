@@ -1,8 +1,11 @@
 //! x86_64: boot_params, e820, KASLR choices, the LA57 switch and the jump into the kernel.
 
+pub mod bare_map;
 pub mod boot_params;
 pub mod e820;
 #[cfg(target_os = "uefi")]
 pub mod handoff;
 pub mod kaslr;
+#[cfg(target_os = "uefi")]
+pub mod legacy;
 pub mod paging;

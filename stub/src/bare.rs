@@ -1,0 +1,426 @@
+//! The bzImage pipeline: entered through the 64-bit boot protocol (`legacy.rs`: kexec, VMMs)
+//! with a loader's boot_params and no firmware. The same steps as the EFI pipeline — payload,
+//! command line, KASLR, unpack, initrd, boot_params, paging mode, jump — with memory taken from
+//! the loader's e820 map instead of AllocatePages, and every address the loader handed over
+//! checked against that map before a byte of it is read. A failure prints one line on COM1 (and
+//! a VGA text screen) and halts: there is nothing to return to, and nothing unverified is run.
+
+use crate::arch::x86_64::bare_map::{self, LOW_LIMIT, RangeSet};
+use crate::arch::x86_64::{boot_params as bp, handoff, kaslr, legacy, paging};
+use crate::error::Error;
+use crate::pipeline::{command_line, loader_cmdline};
+use crate::trampoline::Trampoline;
+use crate::{cmdline, console, payload, rng, serial};
+use core::cell::UnsafeCell;
+use core::convert::Infallible;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use zboot_format::bootparam::{
+    BootParams, E820_MAX_ENTRIES_ZEROPAGE, E820Entry, EFI_LOADER_SIGNATURE_64, QUIET_FLAG,
+    SETUP_E820_EXT, SETUP_INDIRECT, SETUP_RNG_SEED, SetupData,
+};
+use zboot_format::image::{BARE_STACK_SIZE, HEADERS_SIZE};
+use zboot_stub::loader_params as lp;
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Whether we were entered as a bzImage (no firmware: console and heap are ours).
+pub fn active() -> bool {
+    ACTIVE.load(Relaxed)
+}
+
+/// The 64-bit entry's Rust half (`legacy.rs` switched to our stack).
+#[unsafe(no_mangle)]
+extern "sysv64" fn zboot_bare_main(boot_params: u64) -> ! {
+    // SAFETY: the first statement at entry, single-threaded.
+    let relocated = unsafe { crate::image::relocate() };
+    ACTIVE.store(true, Relaxed);
+    if relocated.is_err() {
+        // Unrelocated: no formatting (it calls through our vtables).
+        serial::text(
+            "zboot: error: stub descriptor missing or invalid (not packed by zboot-pack?)\r\n",
+        );
+        legacy::halt();
+    }
+    match boot(boot_params) {
+        Ok(never) => match never {},
+        Err(e) => {
+            error!("{}", e);
+            legacy::halt()
+        }
+    }
+}
+
+/// Most e820 entries read (zero page + SETUP_E820_EXT nodes).
+const MAX_E820: usize = 512;
+
+fn boot(bp_addr: u64) -> Result<Infallible, Error> {
+    // 1. The loader's boot_params and its RAM; everything it points at must lie in that RAM.
+    if !(0x1000..=(1 << 52)).contains(&bp_addr) {
+        return Err(Error::LoaderParams(lp::ParamsError::BootParams(bp_addr)));
+    }
+    // SAFETY: the one address the protocol gives us (RSI); in identity-mapped memory by the
+    // protocol. It is checked against the e820 map it carries right below, before anything it
+    // points at is read.
+    let loader: BootParams = unsafe { core::ptr::read_unaligned(bp_addr as *const BootParams) };
+    serial::use_screen(&{ loader.screen_info });
+    let ram = loader_ram(&loader)?;
+    if !ram.contains(bp_addr, size_of::<BootParams>() as u64) {
+        return Err(Error::LoaderParams(lp::ParamsError::BootParams(bp_addr)));
+    }
+    let found = lp::read(&loader, ram.ranges()).map_err(Error::LoaderParams)?;
+    let (image, descriptor) =
+        crate::image::own().map_err(|e| Error::Payload(payload::PayloadError::Descriptor(e)))?;
+    let base = image.as_ptr() as u64;
+    let ours = (
+        base + u64::from(HEADERS_SIZE),
+        base + u64::from(descriptor.image_size) + u64::from(BARE_STACK_SIZE),
+    );
+    if !base.is_multiple_of(4096) {
+        return Err(Error::LoaderMap(
+            "image not loaded at a page-aligned address",
+        ));
+    }
+    if !ram.contains(ours.0, ours.1 - ours.0) {
+        return Err(Error::LoaderMap("our image and stack are not in RAM"));
+    }
+
+    // 2. Free memory: RAM less the first MiB, us, and everything the loader handed over.
+    let mut free = ram.clone();
+    free.remove(0, LOW_LIMIT);
+    free.remove(ours.0, ours.1);
+    free.remove(bp_addr, bp_addr + size_of::<BootParams>() as u64);
+    if let Some((at, max)) = found.cmdline {
+        free.remove(at, at + max);
+    }
+    if let Some((at, size)) = found.initrd {
+        free.remove(at, at + size);
+    }
+    avoid_setup_data(&loader, &ram, &mut free)?;
+    avoid_efi_memmap(&loader, &mut free);
+    avoid_cpu_tables(&ram, &mut free)?;
+    // SAFETY: single-threaded; the allocator has not run yet.
+    unsafe { *FREE.0.get() = Some(free) };
+
+    // 3. Payload and command line (the loader's appended to the embedded one; under Secure
+    //    Boot, as the loader reports it, an embedded line stands alone).
+    let payload = payload::locate_with(image, &descriptor).map_err(Error::Payload)?;
+    let h = payload.header;
+    let loader_line = match found.cmdline {
+        None => alloc::string::String::new(),
+        Some((at, max)) => loader_cmdline(at, max)?,
+    };
+    let locked = loader.secure_boot == bp::secure_boot::ENABLED;
+    let (line, _) = command_line(payload.cmdline, &loader_line, locked)?;
+    let opts = cmdline::Options::parse(&line);
+    console::set_debug(opts.efi_debug);
+    progress!(
+        "bzImage entry: boot_params at {:#x}, image at {:#x}",
+        bp_addr,
+        base
+    );
+    progress!("cmdline: {}", line);
+
+    // 4. KASLR and the kernel's memory.
+    let mut random = [0u8; 64];
+    let source = rng::fill(&mut random);
+    let word = |i: usize| u64::from_le_bytes(random[i * 8..i * 8 + 8].try_into().unwrap());
+    let (phys_policy, virt_random) = kaslr::policy(
+        opts.nokaslr,
+        opts.no_phys_kaslr,
+        h.flags.has(zboot_format::Flags::RELOCS),
+    );
+    let (kernel, phys_random) = place_kernel(&h, phys_policy, word(0))?;
+    let delta = kaslr::virt_delta(
+        virt_random.then(|| word(1)),
+        h.preferred_address,
+        h.mem_size,
+        h.alignment,
+    );
+    progress!(
+        "kernel region {:#x}+{:#x} (physical {}), virtual delta {:#x}",
+        kernel,
+        h.mem_size,
+        if phys_random { "random" } else { "preferred" },
+        delta
+    );
+
+    // 5. Unpack.
+    // SAFETY: `place_kernel` took these `mem_size` bytes out of the free RAM: ours alone.
+    let region = unsafe { core::slice::from_raw_parts_mut(kernel as *mut u8, h.mem_size as usize) };
+    crate::unpack::unpack(&h, payload.compressed, region, delta)?;
+
+    // 6. Initrd: the loader's, else the embedded one (in our image, which the kernel leaves
+    //    alone until it has reserved the initrd).
+    let initrd = if opts.noinitrd {
+        None
+    } else {
+        found
+            .initrd
+            .or(payload.initrd.map(|b| (b.as_ptr() as u64, b.len() as u64)))
+    };
+
+    // 7. boot_params: the loader's, with the kernel's placement, our line, initrd and seed.
+    let mut params = loader;
+    bp::set_header(
+        &mut params,
+        &bp::KernelPlacement {
+            base: kernel,
+            mem_size: h.mem_size,
+            alignment: h.alignment,
+            preferred_address: h.preferred_address,
+            xloadflags: h.xloadflags,
+            randomized: phys_random || virt_random,
+        },
+    );
+    let lh = loader.hdr;
+    params.hdr.type_of_loader = lh.type_of_loader;
+    params.hdr.ext_loader_ver = lh.ext_loader_ver;
+    params.hdr.ext_loader_type = lh.ext_loader_type;
+    params.hdr.hardware_subarch = lh.hardware_subarch;
+    params.hdr.hardware_subarch_data = lh.hardware_subarch_data;
+    params.hdr.loadflags |= lh.loadflags & QUIET_FLAG;
+    let cmdline_at = take_low(line.len() as u64 + 1, "the command line")?;
+    // SAFETY: just taken from the free RAM, `len + 1` bytes.
+    let dst = unsafe { core::slice::from_raw_parts_mut(cmdline_at as *mut u8, line.len() + 1) };
+    dst[..line.len()].copy_from_slice(line.as_bytes());
+    dst[line.len()] = 0;
+    bp::set_cmdline(&mut params, cmdline_at);
+    let (rd_addr, rd_size) = initrd.unwrap_or((0, 0));
+    bp::set_initrd(&mut params, rd_addr, rd_size);
+    if let Some((at, size)) = initrd {
+        progress!("initrd {:#x}+{:#x}", at, size);
+    }
+    if source != rng::Source::Tsc {
+        rng_seed_node(&mut params, &random[32..64])?;
+    }
+    let params_at = take_low(size_of::<BootParams>() as u64, "boot_params")?;
+    // SAFETY: 4 KiB just taken from the free RAM; BootParams is plain data (alignment 1).
+    unsafe { core::ptr::write_unaligned(params_at as *mut BootParams, params) };
+
+    // 8. The paging mode the kernel takes, and the jump.
+    let (cr3, cr4) = handoff::control_registers();
+    let switch = paging::decide(paging::Facts {
+        cpu_la57: handoff::cpu_has_la57(),
+        cr4_la57: cr4 & paging::CR4_LA57 != 0,
+        kernel_la57: h.flags.has(zboot_format::Flags::LA57),
+        no5lvl: opts.no5lvl,
+    });
+    let entry = kernel + h.entry_offset;
+    if switch != paging::Switch::None {
+        let code = take_below_4g(4096, "the LA57 trampoline")?;
+        let data = take_below_4g(8192, "the LA57 page table")?;
+        // SAFETY: both just taken from free RAM below 4 GiB, identity mapped by the loader.
+        let t = unsafe { Trampoline::new(switch, code, data) };
+        progress!(
+            "5-level paging: {:?} via trampoline at {:#x}",
+            t.switch(),
+            code
+        );
+        progress!("entering kernel at {:#x}", entry);
+        // SAFETY: the kernel passed its SHA-256 check and is relocated; params is complete.
+        unsafe { t.enter(cr3, entry, params_at) }
+    }
+    progress!("entering kernel at {:#x}", entry);
+    // SAFETY: the kernel at `entry` passed its SHA-256 check, lies in RAM the loader identity
+    // maps (as the 64-bit protocol requires of all RAM we use); the zero page is complete.
+    unsafe { handoff::jump(entry, params_at) }
+}
+
+/// The RAM the loader's e820 map describes (zero page and SETUP_E820_EXT nodes).
+fn loader_ram(loader: &BootParams) -> Result<RangeSet, Error> {
+    let mut entries = [E820Entry::default(); MAX_E820];
+    let zero_page = loader.e820();
+    if zero_page.is_empty() || usize::from(loader.e820_entries) > E820_MAX_ENTRIES_ZEROPAGE {
+        return Err(Error::LoaderMap("no entries in the zero page"));
+    }
+    entries[..zero_page.len()].copy_from_slice(zero_page);
+    let mut n = zero_page.len();
+    // Extension nodes are read only where the zero page's own map says RAM is.
+    let first = RangeSet::ram(zero_page);
+    let mut overflow = false;
+    bare_map::walk_setup_data(loader.hdr.setup_data, &first, read_node, |at, node| {
+        if node.typ != SETUP_E820_EXT {
+            return;
+        }
+        let count = node.len as usize / size_of::<E820Entry>();
+        for i in 0..count {
+            if n == MAX_E820 {
+                overflow = true;
+                return;
+            }
+            let from = at + size_of::<SetupData>() as u64 + (i * size_of::<E820Entry>()) as u64;
+            // SAFETY: the node's `len` bytes lie in RAM (checked by the walk).
+            entries[n] = unsafe { core::ptr::read_unaligned(from as *const E820Entry) };
+            n += 1;
+        }
+    })
+    .map_err(Error::SetupData)?;
+    if overflow {
+        return Err(Error::LoaderMap("more entries than the stub reads"));
+    }
+    Ok(RangeSet::ram(&entries[..n]))
+}
+
+fn read_node(at: u64) -> SetupData {
+    // SAFETY: `walk_setup_data` checked the 16-byte header lies in RAM.
+    unsafe { core::ptr::read_unaligned(at as *const SetupData) }
+}
+
+/// Every setup_data node (and what a SETUP_INDIRECT node names) out of the free memory.
+fn avoid_setup_data(loader: &BootParams, ram: &RangeSet, free: &mut RangeSet) -> Result<(), Error> {
+    bare_map::walk_setup_data(loader.hdr.setup_data, ram, read_node, |at, node| {
+        free.remove(at, at + size_of::<SetupData>() as u64 + u64::from(node.len));
+        if node.typ == SETUP_INDIRECT && node.len >= 24 {
+            let data = at + size_of::<SetupData>() as u64;
+            // SAFETY: the node's 24 data bytes lie in RAM (checked by the walk).
+            let (len, addr) = unsafe {
+                (
+                    core::ptr::read_unaligned((data + 8) as *const u64),
+                    core::ptr::read_unaligned((data + 16) as *const u64),
+                )
+            };
+            free.remove(addr, addr.saturating_add(len));
+        }
+    })
+    .map_err(Error::SetupData)
+}
+
+/// The EFI memory map a kexec'ing kernel passes on (in `efi_info`).
+fn avoid_efi_memmap(loader: &BootParams, free: &mut RangeSet) {
+    let e = loader.efi_info;
+    if e.efi_loader_signature == EFI_LOADER_SIGNATURE_64 {
+        let at = u64::from(e.efi_memmap) | u64::from(e.efi_memmap_hi) << 32;
+        free.remove(at, at.saturating_add(u64::from(e.efi_memmap_size)));
+    }
+}
+
+/// The loader's page tables, GDT and IDT: in use until the kernel installs its own.
+fn avoid_cpu_tables(ram: &RangeSet, free: &mut RangeSet) -> Result<(), Error> {
+    let (cr3, cr4) = handoff::control_registers();
+    let levels = if cr4 & paging::CR4_LA57 != 0 { 5 } else { 4 };
+    // SAFETY: each address read is an entry of a page table in RAM reachable from CR3, which
+    // the loader identity maps (the 64-bit protocol's requirement for what it set up).
+    let read = |a: u64| unsafe { core::ptr::read_volatile(a as *const u64) };
+    bare_map::walk_page_tables(cr3, levels, ram, &read, &mut |t| free.remove(t, t + 4096)).ok_or(
+        Error::LoaderMap("the loader's page tables are too large to keep clear of"),
+    )?;
+    for (at, size) in legacy::descriptor_tables() {
+        free.remove(at, at.saturating_add(size));
+    }
+    Ok(())
+}
+
+/// The kernel's region: a random slot (physical KASLR), else the preferred address, else the
+/// lowest free aligned slot above it, else the highest aligned free range.
+fn place_kernel(
+    h: &zboot_format::header::PayloadHeader,
+    policy: kaslr::PhysPolicy,
+    seed: u64,
+) -> Result<(u64, bool), Error> {
+    with_free(|free| {
+        let rules = kaslr::SlotRules {
+            size: h.mem_size,
+            align: h.alignment,
+            min: h.preferred_address,
+            max: kaslr::PHYS_MAX,
+        };
+        if policy == kaslr::PhysPolicy::Random
+            && let Some(at) = kaslr::random_phys(free.ranges(), &rules, seed)
+            && free.take_at(at, h.mem_size)
+        {
+            return Some((at, true));
+        }
+        if free.take_at(h.preferred_address, h.mem_size) {
+            return Some((h.preferred_address, false));
+        }
+        if let Some(at) = kaslr::slot_address(free.ranges(), &rules, 0)
+            && free.take_at(at, h.mem_size)
+        {
+            return Some((at, false));
+        }
+        free.take_top(h.mem_size, h.alignment, kaslr::PHYS_MAX)
+            .map(|at| (at, false))
+    })
+    .flatten()
+    .ok_or(Error::NoMemory("the kernel"))
+}
+
+/// A `SETUP_RNG_SEED` node with `seed`, linked first into `params`.
+fn rng_seed_node(params: &mut BootParams, seed: &[u8]) -> Result<(), Error> {
+    let len = size_of::<SetupData>() + seed.len();
+    let at = take_low(len as u64, "the RNG seed")?;
+    let mut node = SetupData {
+        next: 0,
+        typ: SETUP_RNG_SEED,
+        len: seed.len() as u32,
+    };
+    bp::link_setup_data(params, &mut node, at);
+    // SAFETY: `len` bytes just taken from the free RAM.
+    let dst = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) };
+    // SAFETY: SetupData is plain data, 16 bytes.
+    dst[..size_of::<SetupData>()].copy_from_slice(unsafe {
+        core::slice::from_raw_parts((&raw const node).cast::<u8>(), size_of::<SetupData>())
+    });
+    dst[size_of::<SetupData>()..].copy_from_slice(seed);
+    Ok(())
+}
+
+/// `size` bytes of free RAM, below 4 GiB when there is room (older consumers read 32 bits).
+fn take_low(size: u64, what: &'static str) -> Result<u64, Error> {
+    with_free(|f| {
+        f.take_top(size, 4096, 1 << 32)
+            .or_else(|| f.take_top(size, 4096, u64::MAX))
+    })
+    .flatten()
+    .ok_or(Error::NoMemory(what))
+}
+
+fn take_below_4g(size: u64, what: &'static str) -> Result<u64, Error> {
+    with_free(|f| f.take_top(size, 4096, 1 << 32))
+        .flatten()
+        .ok_or(Error::NoMemory(what))
+}
+
+/// The free RAM, once the pipeline has worked it out: what the heap and every allocation of
+/// this pipeline come from.
+struct FreeRam(UnsafeCell<Option<RangeSet>>);
+// SAFETY: one CPU, interrupts off, and `with_free` is never re-entered (its closures never
+// allocate): no two accesses overlap.
+unsafe impl Sync for FreeRam {}
+static FREE: FreeRam = FreeRam(UnsafeCell::new(None));
+
+fn with_free<T>(f: impl FnOnce(&mut RangeSet) -> T) -> Option<T> {
+    // SAFETY: see `FreeRam`.
+    unsafe { (*FREE.0.get()).as_mut().map(f) }
+}
+
+/// The heap's current chunk `[next, end)`.
+struct Chunk(UnsafeCell<(u64, u64)>);
+// SAFETY: as `FreeRam`.
+unsafe impl Sync for Chunk {}
+static CHUNK: Chunk = Chunk(UnsafeCell::new((0, 0)));
+const CHUNK_SIZE: u64 = 256 * 1024;
+
+/// The global allocator without firmware: small blocks from a chunk, large ones straight from
+/// the free RAM; nothing is ever freed (the kernel gets it back as RAM). Null when nothing
+/// fits (or before the free RAM is known).
+pub fn heap_alloc(layout: core::alloc::Layout) -> *mut u8 {
+    let (size, align) = (layout.size() as u64, layout.align() as u64);
+    if size >= CHUNK_SIZE / 4 {
+        return with_free(|f| f.take_top(size, align, u64::MAX))
+            .flatten()
+            .map_or(core::ptr::null_mut(), |a| a as *mut u8);
+    }
+    // SAFETY: as `FreeRam` (single-threaded, not re-entered).
+    let chunk = unsafe { &mut *CHUNK.0.get() };
+    let mut at = chunk.0.next_multiple_of(align);
+    if chunk.0 == 0 || at + size > chunk.1 {
+        let Some(start) = with_free(|f| f.take_top(CHUNK_SIZE, 4096, u64::MAX)).flatten() else {
+            return core::ptr::null_mut();
+        };
+        *chunk = (start, start + CHUNK_SIZE);
+        at = start.next_multiple_of(align);
+    }
+    chunk.0 = at + size;
+    at as *mut u8
+}
