@@ -6,6 +6,7 @@
 //! a VGA text screen) and halts: there is nothing to return to, and nothing unverified is run.
 
 use crate::arch::x86_64::bare_map::{self, LOW_LIMIT, RangeSet};
+use crate::arch::x86_64::own_map::{self, KernelNeeds};
 use crate::arch::x86_64::{boot_params as bp, handoff, kaslr, legacy, paging};
 use crate::error::Error;
 use crate::pipeline::{command_line, loader_cmdline};
@@ -18,7 +19,7 @@ use zboot_format::bootparam::{
     BootParams, E820_MAX_ENTRIES_ZEROPAGE, E820Entry, EFI_LOADER_SIGNATURE_64, QUIET_FLAG,
     SETUP_E820_EXT, SETUP_INDIRECT, SETUP_RNG_SEED, SetupData,
 };
-use zboot_format::image::{BARE_STACK_SIZE, HEADERS_SIZE};
+use zboot_format::image::{BARE_SCRATCH_SIZE, HEADERS_SIZE};
 use zboot_stub::loader_params as lp;
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -28,9 +29,11 @@ pub fn active() -> bool {
     ACTIVE.load(Relaxed)
 }
 
-/// The 64-bit entry's Rust half (`legacy.rs` switched to our stack).
+/// The bzImage entries' Rust half (`legacy.rs` switched to our stack). `own_map`: 1 when the
+/// 32-bit entry built our own page tables (`own_map.rs`: 0..4 GiB), 0 when the loader's
+/// identity map (64-bit protocol) is in use.
 #[unsafe(no_mangle)]
-extern "sysv64" fn zboot_bare_main(boot_params: u64) -> ! {
+extern "sysv64" fn zboot_bare_main(boot_params: u64, own_map: u64) -> ! {
     // SAFETY: the first statement at entry, single-threaded.
     let relocated = unsafe { crate::image::relocate() };
     ACTIVE.store(true, Relaxed);
@@ -41,7 +44,7 @@ extern "sysv64" fn zboot_bare_main(boot_params: u64) -> ! {
         );
         legacy::halt();
     }
-    match boot(boot_params) {
+    match boot(boot_params, own_map != 0) {
         Ok(never) => match never {},
         Err(e) => {
             error!("{}", e);
@@ -53,7 +56,7 @@ extern "sysv64" fn zboot_bare_main(boot_params: u64) -> ! {
 /// Most e820 entries read (zero page + SETUP_E820_EXT nodes).
 const MAX_E820: usize = 512;
 
-fn boot(bp_addr: u64) -> Result<Infallible, Error> {
+fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
     // 1. The loader's boot_params and its RAM; everything it points at must lie in that RAM.
     if !(0x1000..=(1 << 52)).contains(&bp_addr) {
         return Err(Error::LoaderParams(lp::ParamsError::BootParams(bp_addr)));
@@ -63,7 +66,11 @@ fn boot(bp_addr: u64) -> Result<Infallible, Error> {
     // points at is read.
     let loader: BootParams = unsafe { core::ptr::read_unaligned(bp_addr as *const BootParams) };
     serial::use_screen(&{ loader.screen_info });
-    let ram = loader_ram(&loader)?;
+    let mut ram = loader_ram(&loader)?;
+    if own_map {
+        // Our tables map the first 4 GiB only.
+        ram.remove(own_map::MAPPED, u64::MAX);
+    }
     if !ram.contains(bp_addr, size_of::<BootParams>() as u64) {
         return Err(Error::LoaderParams(lp::ParamsError::BootParams(bp_addr)));
     }
@@ -73,7 +80,7 @@ fn boot(bp_addr: u64) -> Result<Infallible, Error> {
     let base = image.as_ptr() as u64;
     let ours = (
         base + u64::from(HEADERS_SIZE),
-        base + u64::from(descriptor.image_size) + u64::from(BARE_STACK_SIZE),
+        base + u64::from(descriptor.image_size) + u64::from(BARE_SCRATCH_SIZE),
     );
     if !base.is_multiple_of(4096) {
         return Err(Error::LoaderMap(
@@ -97,7 +104,10 @@ fn boot(bp_addr: u64) -> Result<Infallible, Error> {
     }
     avoid_setup_data(&loader, &ram, &mut free)?;
     avoid_efi_memmap(&loader, &mut free);
-    avoid_cpu_tables(&ram, &mut free)?;
+    if !own_map {
+        // Ours lie in our scratch area, already out.
+        avoid_cpu_tables(&ram, &mut free)?;
+    }
     // SAFETY: single-threaded; the allocator has not run yet.
     unsafe { *FREE.0.get() = Some(free) };
 
@@ -199,12 +209,21 @@ fn boot(bp_addr: u64) -> Result<Infallible, Error> {
 
     // 8. The paging mode the kernel takes, and the jump.
     let (cr3, cr4) = handoff::control_registers();
-    let switch = paging::decide(paging::Facts {
+    let mut switch = paging::decide(paging::Facts {
         cpu_la57: handoff::cpu_has_la57(),
         cr4_la57: cr4 & paging::CR4_LA57 != 0,
         kernel_la57: h.flags.has(zboot_format::Flags::LA57),
         no5lvl: opts.no5lvl,
     });
+    if own_map {
+        if switch == paging::Switch::Enable {
+            // Our 4-level tables would need a 4 KiB executable page for the trampoline; the
+            // kernel runs correctly in 4-level mode.
+            progress!("5-level paging not enabled: entered through the 32-bit protocol");
+            switch = paging::Switch::None;
+        }
+        open_kernel(cr3, kernel, &h);
+    }
     let entry = kernel + h.entry_offset;
     if switch != paging::Switch::None {
         let code = take_below_4g(4096, "the LA57 trampoline")?;
@@ -224,6 +243,27 @@ fn boot(bp_addr: u64) -> Result<Infallible, Error> {
     // SAFETY: the kernel at `entry` passed its SHA-256 check, lies in RAM the loader identity
     // maps (as the 64-bit protocol requires of all RAM we use); the zero page is complete.
     unsafe { handoff::jump(entry, params_at) }
+}
+
+/// Our own tables (32-bit entry): the kernel's region executable as it needs it (the rest
+/// stays non-executable).
+fn open_kernel(cr3: u64, kernel: u64, h: &zboot_format::header::PayloadHeader) {
+    let needs = if h.flags.has(zboot_format::Flags::TEXT_RO) {
+        KernelNeeds::TextRo {
+            text: u64::from(h.text_size),
+            nx_end: u64::from(h.nx_end),
+        }
+    } else {
+        KernelNeeds::Rwx
+    };
+    let pd_at = (cr3 & paging::PTE_ADDR) - own_map::PML4 as u64 + own_map::PD as u64;
+    // SAFETY: CR3 is our own PML4 (`own_map` layout, in our scratch area): the 2048 directory
+    // entries follow at `PD`; nothing else uses them while we edit them.
+    let pd = unsafe { core::slice::from_raw_parts_mut(pd_at as *mut u64, 2048) };
+    own_map::kernel_attrs(pd, kernel, h.mem_size, needs);
+    // SAFETY: reloading CR3 with its own value flushes the TLB after the edit.
+    unsafe { handoff::reload_cr3(cr3) };
+    progress!("kernel region executable as it needs ({:?})", needs);
 }
 
 /// The RAM the loader's e820 map describes (zero page and SETUP_E820_EXT nodes).

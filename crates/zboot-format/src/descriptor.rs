@@ -10,6 +10,7 @@
 //!   and writes the image with no base relocation directory and no `.reloc` section.
 //! - `image_size`: the bytes from the image start the stub may treat as its own.
 //! - `payload_rva`/`payload_size`: the `.zpayld` section.
+//! - `code_end`: where the stub's code (its first section) ends.
 //!
 //! Layout (little-endian, [`SIZE`] bytes): magic, version, reloc count, link base, image size,
 //! payload RVA and size, then [`MAX_RELOCS`] u32 RVAs; then ([`HANDOVER_AT`]) the address of
@@ -31,7 +32,7 @@ pub mod layout {
     pub const IMAGE_SIZE: usize = 0x20; // u32
     pub const PAYLOAD_RVA: usize = 0x24; // u32
     pub const PAYLOAD_SIZE: usize = 0x28; // u32
-    pub const RESERVED: usize = 0x2c; // u32, zero
+    pub const CODE_END: usize = 0x2c; // u32
     pub const RELOCS: usize = 0x30; // [u32; MAX_RELOCS]
 }
 
@@ -60,7 +61,9 @@ pub struct StubDescriptor {
     pub image_size: u32,
     pub payload_rva: u32,
     pub payload_size: u32,
-    pub reserved: u32,
+    /// RVA where the stub's code ends (page-rounded): the bzImage entries map
+    /// `[image::ENTRY32_RVA, code_end)` read-only + executable, and nothing else executable.
+    pub code_end: u32,
     pub relocs: [u32; MAX_RELOCS],
 }
 
@@ -106,7 +109,7 @@ impl StubDescriptor {
         image_size: 0,
         payload_rva: 0,
         payload_size: 0,
-        reserved: 0,
+        code_end: 0,
         relocs: [0; MAX_RELOCS],
     };
 
@@ -122,7 +125,7 @@ impl StubDescriptor {
         d.image_size = u32_at(layout::IMAGE_SIZE);
         d.payload_rva = u32_at(layout::PAYLOAD_RVA);
         d.payload_size = u32_at(layout::PAYLOAD_SIZE);
-        d.reserved = u32_at(layout::RESERVED);
+        d.code_end = u32_at(layout::CODE_END);
         for (i, r) in d.relocs.iter_mut().enumerate() {
             *r = u32_at(layout::RELOCS + 4 * i);
         }
@@ -140,7 +143,7 @@ impl StubDescriptor {
         put(layout::IMAGE_SIZE, &self.image_size.to_le_bytes());
         put(layout::PAYLOAD_RVA, &self.payload_rva.to_le_bytes());
         put(layout::PAYLOAD_SIZE, &self.payload_size.to_le_bytes());
-        put(layout::RESERVED, &self.reserved.to_le_bytes());
+        put(layout::CODE_END, &self.code_end.to_le_bytes());
         for (i, r) in self.relocs.iter().enumerate() {
             put(layout::RELOCS + 4 * i, &r.to_le_bytes());
         }
@@ -165,6 +168,9 @@ impl StubDescriptor {
         let size = u64::from(self.image_size);
         let inside = |rva: u32, len: u64| u64::from(rva) + len <= size;
         if !inside(self.payload_rva, u64::from(self.payload_size)) {
+            return Err(DescriptorError::OutOfImage);
+        }
+        if u64::from(self.code_end) > size {
             return Err(DescriptorError::OutOfImage);
         }
         if !self.relocs().iter().all(|&r| inside(r, 8)) {

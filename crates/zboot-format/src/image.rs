@@ -13,8 +13,9 @@
 //! stub's code): the 32-bit protocol at `code32_start` (the copy's first byte,
 //! [`ENTRY32_RVA`]), the 64-bit protocol (kexec, VMMs) 0x200 bytes further ([`ENTRY64_RVA`]),
 //! as in Linux's own bzImage (`startup_32`, `startup_64`). Without firmware to allocate from,
-//! the stub runs on a stack right after its image ([`BARE_STACK_SIZE`] bytes, inside
-//! `init_size`, which every bzImage loader reserves).
+//! the stub runs on a stack right after its image, followed by the page tables the 32-bit entry
+//! builds ([`BARE_SCRATCH_SIZE`] bytes, inside `init_size`, which every bzImage loader
+//! reserves).
 
 use crate::bootparam::{
     HDRS_MAGIC, LOADED_HIGH, SetupHeader, XLF_5LEVEL, XLF_CAN_BE_LOADED_ABOVE_4G,
@@ -42,6 +43,11 @@ pub const ENTRY64_RVA: u32 = HEADERS_SIZE + 0x200;
 pub const CODE32_START: u32 = 0x10_0000 + (ENTRY32_RVA - HEADERS_SIZE);
 /// The stack of the bzImage entries, right after the image.
 pub const BARE_STACK_SIZE: u32 = 128 * 1024;
+/// The page tables the 32-bit entry builds, right after that stack (the stub's
+/// `arch::x86_64::own_map` lays them out).
+pub const BARE_TABLES_SIZE: u32 = 32 * 1024;
+/// Memory the bzImage entries use after the image: stack and page tables.
+pub const BARE_SCRATCH_SIZE: u32 = BARE_STACK_SIZE + BARE_TABLES_SIZE;
 /// `pref_address` and `kernel_alignment`: the classic 1 MiB load address; the stub is
 /// position independent, so any page-aligned address serves (`relocatable_kernel`).
 pub const PREF_ADDRESS: u64 = 0x10_0000;
@@ -99,7 +105,7 @@ pub fn setup_header(f: &SetupFacts) -> SetupHeader {
             .saturating_sub(u32::from(SETUP_SECTS) * 512 + 512),
         payload_length: f.payload_size,
         pref_address: PREF_ADDRESS,
-        init_size: f.image_size - HEADERS_SIZE + BARE_STACK_SIZE,
+        init_size: f.image_size - HEADERS_SIZE + BARE_SCRATCH_SIZE,
         handover_offset: handover_offset(f.handover_rva),
         ..SetupHeader::default()
     }
@@ -126,7 +132,7 @@ mod tests {
         let copy_at = (u32::from(h.setup_sects) + 1) * 512;
         assert_eq!(copy_at, HEADERS_SIZE);
         assert_eq!(copy_at + { h.handover_offset } + 512, 0x4560);
-        assert_eq!({ h.init_size }, 0x80_0000 - 0x1000 + BARE_STACK_SIZE);
+        assert_eq!({ h.init_size }, 0x80_0000 - 0x1000 + BARE_SCRATCH_SIZE);
         assert_eq!({ h.boot_flag }, 0xaa55);
         // The bzImage entries: code32_start at the copy, the 64-bit entry 0x200 further.
         assert_eq!({ h.code32_start } - 0x10_0000 + copy_at, ENTRY32_RVA);

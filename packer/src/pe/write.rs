@@ -482,6 +482,28 @@ fn entry_rva(stub: &PeFile, at: usize, what: &str) -> Result<u32> {
     Ok(rva)
 }
 
+/// Where the stub's code ends: its first section, executable, starting at the 32-bit entry
+/// (page-rounded; the bzImage entries map exactly that range executable).
+fn stub_code_end(stub: &PeFile) -> Result<u32> {
+    let text = &stub.sections[0];
+    if text.va() != image::ENTRY32_RVA || text.characteristics() & IMAGE_SCN_MEM_EXECUTE == 0 {
+        bail!(
+            "stub: first section {} is not code at RVA {:#x}",
+            text.name(),
+            image::ENTRY32_RVA
+        );
+    }
+    if stub
+        .sections
+        .iter()
+        .skip(1)
+        .any(|s| s.characteristics() & IMAGE_SCN_MEM_EXECUTE != 0)
+    {
+        bail!("stub: more than one code section");
+    }
+    Ok(align32(text.va_end(), SECTION_ALIGNMENT))
+}
+
 /// Fill the stub descriptor (`bytes` start at it): the stub's link base and 64-bit addresses to
 /// relocate, the image size, the payload section.
 fn fill_descriptor(
@@ -504,6 +526,7 @@ fn fill_descriptor(
     d.relocs[..relocs.len()].copy_from_slice(&relocs);
     d.link_base = stub.opt.image_base.get(LE);
     d.image_size = size_of_image;
+    d.code_end = stub_code_end(stub)?;
     if let Some(z) = opts.zimg {
         d.payload_rva = rvas[z.section];
         d.payload_size = z.offset + z.size;
@@ -621,7 +644,7 @@ mod tests {
         let pe = PeFile::parse(&out).unwrap();
         assert_eq!(
             { h.init_size },
-            pe.opt.size_of_image.get(LE) - image::HEADERS_SIZE + image::BARE_STACK_SIZE
+            pe.opt.size_of_image.get(LE) - image::HEADERS_SIZE + image::BARE_SCRATCH_SIZE
         );
         // The bzImage entries are where the setup header sends kexec and 32-bit loaders.
         check_bzimage_entries(&stub).unwrap();

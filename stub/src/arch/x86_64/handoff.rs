@@ -111,6 +111,15 @@ pub fn control_registers() -> (u64, u64) {
     (cr3, cr4)
 }
 
+/// Write `cr3` back into CR3 (flushes the TLB after a page-table edit).
+///
+/// # Safety
+/// `cr3` must be the current root (or an equivalent one mapping everything in use).
+pub unsafe fn reload_cr3(cr3: u64) {
+    // SAFETY: the caller passes a root that maps what runs next.
+    unsafe { core::arch::asm!("mov cr3, {}", in(reg) cr3, options(nostack, preserves_flags)) };
+}
+
 /// Jump to the 64-bit kernel entry (`startup_64`) with `RSI` = the zero page, interrupts off.
 ///
 /// # Safety

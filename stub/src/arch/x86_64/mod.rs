@@ -8,4 +8,5 @@ pub mod handoff;
 pub mod kaslr;
 #[cfg(target_os = "uefi")]
 pub mod legacy;
+pub mod own_map;
 pub mod paging;
