@@ -527,3 +527,32 @@ fn elf_needed(b: &[u8]) -> Result<Vec<String>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elf_reader_on_the_test_binary() {
+        let exe = fs::read(std::env::current_exe().unwrap()).unwrap();
+        let interp = elf_interp(&exe).unwrap().expect("dynamically linked");
+        assert!(interp.contains("ld-linux"), "{interp}");
+        let needed = elf_needed(&exe).unwrap();
+        assert!(needed.iter().any(|n| n == "libc.so.6"), "{needed:?}");
+        assert!(
+            elf_needed(b"not an elf file at all, long enough to pass the length check......")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn depends_first_alternatives() {
+        let d = "libc6 (>= 2.34), libxenmisc4.17 (>= 4.17), debconf (>= 0.5) | debconf-2.0, x:any"
+            .to_string();
+        assert_eq!(
+            depends_names(Some(&d)),
+            ["libc6", "libxenmisc4.17", "debconf", "x"]
+        );
+        assert!(depends_names(None).is_empty());
+    }
+}

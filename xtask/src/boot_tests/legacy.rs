@@ -319,7 +319,17 @@ fn qemu_kernel(ctx: &Ctx, name: &str, kernel: Kernel, fw: Firmware) -> Result<()
     }
     let out = ctx.boot(&spec)?;
     if fw.is_uefi() {
-        check_linux_report(ctx, &out)?;
+        let r = check_linux_report(ctx, &out)?;
+        // OVMF's LoadImage path (X86QemuLoadImageLib) appends `initrd=initrd` for an initrd;
+        // its legacy bzImage path does not.
+        println!(
+            "    OVMF started it {}",
+            if r.cmdline_has("initrd=initrd") {
+                "with LoadImage (`initrd=initrd` appended)"
+            } else {
+                "without appending `initrd=initrd` (legacy bzImage path?)"
+            }
+        );
         return Ok(());
     }
     // BIOS: no EFI (no runtime, no EFI framebuffer), everything else as usual.
