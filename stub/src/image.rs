@@ -14,13 +14,15 @@ use zboot_format::descriptor::{DescriptorError, StubDescriptor};
 
 /// The descriptor and, right after it (`descriptor::HANDOVER_AT`), the address of our EFI
 /// handover entry, which the packer turns into the setup header's `handover_offset`; then
-/// (`ENTRY64_AT`, `ENTRY32_AT`) those of the bzImage entries, which the packer checks.
+/// (`ENTRY64_AT`, `ENTRY32_AT`) those of the bzImage entries, which the packer checks, and
+/// (`REAL_MODE_AT`) the bounds of the 16-bit entry's code, which it copies into the headers.
 #[repr(C)]
 struct StubRecord {
     descriptor: StubDescriptor,
     handover: HandoverEntry,
     entry64: unsafe extern "C" fn(),
     entry32: unsafe extern "C" fn(),
+    real_mode: [&'static u8; 2],
 }
 
 /// `extern "sysv64" fn(image handle, system table, boot_params) -> EFI status` (main.rs).
@@ -35,6 +37,8 @@ static mut ZBOOT_STUB_DESCRIPTOR: StubRecord = StubRecord {
     handover: zboot_handover_entry,
     entry64: zboot_entry64,
     entry32: zboot_entry32,
+    // SAFETY: only the labels' addresses are taken.
+    real_mode: unsafe { [&zboot_real_start, &zboot_real_end] },
 };
 
 unsafe extern "C" {
@@ -46,6 +50,9 @@ unsafe extern "C" {
     /// The bzImage entries (arch/x86_64/legacy.rs); never called from Rust.
     fn zboot_entry64();
     fn zboot_entry32();
+    /// The 16-bit entry's code (legacy.rs), copied into the headers by the packer.
+    static zboot_real_start: u8;
+    static zboot_real_end: u8;
 }
 
 unsafe extern "sysv64" {

@@ -47,8 +47,11 @@ pub const HANDOVER_AT: usize = SIZE;
 /// packer checks sit at `image::ENTRY64_RVA` and `image::ENTRY32_RVA`.
 pub const ENTRY64_AT: usize = SIZE + 8;
 pub const ENTRY32_AT: usize = SIZE + 16;
+/// Then the link-time addresses of the start and end of the stub's 16-bit entry code, which
+/// the packer copies into the headers at `image::REAL_MODE_AT`.
+pub const REAL_MODE_AT: usize = SIZE + 24;
 /// Bytes of descriptor + entry addresses.
-pub const RECORD_SIZE: usize = SIZE + 24;
+pub const RECORD_SIZE: usize = SIZE + 40;
 
 /// The descriptor as the stub declares it (`#[repr(C)]`, matching [`layout`]).
 #[repr(C, align(8))]

@@ -59,6 +59,12 @@ pub const SETUP_JUMP: u16 = 0xeb | ((SETUP_HEADER_END - 0x202) as u16) << 8;
 /// First byte after the setup header (0x26c for boot protocol 2.15).
 pub const SETUP_HEADER_END: usize =
     crate::bootparam::SETUP_HEADER_OFFSET + core::mem::size_of::<SetupHeader>();
+/// Where the 16-bit entry's code lies in the headers: right after the setup header, where the
+/// jump at 0x200 lands (a real-mode loader enters the setup at `segment + 0x20 : 0`, i.e.
+/// 0x200, as Linux's `start_of_setup`).
+pub const REAL_MODE_AT: usize = SETUP_HEADER_END;
+/// Room for it before the first section.
+pub const REAL_MODE_MAX: usize = HEADERS_SIZE as usize - REAL_MODE_AT;
 /// Boot protocol version declared: 2.15, the version of Linux 6.1's header (`handover_offset`
 /// since 2.11, `xloadflags` 2.12, `kernel_info_offset` 2.15).
 pub const BOOT_PROTOCOL: u16 = 0x020f;

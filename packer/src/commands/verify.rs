@@ -24,6 +24,17 @@ fn setup_header(data: &[u8], pe: &PeFile, z: &ZimgHeader, v: &mut Vec<String>) {
     if let Err(e) = crate::pe::write::check_bzimage_entries(pe) {
         v.push(format!("setup header: {e:#}"));
     }
+    match crate::pe::write::real_mode_code(pe) {
+        Ok(code) => {
+            let at = zboot_format::image::REAL_MODE_AT;
+            if data.get(at..at + code.len()) != Some(code) {
+                v.push(
+                    "the 16-bit entry code after the setup header differs from the stub's".into(),
+                );
+            }
+        }
+        Err(e) => v.push(format!("setup header: {e:#}")),
+    }
     let handover_rva = match crate::pe::write::handover_rva(pe) {
         Ok(r) => r,
         Err(e) => {

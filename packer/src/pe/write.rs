@@ -406,6 +406,8 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         });
         out.resize(SETUP_HEADER_OFFSET, 0);
         out.extend_from_slice(&setup.to_bytes());
+        debug_assert_eq!(out.len(), image::REAL_MODE_AT);
+        out.extend_from_slice(real_mode_code(&stub)?);
     }
     out.resize(size_of_headers as usize, 0);
     for o in &out_sections {
@@ -459,6 +461,34 @@ pub fn check_bzimage_entries(stub: &PeFile) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The stub's 16-bit entry code, which goes into the headers at `image::REAL_MODE_AT`.
+pub fn real_mode_code<'a>(stub: &PeFile<'a>) -> Result<&'a [u8]> {
+    let at = |k: usize| -> Result<u32> {
+        let (i, off) = find_descriptor(stub)?.context("stub: no descriptor")?;
+        let raw = stub.raw(&stub.sections[i]);
+        let o = off + descriptor::REAL_MODE_AT + 8 * k;
+        let addr = raw
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            .context("stub: 16-bit entry bounds truncated")?;
+        addr.checked_sub(stub.opt.image_base.get(LE))
+            .and_then(|r| u32::try_from(r).ok())
+            .context("stub: 16-bit entry bounds outside the image")
+    };
+    let (start, end) = (at(0)?, at(1)?);
+    let len = end
+        .checked_sub(start)
+        .filter(|&n| n > 0 && n as usize <= image::REAL_MODE_MAX)
+        .with_context(|| {
+            format!(
+                "stub: 16-bit entry code {start:#x}..{end:#x} does not fit the {} bytes after the setup header",
+                image::REAL_MODE_MAX
+            )
+        })?;
+    stub.rva_bytes(start, len)
+        .context("stub: 16-bit entry code not in its file data")
 }
 
 /// RVA of the code address the stub keeps `at` bytes into its descriptor record.
