@@ -269,6 +269,24 @@ fn kexec_row(ctx: &Ctx, name: &str, mode: Mode, second: Kernel, fw: Firmware) ->
             r2.release, fx.kernel.release
         ));
     }
+    // The second kernel runs in the paging mode the first one did (kexec enters it with the
+    // first kernel's paging: 5-level on `-cpu max`).
+    if r2.five_level_paging() != r1.five_level_paging() {
+        problems.push(format!(
+            "5-level paging {:?}, the first kernel {:?} (VmallocTotal)",
+            r2.five_level_paging(),
+            r1.five_level_paging()
+        ));
+    }
+    if mode != Mode::Crash {
+        // Same machine, same memory: MemTotal within 1% of the first kernel's.
+        let (a, b) = (r1.memtotal_kb.unwrap_or(0), r2.memtotal_kb.unwrap_or(0));
+        if a.abs_diff(b) * 100 > a {
+            problems.push(format!(
+                "MemTotal {b} kB, the first kernel {a} kB (> 1% apart)"
+            ));
+        }
+    }
     if mode == Mode::Crash {
         // The crash kernel runs in the reservation and gets the old kernel's core header.
         if !r2
