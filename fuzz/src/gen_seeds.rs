@@ -62,6 +62,40 @@ fn loaded(file: &[u8]) -> Vec<u8> {
     img
 }
 
+/// An honest loader for `bare_handover`: 24 bytes of addresses (boot_params at 64 KiB, our image
+/// at 16 MiB, 8 MiB of it), the zero page (e820: low RAM, 1 MiB..1 GiB RAM; a command line; one
+/// SETUP_E820_EXT node at 1 MiB), then the loader memory the node lies in.
+fn handover_seed() -> Vec<u8> {
+    use zboot_format::bootparam::{BootParams, E820_TYPE_RAM, E820Entry, SETUP_E820_EXT};
+    let mut out = Vec::new();
+    for w in [0x1_0000u64, 0x100_0000, 0x80_0000] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    let mut bp = BootParams::zeroed();
+    bp.e820_entries = 2;
+    bp.e820_table[0] = E820Entry {
+        addr: 0,
+        size: 0x9_f000,
+        typ: E820_TYPE_RAM,
+    };
+    bp.e820_table[1] = E820Entry {
+        addr: 0x10_0000,
+        size: 0x3ff0_0000,
+        typ: E820_TYPE_RAM,
+    };
+    bp.hdr.cmd_line_ptr = 0x2_0000;
+    bp.hdr.setup_data = 0x10_0000;
+    out.extend_from_slice(bp.as_bytes());
+    let mut node = vec![0u8; 16];
+    node[8..12].copy_from_slice(&SETUP_E820_EXT.to_le_bytes());
+    node[12..16].copy_from_slice(&20u32.to_le_bytes());
+    node.extend_from_slice(&0x1_0000_0000u64.to_le_bytes());
+    node.extend_from_slice(&0x1000_0000u64.to_le_bytes());
+    node.extend_from_slice(&E820_TYPE_RAM.to_le_bytes());
+    out.extend_from_slice(&node);
+    out
+}
+
 fn main() {
     let dir = std::env::args_os()
         .nth(1)
@@ -134,6 +168,7 @@ fn main() {
             put(&dir, "stub_locate", codec.name(), &loaded(&image));
         }
     }
+    put(&dir, "bare_handover", "honest", &handover_seed());
     std::fs::remove_dir_all(&tmp).ok();
     println!("seeds written to {}", dir.display());
 }

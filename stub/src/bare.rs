@@ -5,7 +5,7 @@
 //! checked against that map before a byte of it is read. A failure prints one line on COM1 (and
 //! a VGA text screen) and halts: there is nothing to return to, and nothing unverified is run.
 
-use crate::arch::x86_64::bare_map::{self, LOW_LIMIT, RangeSet};
+use crate::arch::x86_64::bare_map::{self, RangeSet};
 use crate::arch::x86_64::own_map::{self, KernelNeeds};
 use crate::arch::x86_64::{boot_params as bp, handoff, kaslr, legacy, paging};
 use crate::error::Error;
@@ -15,10 +15,7 @@ use crate::{cmdline, console, payload, rng, serial};
 use core::cell::UnsafeCell;
 use core::convert::Infallible;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use zboot_format::bootparam::{
-    BootParams, E820_MAX_ENTRIES_ZEROPAGE, E820Entry, EFI_LOADER_SIGNATURE_64, QUIET_FLAG,
-    SETUP_E820_EXT, SETUP_INDIRECT, SETUP_RNG_SEED, SetupData,
-};
+use zboot_format::bootparam::{BootParams, QUIET_FLAG, SETUP_RNG_SEED, SetupData};
 use zboot_format::image::{BARE_SCRATCH_SIZE, HEADERS_SIZE};
 use zboot_stub::loader_params as lp;
 
@@ -53,12 +50,12 @@ extern "sysv64" fn zboot_bare_main(boot_params: u64, own_map: u64) -> ! {
     }
 }
 
-/// Most e820 entries read (zero page + SETUP_E820_EXT nodes).
-const MAX_E820: usize = 512;
-
 fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
-    // 1. The loader's boot_params and its RAM; everything it points at must lie in that RAM.
-    if !(0x1000..=(1 << 52)).contains(&bp_addr) {
+    // 1. The loader's boot_params and its RAM, less everything in use: every address it
+    //    hands over must lie in that RAM. Our tables map the first 4 GiB only; the loader's,
+    //    all its RAM.
+    let limit = if own_map { own_map::MAPPED } else { 1 << 52 };
+    if bp_addr < 0x1000 || bp_addr > limit - size_of::<BootParams>() as u64 {
         return Err(Error::LoaderParams(lp::ParamsError::BootParams(bp_addr)));
     }
     // SAFETY: the one address the protocol gives us (RSI); in identity-mapped memory by the
@@ -66,15 +63,6 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
     // points at is read.
     let loader: BootParams = unsafe { core::ptr::read_unaligned(bp_addr as *const BootParams) };
     serial::use_screen(&{ loader.screen_info });
-    let mut ram = loader_ram(&loader)?;
-    if own_map {
-        // Our tables map the first 4 GiB only.
-        ram.remove(own_map::MAPPED, u64::MAX);
-    }
-    if !ram.contains(bp_addr, size_of::<BootParams>() as u64) {
-        return Err(Error::LoaderParams(lp::ParamsError::BootParams(bp_addr)));
-    }
-    let found = lp::read(&loader, ram.ranges()).map_err(Error::LoaderParams)?;
     let (image, descriptor) =
         crate::image::own().map_err(|e| Error::Payload(payload::PayloadError::Descriptor(e)))?;
     let base = image.as_ptr() as u64;
@@ -82,36 +70,17 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
         base + u64::from(HEADERS_SIZE),
         base + u64::from(descriptor.image_size) + u64::from(BARE_SCRATCH_SIZE),
     );
-    if !base.is_multiple_of(4096) {
-        return Err(Error::LoaderMap(
-            "image not loaded at a page-aligned address",
-        ));
-    }
-    if !ram.contains(ours.0, ours.1 - ours.0) {
-        return Err(Error::LoaderMap("our image and stack are not in RAM"));
-    }
-
-    // 2. Free memory: RAM less the first MiB, us, and everything the loader handed over.
-    let mut free = ram.clone();
-    free.remove(0, LOW_LIMIT);
-    free.remove(ours.0, ours.1);
-    free.remove(bp_addr, bp_addr + size_of::<BootParams>() as u64);
-    if let Some((at, max)) = found.cmdline {
-        free.remove(at, at + max);
-    }
-    if let Some((at, size)) = found.initrd {
-        free.remove(at, at + size);
-    }
-    avoid_setup_data(&loader, &ram, &mut free)?;
-    avoid_efi_memmap(&loader, &mut free);
+    let handover =
+        bare_map::survey(bp_addr, &loader, ours, limit, &RawMemory).map_err(Error::Handover)?;
+    let (ram, mut free, found) = (handover.ram, handover.free, handover.params);
     if !own_map {
-        // Ours lie in our scratch area, already out.
+        // The loader's page tables, GDT and IDT (ours lie in our scratch area, already out).
         avoid_cpu_tables(&ram, &mut free)?;
     }
     // SAFETY: single-threaded; the allocator has not run yet.
     unsafe { *FREE.0.get() = Some(free) };
 
-    // 3. Payload and command line (the loader's appended to the embedded one; under Secure
+    // 2. Payload and command line (the loader's appended to the embedded one; under Secure
     //    Boot, as the loader reports it, an embedded line stands alone).
     let payload = payload::locate_with(image, &descriptor).map_err(Error::Payload)?;
     let h = payload.header;
@@ -130,7 +99,7 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
     );
     progress!("cmdline: {}", line);
 
-    // 4. KASLR and the kernel's memory.
+    // 3. KASLR and the kernel's memory.
     let mut random = [0u8; 64];
     let source = rng::fill(&mut random);
     let word = |i: usize| u64::from_le_bytes(random[i * 8..i * 8 + 8].try_into().unwrap());
@@ -154,12 +123,12 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
         delta
     );
 
-    // 5. Unpack.
+    // 4. Unpack.
     // SAFETY: `place_kernel` took these `mem_size` bytes out of the free RAM: ours alone.
     let region = unsafe { core::slice::from_raw_parts_mut(kernel as *mut u8, h.mem_size as usize) };
     crate::unpack::unpack(&h, payload.compressed, region, delta)?;
 
-    // 6. Initrd: the loader's, else the embedded one (in our image, which the kernel leaves
+    // 5. Initrd: the loader's, else the embedded one (in our image, which the kernel leaves
     //    alone until it has reserved the initrd).
     let initrd = if opts.noinitrd {
         None
@@ -169,7 +138,7 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
             .or(payload.initrd.map(|b| (b.as_ptr() as u64, b.len() as u64)))
     };
 
-    // 7. boot_params: the loader's, with the kernel's placement, our line, initrd and seed.
+    // 6. boot_params: the loader's, with the kernel's placement, our line, initrd and seed.
     let mut params = loader;
     bp::set_header(
         &mut params,
@@ -207,7 +176,7 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
     // SAFETY: 4 KiB just taken from the free RAM; BootParams is plain data (alignment 1).
     unsafe { core::ptr::write_unaligned(params_at as *mut BootParams, params) };
 
-    // 8. The paging mode the kernel takes, and the jump.
+    // 7. The paging mode the kernel takes, and the jump.
     let (cr3, cr4) = handoff::control_registers();
     let mut switch = paging::decide(paging::Facts {
         cpu_la57: handoff::cpu_has_la57(),
@@ -266,74 +235,6 @@ fn open_kernel(cr3: u64, kernel: u64, h: &zboot_format::header::PayloadHeader) {
     progress!("kernel region executable as it needs ({:?})", needs);
 }
 
-/// The RAM the loader's e820 map describes (zero page and SETUP_E820_EXT nodes).
-fn loader_ram(loader: &BootParams) -> Result<RangeSet, Error> {
-    let mut entries = [E820Entry::default(); MAX_E820];
-    let zero_page = loader.e820();
-    if zero_page.is_empty() || usize::from(loader.e820_entries) > E820_MAX_ENTRIES_ZEROPAGE {
-        return Err(Error::LoaderMap("no entries in the zero page"));
-    }
-    entries[..zero_page.len()].copy_from_slice(zero_page);
-    let mut n = zero_page.len();
-    // Extension nodes are read only where the zero page's own map says RAM is.
-    let first = RangeSet::ram(zero_page);
-    let mut overflow = false;
-    bare_map::walk_setup_data(loader.hdr.setup_data, &first, read_node, |at, node| {
-        if node.typ != SETUP_E820_EXT {
-            return;
-        }
-        let count = node.len as usize / size_of::<E820Entry>();
-        for i in 0..count {
-            if n == MAX_E820 {
-                overflow = true;
-                return;
-            }
-            let from = at + size_of::<SetupData>() as u64 + (i * size_of::<E820Entry>()) as u64;
-            // SAFETY: the node's `len` bytes lie in RAM (checked by the walk).
-            entries[n] = unsafe { core::ptr::read_unaligned(from as *const E820Entry) };
-            n += 1;
-        }
-    })
-    .map_err(Error::SetupData)?;
-    if overflow {
-        return Err(Error::LoaderMap("more entries than the stub reads"));
-    }
-    Ok(RangeSet::ram(&entries[..n]))
-}
-
-fn read_node(at: u64) -> SetupData {
-    // SAFETY: `walk_setup_data` checked the 16-byte header lies in RAM.
-    unsafe { core::ptr::read_unaligned(at as *const SetupData) }
-}
-
-/// Every setup_data node (and what a SETUP_INDIRECT node names) out of the free memory.
-fn avoid_setup_data(loader: &BootParams, ram: &RangeSet, free: &mut RangeSet) -> Result<(), Error> {
-    bare_map::walk_setup_data(loader.hdr.setup_data, ram, read_node, |at, node| {
-        free.remove(at, at + size_of::<SetupData>() as u64 + u64::from(node.len));
-        if node.typ == SETUP_INDIRECT && node.len >= 24 {
-            let data = at + size_of::<SetupData>() as u64;
-            // SAFETY: the node's 24 data bytes lie in RAM (checked by the walk).
-            let (len, addr) = unsafe {
-                (
-                    core::ptr::read_unaligned((data + 8) as *const u64),
-                    core::ptr::read_unaligned((data + 16) as *const u64),
-                )
-            };
-            free.remove(addr, addr.saturating_add(len));
-        }
-    })
-    .map_err(Error::SetupData)
-}
-
-/// The EFI memory map a kexec'ing kernel passes on (in `efi_info`).
-fn avoid_efi_memmap(loader: &BootParams, free: &mut RangeSet) {
-    let e = loader.efi_info;
-    if e.efi_loader_signature == EFI_LOADER_SIGNATURE_64 {
-        let at = u64::from(e.efi_memmap) | u64::from(e.efi_memmap_hi) << 32;
-        free.remove(at, at.saturating_add(u64::from(e.efi_memmap_size)));
-    }
-}
-
 /// The loader's page tables, GDT and IDT: in use until the kernel installs its own.
 fn avoid_cpu_tables(ram: &RangeSet, free: &mut RangeSet) -> Result<(), Error> {
     let (cr3, cr4) = handoff::control_registers();
@@ -342,7 +243,7 @@ fn avoid_cpu_tables(ram: &RangeSet, free: &mut RangeSet) -> Result<(), Error> {
     // the loader identity maps (the 64-bit protocol's requirement for what it set up).
     let read = |a: u64| unsafe { core::ptr::read_volatile(a as *const u64) };
     bare_map::walk_page_tables(cr3, levels, ram, &read, &mut |t| free.remove(t, t + 4096)).ok_or(
-        Error::LoaderMap("the loader's page tables are too large to keep clear of"),
+        Error::NoMemory("keeping clear of the loader's page tables (too many)"),
     )?;
     for (at, size) in legacy::descriptor_tables() {
         free.remove(at, at.saturating_add(size));
@@ -419,6 +320,17 @@ fn take_below_4g(size: u64, what: &'static str) -> Result<u64, Error> {
     with_free(|f| f.take_top(size, 4096, 1 << 32))
         .flatten()
         .ok_or(Error::NoMemory(what))
+}
+
+/// The loader's memory, read in place (only where its e820 map says RAM is).
+struct RawMemory;
+
+impl bare_map::LoaderMemory for RawMemory {
+    fn read(&self, at: u64, out: &mut [u8]) {
+        // SAFETY: `survey` reads only inside the e820 RAM, which the loader identity maps (or
+        // our own tables do, below `limit`).
+        unsafe { core::ptr::copy_nonoverlapping(at as *const u8, out.as_mut_ptr(), out.len()) };
+    }
 }
 
 /// The free RAM, once the pipeline has worked it out: what the heap and every allocation of

@@ -20,10 +20,8 @@ pub enum Error {
     CmdlineTooLong(CmdlineError),
     /// A handover loader's boot_params point at memory nobody allocated.
     LoaderParams(zboot_stub::loader_params::ParamsError),
-    /// Entered as a bzImage: the loader's e820 map contradicts what it handed over.
-    LoaderMap(&'static str),
-    /// Entered as a bzImage: the loader's setup_data list is unusable.
-    SetupData(zboot_stub::arch::x86_64::bare_map::SetupDataError),
+    /// Entered as a bzImage: what the loader handed over contradicts its e820 map.
+    Handover(zboot_stub::arch::x86_64::bare_map::HandoverError),
     /// Entered as a bzImage: no free RAM left for this.
     NoMemory(&'static str),
 }
@@ -34,10 +32,9 @@ impl Error {
             Error::Efi(_, s) => *s,
             Error::Decode(_) | Error::StreamChecksum => Status::CRC_ERROR,
             Error::Payload(_) | Error::Relocs(_) | Error::EmbeddedCmdline(_) => Status::LOAD_ERROR,
-            Error::CmdlineTooLong(_)
-            | Error::LoaderParams(_)
-            | Error::LoaderMap(_)
-            | Error::SetupData(_) => Status::INVALID_PARAMETER,
+            Error::CmdlineTooLong(_) | Error::LoaderParams(_) | Error::Handover(_) => {
+                Status::INVALID_PARAMETER
+            }
             Error::NoMemory(_) => Status::OUT_OF_RESOURCES,
         }
     }
@@ -56,8 +53,7 @@ impl core::fmt::Display for Error {
             Error::EmbeddedCmdline(e) => write!(f, "embedded command line refused: {e}"),
             Error::LoaderParams(e) => write!(f, "{e}"),
             Error::CmdlineTooLong(e) => write!(f, "kernel command line refused: {e}"),
-            Error::LoaderMap(what) => write!(f, "loader's e820 map: {what}"),
-            Error::SetupData(e) => write!(f, "{e}"),
+            Error::Handover(e) => write!(f, "{e}"),
             Error::NoMemory(what) => write!(f, "no free RAM in the e820 map for {what}"),
         }
     }

@@ -28,6 +28,7 @@ pub const TARGETS: &[&str] = &[
     "bzimage_reader",
     "pe_reader",
     "verify",
+    "bare_handover",
 ];
 
 #[derive(clap::Args, Debug)]

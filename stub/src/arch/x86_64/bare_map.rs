@@ -7,7 +7,10 @@
 //! most restrictive), clipped to whole pages.
 
 use super::kaslr::FreeRange;
-use zboot_format::bootparam::{E820_TYPE_RAM, E820Entry, SetupData};
+use zboot_format::bootparam::{
+    BootParams, E820_MAX_ENTRIES_ZEROPAGE, E820_TYPE_RAM, E820Entry, EFI_LOADER_SIGNATURE_64,
+    SETUP_E820_EXT, SETUP_INDIRECT, SetupData,
+};
 
 /// Ranges a map holds; a split that would exceed it drops the smaller piece (less free memory,
 /// never memory that is not free).
@@ -298,6 +301,163 @@ impl<R: Fn(u64) -> u64> Walk<'_, R> {
     }
 }
 
+/// Reads the loader's memory: raw pointers in the stub, a fake in tests and the fuzzer. Called
+/// only for bytes inside the e820 RAM.
+pub trait LoaderMemory {
+    fn read(&self, at: u64, out: &mut [u8]);
+}
+
+fn read_node(mem: &impl LoaderMemory, at: u64) -> SetupData {
+    let mut b = [0u8; 16];
+    mem.read(at, &mut b);
+    SetupData {
+        next: u64::from_le_bytes(b[..8].try_into().unwrap()),
+        typ: u32::from_le_bytes(b[8..12].try_into().unwrap()),
+        len: u32::from_le_bytes(b[12..].try_into().unwrap()),
+    }
+}
+
+fn read_u64(mem: &impl LoaderMemory, at: u64) -> u64 {
+    let mut b = [0u8; 8];
+    mem.read(at, &mut b);
+    u64::from_le_bytes(b)
+}
+
+/// Most e820 entries read (zero page + SETUP_E820_EXT nodes).
+pub const MAX_E820: usize = 512;
+
+/// Why what a loader handed over (64-bit/32-bit/16-bit protocols) cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoverError {
+    /// boot_params, command line or initrd outside the e820 RAM.
+    Params(crate::loader_params::ParamsError),
+    /// No e820 entries, or more than the stub reads.
+    E820(&'static str),
+    SetupData(SetupDataError),
+    /// Our image (with its stack and tables) is not in the e820 RAM, or not page aligned.
+    Image(u64),
+}
+
+impl core::fmt::Display for HandoverError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HandoverError::Params(e) => write!(f, "{e}"),
+            HandoverError::E820(what) => write!(f, "loader's e820 map: {what}"),
+            HandoverError::SetupData(e) => write!(f, "{e}"),
+            HandoverError::Image(at) => write!(
+                f,
+                "loader put our image at {at:#x}: not page aligned, or not RAM in its e820 map"
+            ),
+        }
+    }
+}
+
+/// What a loader handed over, checked against its own e820 map.
+#[derive(Clone)]
+pub struct Handover {
+    /// RAM (below `limit`).
+    pub ram: RangeSet,
+    /// RAM nobody uses: less the first MiB, us, boot_params, the command line, the initrd,
+    /// every setup_data node (and what SETUP_INDIRECT names), the EFI memory map.
+    pub free: RangeSet,
+    pub params: crate::loader_params::LoaderParams,
+}
+
+/// Check a loader's `boot_params` (read from `bp_addr`) and work out the free RAM. `ours`: our
+/// image, stack and tables `[start, end)`; `limit`: the end of what is mapped.
+pub fn survey(
+    bp_addr: u64,
+    bp: &BootParams,
+    ours: (u64, u64),
+    limit: u64,
+    mem: &impl LoaderMemory,
+) -> Result<Handover, HandoverError> {
+    use crate::loader_params::{self as lp, ParamsError};
+    let mut ram = loader_ram(bp, mem)?;
+    ram.remove(limit, u64::MAX);
+    if !ram.contains(bp_addr, size_of::<BootParams>() as u64) {
+        return Err(HandoverError::Params(ParamsError::BootParams(bp_addr)));
+    }
+    if !ours.0.is_multiple_of(PAGE) || ours.1 <= ours.0 || !ram.contains(ours.0, ours.1 - ours.0) {
+        return Err(HandoverError::Image(ours.0));
+    }
+    let params = lp::read(bp, ram.ranges()).map_err(HandoverError::Params)?;
+    let mut free = ram.clone();
+    free.remove(0, LOW_LIMIT);
+    free.remove(ours.0, ours.1);
+    free.remove(bp_addr, bp_addr + size_of::<BootParams>() as u64);
+    if let Some((at, max)) = params.cmdline {
+        free.remove(at, at + max);
+    }
+    if let Some((at, size)) = params.initrd {
+        free.remove(at, at + size);
+    }
+    walk_setup_data(
+        bp.hdr.setup_data,
+        &ram,
+        |a| read_node(mem, a),
+        |at, node| {
+            free.remove(at, at + size_of::<SetupData>() as u64 + u64::from(node.len));
+            if node.typ == SETUP_INDIRECT && node.len >= 24 {
+                let data = at + size_of::<SetupData>() as u64;
+                let (len, addr) = (read_u64(mem, data + 8), read_u64(mem, data + 16));
+                free.remove(addr, addr.saturating_add(len));
+            }
+        },
+    )
+    .map_err(HandoverError::SetupData)?;
+    let e = bp.efi_info;
+    if e.efi_loader_signature == EFI_LOADER_SIGNATURE_64 {
+        let at = u64::from(e.efi_memmap) | u64::from(e.efi_memmap_hi) << 32;
+        free.remove(at, at.saturating_add(u64::from(e.efi_memmap_size)));
+    }
+    Ok(Handover { ram, free, params })
+}
+
+/// The RAM of the loader's e820 map: the zero page's entries and those of SETUP_E820_EXT nodes
+/// (read only where the zero page's own map says RAM is).
+fn loader_ram(bp: &BootParams, mem: &impl LoaderMemory) -> Result<RangeSet, HandoverError> {
+    let zero_page = bp.e820();
+    if zero_page.is_empty() || usize::from(bp.e820_entries) > E820_MAX_ENTRIES_ZEROPAGE {
+        return Err(HandoverError::E820("no entries in the zero page"));
+    }
+    let mut entries = [E820Entry::default(); MAX_E820];
+    entries[..zero_page.len()].copy_from_slice(zero_page);
+    let mut n = zero_page.len();
+    let first = RangeSet::ram(zero_page);
+    let mut overflow = false;
+    walk_setup_data(
+        bp.hdr.setup_data,
+        &first,
+        |a| read_node(mem, a),
+        |at, node| {
+            if node.typ != SETUP_E820_EXT {
+                return;
+            }
+            let size = size_of::<E820Entry>();
+            for i in 0..node.len as usize / size {
+                if n == MAX_E820 {
+                    overflow = true;
+                    return;
+                }
+                let mut b = [0u8; 20];
+                mem.read(at + (size_of::<SetupData>() + i * size) as u64, &mut b);
+                entries[n] = E820Entry {
+                    addr: u64::from_le_bytes(b[..8].try_into().unwrap()),
+                    size: u64::from_le_bytes(b[8..16].try_into().unwrap()),
+                    typ: u32::from_le_bytes(b[16..].try_into().unwrap()),
+                };
+                n += 1;
+            }
+        },
+    )
+    .map_err(HandoverError::SetupData)?;
+    if overflow {
+        return Err(HandoverError::E820("more entries than the stub reads"));
+    }
+    Ok(RangeSet::ram(&entries[..n]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,5 +602,114 @@ mod tests {
         let mut n = 0;
         assert!(walk_page_tables(0x1000, 4, &ram, &read, &mut |_| n += 1).is_some());
         assert_eq!(n, 4);
+    }
+
+    /// A loader's memory as bytes at `base`.
+    struct Fake {
+        base: u64,
+        bytes: alloc::vec::Vec<u8>,
+    }
+
+    impl LoaderMemory for Fake {
+        fn read(&self, at: u64, out: &mut [u8]) {
+            let o = (at - self.base) as usize;
+            out.copy_from_slice(&self.bytes[o..o + out.len()]);
+        }
+    }
+
+    fn loader() -> (BootParams, Fake) {
+        let mut bp = BootParams::zeroed();
+        bp.e820_entries = 2;
+        bp.e820_table[0] = e(0, 0x9f000, E820_TYPE_RAM);
+        bp.e820_table[1] = e(0x10_0000, 0x3ff0_0000, E820_TYPE_RAM);
+        bp.hdr.cmd_line_ptr = 0x2_0000;
+        bp.hdr.ramdisk_image = 0x3000_0000;
+        bp.hdr.ramdisk_size = 0x10_0000;
+        // One SETUP_E820_EXT node at 0x50_0000 adding RAM at 4 GiB.
+        bp.hdr.setup_data = 0x50_0000;
+        let mut bytes = alloc::vec![0u8; 0x1000];
+        bytes[8..12].copy_from_slice(&SETUP_E820_EXT.to_le_bytes());
+        bytes[12..16].copy_from_slice(&20u32.to_le_bytes());
+        bytes[16..24].copy_from_slice(&0x1_0000_0000u64.to_le_bytes());
+        bytes[24..32].copy_from_slice(&0x1000_0000u64.to_le_bytes());
+        bytes[32..36].copy_from_slice(&E820_TYPE_RAM.to_le_bytes());
+        (
+            bp,
+            Fake {
+                base: 0x50_0000,
+                bytes,
+            },
+        )
+    }
+
+    #[test]
+    fn honest_loader_survey() {
+        let (bp, mem) = loader();
+        let h = survey(0x1_0000, &bp, (0x100_0000, 0x200_0000), u64::MAX, &mem).unwrap();
+        assert!(h.ram.contains(0x1_0000_0000, 0x1000_0000));
+        for (at, len) in [
+            (0x8000, 0x1000),         // first MiB
+            (0x100_0000, 0x100_0000), // us
+            (0x3000_0000, 0x10_0000), // initrd
+            (0x50_0000, 0x24),        // setup_data
+        ] {
+            assert!(!h.free.contains(at, len), "{at:#x} should be in use");
+        }
+        assert!(h.free.contains(0x200_0000, 0x1000));
+        assert_eq!(h.params.initrd, Some((0x3000_0000, 0x10_0000)));
+        // Limited to what the 32-bit entry maps: the extension RAM is gone.
+        let h = survey(0x1_0000, &bp, (0x100_0000, 0x200_0000), 1 << 32, &mem).unwrap();
+        assert!(!h.ram.contains(0x1_0000_0000, 1));
+    }
+
+    #[test]
+    fn lying_loaders_are_refused() {
+        use crate::loader_params::ParamsError;
+        let (bp, mem) = loader();
+        let ours = (0x100_0000, 0x200_0000);
+        // boot_params in a hole of the map.
+        assert_eq!(
+            survey(0xa0000, &bp, ours, u64::MAX, &mem).err(),
+            Some(HandoverError::Params(ParamsError::BootParams(0xa0000)))
+        );
+        // Our image where the map has no RAM, or unaligned.
+        assert_eq!(
+            survey(0x1_0000, &bp, (0x4000_0000, 0x4100_0000), u64::MAX, &mem).err(),
+            Some(HandoverError::Image(0x4000_0000))
+        );
+        assert!(survey(0x1_0000, &bp, (0x100_0800, 0x200_0000), u64::MAX, &mem).is_err());
+        // An initrd past the end of RAM.
+        let mut b = bp;
+        b.hdr.ramdisk_image = 0x3ff8_0000;
+        assert!(matches!(
+            survey(0x1_0000, &b, ours, u64::MAX, &mem),
+            Err(HandoverError::Params(ParamsError::Initrd(..)))
+        ));
+        // A command line pointer into nowhere.
+        let mut b = bp;
+        b.hdr.cmd_line_ptr = 0xf_0000;
+        assert_eq!(
+            survey(0x1_0000, &b, ours, u64::MAX, &mem).err(),
+            Some(HandoverError::Params(ParamsError::Cmdline(0xf_0000)))
+        );
+        // A reserved entry over our image.
+        let mut b = bp;
+        b.e820_entries = 3;
+        b.e820_table[2] = e(
+            0x180_0000,
+            0x1000,
+            zboot_format::bootparam::E820_TYPE_RESERVED,
+        );
+        assert_eq!(
+            survey(0x1_0000, &b, ours, u64::MAX, &mem).err(),
+            Some(HandoverError::Image(0x100_0000))
+        );
+        // No map at all.
+        let mut b = bp;
+        b.e820_entries = 0;
+        assert!(matches!(
+            survey(0x1_0000, &b, ours, u64::MAX, &mem),
+            Err(HandoverError::E820(_))
+        ));
     }
 }
