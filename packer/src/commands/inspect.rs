@@ -184,16 +184,48 @@ pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
     }
     let zimg = ZimgHeader::parse(data).is_ok();
     if zimg && let Some(h) = zboot_format::bootparam::SetupHeader::read(data) {
-        // A zimg image with a setup header: ours (the handover protocol's fields).
+        // A zimg image with a setup header: ours (a bzImage too: docs/format.md byte map).
         if { h.header } == zboot_format::bootparam::HDRS_MAGIC {
+            use zboot_format::image;
+            let pm_start = (u32::from(h.setup_sects) + 1) * 512;
+            let (jump, loadflags, code32_start, kernel_alignment) =
+                (h.jump, h.loadflags, h.code32_start, h.kernel_alignment);
+            let (relocatable, pref_address, init_size, cmdline_size) = (
+                h.relocatable_kernel,
+                h.pref_address,
+                h.init_size,
+                h.cmdline_size,
+            );
+            let (initrd_addr_max, xloadflags, handover_offset, syssize) = (
+                h.initrd_addr_max,
+                h.xloadflags,
+                h.handover_offset,
+                h.syssize,
+            );
+            let version = h.version;
             root.insert(
                 "setup_header".into(),
                 json!({
-                    "boot_protocol": format!("{}.{:02}", h.version >> 8, h.version & 0xff),
+                    "boot_protocol": format!("{}.{:02}", version >> 8, version & 0xff),
                     "setup_sects": h.setup_sects,
-                    "xloadflags": hex(h.xloadflags),
-                    "handover_offset": hex(h.handover_offset),
-                    "init_size": hex(h.init_size),
+                    "jump": hex(jump),
+                    "loadflags": hex(loadflags),
+                    "code32_start": hex(code32_start),
+                    "kernel_alignment": hex(kernel_alignment),
+                    "relocatable_kernel": relocatable,
+                    "pref_address": hex(pref_address),
+                    "init_size": hex(init_size),
+                    "cmdline_size": cmdline_size,
+                    "initrd_addr_max": hex(initrd_addr_max),
+                    "xloadflags": hex(xloadflags),
+                    "handover_offset": hex(handover_offset),
+                    "syssize": hex(syssize),
+                    "entries": {
+                        "real_mode": hex(image::REAL_MODE_AT as u64),
+                        "protected_mode_32": hex(pm_start + code32_start.wrapping_sub(0x10_0000)),
+                        "long_mode_64": hex(pm_start + 0x200),
+                        "efi_handover_64": hex(pm_start + 0x200 + handover_offset),
+                    },
                 }),
             );
         }
