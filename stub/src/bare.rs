@@ -178,27 +178,26 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
 
     // 7. The paging mode the kernel takes, and the jump.
     let (cr3, cr4) = handoff::control_registers();
-    let mut switch = paging::decide(paging::Facts {
+    let switch = paging::decide(paging::Facts {
         cpu_la57: handoff::cpu_has_la57(),
         cr4_la57: cr4 & paging::CR4_LA57 != 0,
         kernel_la57: h.flags.has(zboot_format::Flags::LA57),
         no5lvl: opts.no5lvl,
     });
     if own_map {
-        if switch == paging::Switch::Enable {
-            // Our 4-level tables would need a 4 KiB executable page for the trampoline; the
-            // kernel runs correctly in 4-level mode.
-            progress!("5-level paging not enabled: entered through the 32-bit protocol");
-            switch = paging::Switch::None;
-        }
         open_kernel(cr3, kernel, &h);
     }
     let entry = kernel + h.entry_offset;
     if switch != paging::Switch::None {
         let code = take_below_4g(4096, "the LA57 trampoline")?;
         let data = take_below_4g(8192, "the LA57 page table")?;
-        // SAFETY: both just taken from free RAM below 4 GiB, identity mapped by the loader.
+        // SAFETY: both just taken from free RAM below 4 GiB, identity mapped.
         let t = unsafe { Trampoline::new(switch, code, data) };
+        if own_map {
+            // Our tables map it writable + NX: now read-only + executable (after the copy).
+            let pt = take_below_4g(4096, "a page table for the LA57 trampoline")?;
+            map_code_page(cr3, code, pt);
+        }
         progress!(
             "5-level paging: {:?} via trampoline at {:#x}",
             t.switch(),
@@ -225,11 +224,7 @@ fn open_kernel(cr3: u64, kernel: u64, h: &zboot_format::header::PayloadHeader) {
     } else {
         KernelNeeds::Rwx
     };
-    let pd_at = (cr3 & paging::PTE_ADDR) - own_map::PML4 as u64 + own_map::PD as u64;
-    // SAFETY: CR3 is our own PML4 (`own_map` layout, in our scratch area): the 2048 directory
-    // entries follow at `PD`; nothing else uses them while we edit them.
-    let pd = unsafe { core::slice::from_raw_parts_mut(pd_at as *mut u64, 2048) };
-    own_map::kernel_attrs(pd, kernel, h.mem_size, needs);
+    own_map::kernel_attrs(own_directory(cr3), kernel, h.mem_size, needs);
     // SAFETY: reloading CR3 with its own value flushes the TLB after the edit.
     unsafe { handoff::reload_cr3(cr3) };
     progress!("kernel region executable as it needs ({:?})", needs);
@@ -320,6 +315,29 @@ fn take_below_4g(size: u64, what: &'static str) -> Result<u64, Error> {
     with_free(|f| f.take_top(size, 4096, 1 << 32))
         .flatten()
         .ok_or(Error::NoMemory(what))
+}
+
+/// Our own tables (32-bit entry): the 4 KiB page at `code` read-only + executable, splitting
+/// its 2 MiB page into the page table at `pt` when needed.
+fn map_code_page(cr3: u64, code: u64, pt: u64) {
+    let pd = own_directory(cr3);
+    // SAFETY: `pt` is a free page just taken (below 4 GiB, identity mapped, ours).
+    let new_pt = unsafe { &mut *(pt as *mut [u64; 512]) };
+    own_map::map_code_page(pd, code, new_pt, pt, |at| {
+        // SAFETY: a page table of our own map (in our scratch area: one of the two holding our
+        // code), identity mapped; nothing else uses it while we edit it.
+        unsafe { &mut *(at as *mut [u64; 512]) }
+    });
+    // SAFETY: reloading CR3 with its own value flushes the TLB after the edit.
+    unsafe { handoff::reload_cr3(cr3) };
+}
+
+/// The 2048 page directory entries of our own map (0..4 GiB).
+fn own_directory(cr3: u64) -> &'static mut [u64] {
+    let pd_at = (cr3 & paging::PTE_ADDR) - own_map::PML4 as u64 + own_map::PD as u64;
+    // SAFETY: CR3 is our own PML4 (`own_map` layout, in our scratch area): the 2048 directory
+    // entries follow at `PD`; nothing else uses them while we edit them.
+    unsafe { core::slice::from_raw_parts_mut(pd_at as *mut u64, 2048) }
 }
 
 /// The loader's memory, read in place (only where its e820 map says RAM is).

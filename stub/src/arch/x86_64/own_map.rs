@@ -72,6 +72,36 @@ pub fn kernel_attrs(pd: &mut [u64], base: u64, size: u64, needs: KernelNeeds) {
     }
 }
 
+/// Make the 4 KiB page at `page` (below 4 GiB) read-only + executable, leaving the rest of its
+/// 2 MiB page as it was: a 2 MiB entry of `pd` is first split into the page table `new_pt`
+/// (at physical `new_pt_addr`); an entry that already points at a page table has that table
+/// (`existing(address)`) edited. Returns whether `new_pt` was used.
+pub fn map_code_page(
+    pd: &mut [u64],
+    page: u64,
+    new_pt: &mut [u64; 512],
+    new_pt_addr: u64,
+    existing: impl FnOnce(u64) -> &'static mut [u64; 512],
+) -> bool {
+    let i = (page / TWO_MIB) as usize;
+    let e = pd[i];
+    let addr = super::paging::PTE_ADDR;
+    let (pt, used) = if e & LARGE != 0 {
+        let base = e & addr & !(TWO_MIB - 1);
+        let flags = e & (PRESENT | WRITABLE | NX);
+        for (k, slot) in new_pt.iter_mut().enumerate() {
+            *slot = (base + k as u64 * 4096) | flags;
+        }
+        pd[i] = new_pt_addr | PRESENT | WRITABLE;
+        (new_pt, true)
+    } else {
+        (existing(e & addr), false)
+    };
+    let k = ((page % TWO_MIB) / 4096) as usize;
+    pt[k] = (page & !0xfff) | PRESENT;
+    used
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +147,17 @@ mod tests {
         assert_eq!(attrs(12), (true, true));
         assert_eq!(attrs(13), (true, false), "outside the region: untouched");
         assert_eq!(pd[8] & crate::arch::x86_64::paging::PTE_ADDR, 8 * TWO_MIB);
+    }
+
+    #[test]
+    fn one_code_page_in_a_split_2mib_page() {
+        let mut pd = fresh();
+        let mut pt = [0u64; 512];
+        let used = map_code_page(&mut pd, 0x60_3000, &mut pt, 0x9000, |_| unreachable!());
+        assert!(used);
+        assert_eq!(pd[3], 0x9000 | PRESENT | WRITABLE);
+        assert_eq!(pt[3], 0x60_3000 | PRESENT, "read-only, executable");
+        assert_eq!(pt[2], 0x60_2000 | PRESENT | WRITABLE | NX);
+        assert_eq!(pt[511], 0x7f_f000 | PRESENT | WRITABLE | NX);
     }
 }
