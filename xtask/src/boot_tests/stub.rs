@@ -691,8 +691,8 @@ fn probe_grub_linuxefi(ctx: &Ctx, fw: Firmware) -> Result<()> {
 /// The bzImage entries' contract, seen by the probe: QEMU `-kernel` on SeaBIOS enters the 16-bit
 /// entry, which goes through the 32-bit one (its own page tables) into the firmware-less
 /// pipeline. The probe checks every entry fact as on the EFI paths (no EFI information at all
-/// here, a VGA text `screen_info`, the BIOS e820 map), plus: 4-level paging (these entries do
-/// not switch to 5-level), and W^X in the stub's own page tables — the probe packed with
+/// here, a VGA text `screen_info`, the BIOS e820 map), plus W^X in the stub's own page tables —
+/// the probe packed with
 /// `--protect-text` finds its text read-only + executable and its read-only data and data
 /// writable + non-executable.
 fn probe_qemu_kernel_seabios(ctx: &Ctx) -> Result<()> {
@@ -721,11 +721,6 @@ fn probe_qemu_kernel_seabios(ctx: &Ctx) -> Result<()> {
     ensure!(
         attrs == ["r-x", "rw-", "rw-"],
         "text/rodata/data {attrs:?} in the stub's own page tables, want r-x, rw-, rw-"
-    );
-    ensure!(
-        p.get("la57") == Some("0"),
-        "la57={:?}: the 16/32-bit entries stay in 4-level paging",
-        p.get("la57")
     );
     ensure!(
         p.get("video_type") == Some("0x1"),
