@@ -331,36 +331,21 @@ fn c_decode(codec: Codec, src: &[u8], dst: &mut [u8]) -> Result<()> {
 /// A PE file laid out as the firmware loads it (sections at their RVAs), for
 /// `zboot_stub::payload::locate`.
 pub fn load_pe(file: &[u8]) -> Result<Vec<u8>> {
-    let u16_at = |o: usize| -> Result<usize> {
-        Ok(u16::from_le_bytes(file.get(o..o + 2).context("short PE")?.try_into()?) as usize)
-    };
+    let secs = zboot_format::pe::SectionTable::parse(file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let u32_at = |o: usize| -> Result<usize> {
         Ok(u32::from_le_bytes(file.get(o..o + 4).context("short PE")?.try_into()?) as usize)
     };
-    let pe = u32_at(0x3c)?;
-    ensure!(file.get(pe..pe + 4) == Some(b"PE\0\0"), "not a PE file");
-    let nsec = u16_at(pe + 6)?;
-    let opt = pe + 24;
+    let opt = secs.optional_header.0;
     let size_of_image = u32_at(opt + 56)?;
     let size_of_headers = u32_at(opt + 60)?;
     ensure!(size_of_image <= 1 << 30, "SizeOfImage too large");
     let mut img = vec![0u8; size_of_image];
     let h = size_of_headers.min(file.len()).min(img.len());
     img[..h].copy_from_slice(&file[..h]);
-    let table = opt + u16_at(pe + 20)?;
-    for i in 0..nsec {
-        let s = table + i * 40;
-        let (vsize, rva, raw_size, raw_ptr) = (
-            u32_at(s + 8)?,
-            u32_at(s + 12)?,
-            u32_at(s + 16)?,
-            u32_at(s + 20)?,
-        );
-        let n = raw_size.min(vsize.max(raw_size));
-        let src = file
-            .get(raw_ptr..raw_ptr + n)
-            .context("section beyond file")?;
-        let n = n.min(img.len().saturating_sub(rva));
+    for s in secs.iter() {
+        let rva = s.virtual_address as usize;
+        let src = secs.contents(&s);
+        let n = src.len().min(img.len().saturating_sub(rva));
         img[rva..rva + n].copy_from_slice(&src[..n]);
     }
     Ok(img)

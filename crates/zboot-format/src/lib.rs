@@ -23,6 +23,7 @@ pub mod descriptor;
 pub mod filters;
 pub mod header;
 pub mod image;
+pub mod pe;
 pub mod relocs;
 pub mod zimg;
 

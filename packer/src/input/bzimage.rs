@@ -62,17 +62,14 @@ pub fn decode_payload(data: &[u8]) -> Result<(BzInfo, &'static str, Vec<u8>)> {
 
 /// `IMAGE_DLLCHARACTERISTICS_NX_COMPAT` in the bzImage's own PE header.
 fn nx_compat(data: &[u8]) -> bool {
-    let u32_at = |o: usize| {
-        data.get(o..o + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-    };
-    let Some(pe) = u32_at(0x3c).map(|o| o as usize) else {
+    // DllCharacteristics at optional-header + 70.
+    let Ok(t) = zboot_format::pe::SectionTable::parse(data) else {
         return false;
     };
-    // PE signature, COFF header (20 bytes), then DllCharacteristics at optional-header + 70.
-    u32_at(pe) == Some(0x4550)
+    let (opt, size) = t.optional_header;
+    size >= 72
         && data
-            .get(pe + 24 + 70..pe + 24 + 72)
+            .get(opt + 70..opt + 72)
             .is_some_and(|d| u16::from_le_bytes([d[0], d[1]]) & NX_COMPAT != 0)
 }
 

@@ -1,13 +1,15 @@
-//! A bounds-checked PE32+ reader. It accepts anything structurally readable (headers in the
-//! file); whether the image is *acceptable* is `rules`' job.
+//! A bounds-checked PE32+ reader on top of the one section-table reader (`zboot_format::pe`),
+//! adding the optional header and data directories. It accepts anything structurally readable
+//! (headers in the file); whether the image is *acceptable* is `rules`' job.
 
 use anyhow::{Result, bail};
 use object::LittleEndian as LE;
 use object::pe::{
-    IMAGE_NT_OPTIONAL_HDR64_MAGIC, ImageDataDirectory, ImageDosHeader, ImageFileHeader,
-    ImageOptionalHeader64, ImageSectionHeader,
+    IMAGE_NT_OPTIONAL_HDR64_MAGIC, ImageDataDirectory, ImageFileHeader, ImageOptionalHeader64,
+    ImageSectionHeader,
 };
 use object::pod;
+use zboot_format::pe::SectionTable;
 
 use super::section_name;
 
@@ -66,25 +68,14 @@ pub const OPT_HEADER_FIXED: usize = size_of::<ImageOptionalHeader64>();
 
 impl<'a> PeFile<'a> {
     pub fn parse(data: &'a [u8]) -> Result<Self> {
-        let (dos, _) = pod::from_bytes::<ImageDosHeader>(data)
-            .map_err(|_| anyhow::anyhow!("not a PE image (file too short for an MZ header)"))?;
-        if dos.e_magic.get(LE) != object::pe::IMAGE_DOS_SIGNATURE {
-            bail!("not a PE image (no MZ signature)");
-        }
-        let e_lfanew = dos.e_lfanew.get(LE);
-        let nt = e_lfanew as usize;
-        if data.get(nt..nt.saturating_add(4)) != Some(&b"PE\0\0"[..]) {
-            bail!("not a PE image (no PE signature at e_lfanew {e_lfanew:#x})");
-        }
-        let fh_off = nt + 4;
+        // The signature, COFF header and section table: the one reader (zboot_format::pe).
+        let table = SectionTable::parse(data).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let fh_off = table.e_lfanew as usize + 4;
         let (file_header, _) =
             pod::from_bytes::<ImageFileHeader>(data.get(fh_off..).unwrap_or(&[]))
                 .map_err(|_| anyhow::anyhow!("truncated COFF header"))?;
-        let opt_offset = fh_off + size_of::<ImageFileHeader>();
-        let opt_size = usize::from(file_header.size_of_optional_header.get(LE));
-        let opt_bytes = data
-            .get(opt_offset..opt_offset + opt_size)
-            .ok_or_else(|| anyhow::anyhow!("truncated optional header"))?;
+        let (opt_offset, opt_size) = table.optional_header;
+        let opt_bytes = &data[opt_offset..opt_offset + opt_size];
         if opt_bytes.len() < 2
             || u16::from_le_bytes([opt_bytes[0], opt_bytes[1]]) != IMAGE_NT_OPTIONAL_HDR64_MAGIC
         {
@@ -97,19 +88,17 @@ impl<'a> PeFile<'a> {
             .min(16);
         let (dirs, _) = pod::slice_from_bytes::<ImageDataDirectory>(rest, n_dirs)
             .map_err(|_| anyhow::anyhow!("truncated data directories"))?;
-        let section_table_offset = opt_offset + opt_size;
-        let n_sections = usize::from(file_header.number_of_sections.get(LE));
-        let table = data.get(section_table_offset..).unwrap_or(&[]);
-        let (headers, _) = pod::slice_from_bytes::<ImageSectionHeader>(table, n_sections)
-            .map_err(|_| anyhow::anyhow!("section table beyond the end of the file"))?;
+        let (headers, _) =
+            pod::slice_from_bytes::<ImageSectionHeader>(&data[table.offset..], table.count)
+                .map_err(|_| anyhow::anyhow!("section table beyond the end of the file"))?;
         Ok(PeFile {
             data,
-            e_lfanew,
+            e_lfanew: table.e_lfanew,
             file_header: *file_header,
             opt_offset,
             opt: *opt,
             dirs: dirs.to_vec(),
-            section_table_offset,
+            section_table_offset: table.offset,
             sections: headers.iter().map(|&header| Section { header }).collect(),
         })
     }

@@ -500,26 +500,9 @@ fn bare_vmlinux_5level(ctx: &Ctx, kernel: &crate::fixtures::DebianKernel, tag: &
 
 /// File offset of the `.zpayld` section's raw data in a PE image.
 fn payload_offset(pe: &[u8]) -> Result<usize> {
-    let rd32 = |o: usize| -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            pe.get(o..o + 4).context("truncated PE")?.try_into()?,
-        ))
-    };
-    let rd16 = |o: usize| -> Result<u16> {
-        Ok(u16::from_le_bytes(
-            pe.get(o..o + 2).context("truncated PE")?.try_into()?,
-        ))
-    };
-    let nt = rd32(0x3c)? as usize;
-    let count = rd16(nt + 6)? as usize;
-    let table = nt + 24 + rd16(nt + 20)? as usize;
-    for i in 0..count {
-        let s = table + 40 * i;
-        if pe.get(s..s + 8).is_some_and(|n| n.starts_with(b".zpayld")) {
-            return Ok(rd32(s + 20)? as usize);
-        }
-    }
-    bail!("no .zpayld section")
+    let secs = zboot_format::pe::SectionTable::parse(pe).map_err(|e| anyhow!("{e}"))?;
+    let s = secs.find(".zpayld").context("no .zpayld section")?;
+    Ok(s.pointer_to_raw_data as usize)
 }
 
 /// Secure Boot enforcing: the signed probe boots and sees Secure Boot enabled; the same signed

@@ -40,40 +40,6 @@ struct Subject {
     initrd_len: usize,
 }
 
-fn le16(b: &[u8], o: usize) -> Result<usize> {
-    Ok(u16::from_le_bytes(b.get(o..o + 2).context("PE header truncated")?.try_into()?) as usize)
-}
-
-fn le32(b: &[u8], o: usize) -> Result<usize> {
-    Ok(u32::from_le_bytes(b.get(o..o + 4).context("PE header truncated")?.try_into()?) as usize)
-}
-
-/// (name, VirtualAddress, VirtualSize, PointerToRawData) of every section.
-fn sections(pe: &[u8]) -> Result<Vec<(String, usize, usize, usize)>> {
-    let nt = le32(pe, 0x3c)?;
-    ensure!(pe.get(nt..nt + 4) == Some(b"PE\0\0"), "no PE signature");
-    let n = le16(pe, nt + 6)?;
-    let table = nt + 24 + le16(pe, nt + 20)?;
-    (0..n)
-        .map(|i| {
-            let s = table + i * 40;
-            let name = pe.get(s..s + 8).context("section table truncated")?;
-            let name = String::from_utf8_lossy(name)
-                .trim_end_matches('\0')
-                .to_string();
-            Ok((name, le32(pe, s + 12)?, le32(pe, s + 8)?, le32(pe, s + 20)?))
-        })
-        .collect()
-}
-
-/// File offset of `rva` (inside a section's raw data).
-fn rva_to_file(secs: &[(String, usize, usize, usize)], rva: usize) -> Result<usize> {
-    secs.iter()
-        .find(|(_, va, vs, _)| rva >= *va && rva < va + vs)
-        .map(|(_, va, _, raw)| raw + (rva - va))
-        .ok_or_else(|| anyhow!("RVA {rva:#x} in no section"))
-}
-
 fn subject(ctx: &Ctx) -> Result<Subject> {
     static P: OnceLock<std::result::Result<crate::probe::ProbeArtifacts, String>> = OnceLock::new();
     let probe = P
@@ -106,21 +72,22 @@ fn subject(ctx: &Ctx) -> Result<Subject> {
         ],
     )?;
     let pe = std::fs::read(&image)?;
-    let secs = sections(&pe)?;
-    let (_, _, vsize, payload_at) = secs
-        .iter()
-        .find(|s| s.0 == ".zpayld")
-        .cloned()
-        .context("no .zpayld section")?;
-    let h = PayloadHeader::parse(&pe[payload_at..payload_at + vsize])
+    let secs = zboot_format::pe::SectionTable::parse(&pe).map_err(|e| anyhow!("{e}"))?;
+    let zpayld = secs.find(".zpayld").context("no .zpayld section")?;
+    let payload_at = zpayld.pointer_to_raw_data as usize;
+    let h = PayloadHeader::parse(secs.contents(&zpayld))
         .map_err(|e| anyhow!("payload header of {}: {e}", image.display()))?;
     ensure!(h.cmdline_size > 0 && h.initrd_size > 0, "no embedded parts");
     Ok(Subject {
         payload_at,
         stream_at: payload_at + HEADER_SIZE,
         stream_len: h.compressed_size as usize,
-        cmdline_at: rva_to_file(&secs, h.cmdline_rva as usize)?,
-        initrd_at: rva_to_file(&secs, h.initrd_rva as usize)?,
+        cmdline_at: secs
+            .rva_to_file(h.cmdline_rva)
+            .context("embedded command line in no section")?,
+        initrd_at: secs
+            .rva_to_file(h.initrd_rva)
+            .context("embedded initrd in no section")?,
         initrd_len: h.initrd_size as usize,
         image,
     })
