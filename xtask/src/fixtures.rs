@@ -128,6 +128,9 @@ pub struct Fixtures {
     /// Other loaders' tools ([`crate::tools`]).
     pub grub212: ToolRoot,
     pub grub206: ToolRoot,
+    /// Debian 12's GRUB 2.06 for BIOS (`None` until `cargo xtask fixtures` fetched it: only the
+    /// GRUB BIOS rows need it, see [`Fixtures::grub_pc`]).
+    pub grubpc206: Option<ToolRoot>,
     pub uki257: ToolRoot,
     pub ukisid: ToolRoot,
     /// Debian 12's and 13's kexec-tools for the guest (`None` until `cargo xtask fixtures`
@@ -152,6 +155,14 @@ impl Fixtures {
                 "kexec-tools set `{}`; run `cargo xtask fixtures`",
                 set.name
             ))
+        })
+    }
+
+    /// Debian 12's GRUB 2.06 for BIOS, or a [`Missing`] error naming the command that fetches
+    /// it.
+    pub fn grub_pc(&self) -> Result<&ToolRoot> {
+        self.grubpc206.as_ref().ok_or_else(|| {
+            missing("tool set `grubpc206` (GRUB 2.06 i386-pc); run `cargo xtask fixtures`")
         })
     }
 
@@ -245,6 +256,7 @@ impl Fixtures {
             initramfs: path("initramfs")?,
             grub212: tools::load(root, &m, &tools::GRUB_212)?,
             grub206: tools::load(root, &m, &tools::GRUB_206)?,
+            grubpc206: tools::load(root, &m, &tools::GRUB_PC_206).ok(),
             uki257: tools::load(root, &m, &tools::UKI_257)?,
             ukisid: tools::load(root, &m, &tools::UKI_SID)?,
             kexec225: tools::load_kexec(root, &m, &tools::KEXEC_225).ok(),

@@ -138,10 +138,12 @@ pub enum BootMode {
     Bare { image: PathBuf },
     /// The UEFI shell runs `startup.nsh`: `fs0:\image.efi <args>` (firmware with a shell only).
     Shell { image: PathBuf, args: String },
-    /// QEMU's direct kernel boot: `-kernel kernel [-initrd initrd] -append append`, no ESP disk.
-    /// On SeaBIOS QEMU's option ROM runs the image's 16-bit setup entry; on OVMF the firmware
-    /// gets the files through fw_cfg and starts the kernel itself (LoadImage of the PE first,
-    /// else its legacy bzImage loader), with the initrd through LoadFile2.
+    /// QEMU's direct kernel boot: `-kernel kernel [-initrd initrd] -append append`, and a FAT
+    /// disk only when [`BootSpec::extra_files`] has files (e.g. for GRUB's `lnxboot.img` image
+    /// as the "kernel", reading the real kernel from that disk). On SeaBIOS QEMU's option ROM
+    /// runs the image's 16-bit setup entry; on OVMF the firmware gets the files through fw_cfg
+    /// and starts the kernel itself (LoadImage of the PE first, else its legacy bzImage loader),
+    /// with the initrd through LoadFile2.
     Direct {
         kernel: PathBuf,
         initrd: Option<PathBuf>,
@@ -406,7 +408,8 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
     );
     let tmp = tempfile::Builder::new().prefix("zboot-qemu-").tempdir()?;
     let esp = tmp.path().join("esp");
-    if !direct {
+    let disk = !direct || !spec.extra_files.is_empty();
+    if disk {
         fs::create_dir_all(&esp)?;
         populate_esp(fx, spec, &esp)?;
     }
@@ -437,23 +440,22 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
     } else {
         cmd.arg("-bios").arg(fx.seabios()?.0);
     }
-    match &spec.mode {
-        BootMode::Direct {
-            kernel,
-            initrd,
-            append,
-        } => {
-            ensure!(kernel.is_file(), "{} does not exist", kernel.display());
-            cmd.arg("-kernel").arg(kernel);
-            if let Some(initrd) = initrd {
-                cmd.arg("-initrd").arg(initrd);
-            }
-            cmd.arg("-append").arg(append);
+    if let BootMode::Direct {
+        kernel,
+        initrd,
+        append,
+    } = &spec.mode
+    {
+        ensure!(kernel.is_file(), "{} does not exist", kernel.display());
+        cmd.arg("-kernel").arg(kernel);
+        if let Some(initrd) = initrd {
+            cmd.arg("-initrd").arg(initrd);
         }
-        _ => {
-            cmd.arg("-drive")
-                .arg(format!("format=raw,file=fat:rw:{}", esp.display()));
-        }
+        cmd.arg("-append").arg(append);
+    }
+    if disk {
+        cmd.arg("-drive")
+            .arg(format!("format=raw,file=fat:rw:{}", esp.display()));
     }
     cmd.args([
         "-nographic",

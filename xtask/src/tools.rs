@@ -1,5 +1,6 @@
 //! Other loaders' build tools, unpacked (never installed) from Debian packages of the suite that
-//! ships them: GRUB 2.12 (Debian 13) and 2.06 (Debian 12) with `grub-mkstandalone`, systemd-stub
+//! ships them: GRUB 2.12 (Debian 13) and 2.06 (Debian 12) with `grub-mkstandalone`, GRUB 2.06
+//! for BIOS (i386-pc, `grub-mkimage`), systemd-stub
 //! and `ukify` 257 (Debian 13) and of Debian unstable. Each tool set lives in
 //! `<cache>/tools/<name>-<version>/` (a filesystem root); a suite other than the machine's comes
 //! through a private apt view ([`fixtures::suite_apt`]). Binaries of a newer suite run with that
@@ -60,6 +61,22 @@ pub const GRUB_206: ToolSet = ToolSet {
     probe: "usr/lib/grub/x86_64-efi/linuxefi.mod",
 };
 
+/// Debian 12's GRUB 2.06 for BIOS (`grub-pc-bin`: the i386-pc modules, `lnxboot.img`), with the
+/// same `grub-common` and libraries as [`GRUB_206`]: the GRUB BIOS rows build a `core.img` with
+/// `grub-mkimage -O i386-pc`.
+pub const GRUB_PC_206: ToolSet = ToolSet {
+    name: "grubpc206",
+    suite: None,
+    packages: &[
+        "grub-pc-bin",
+        "grub-common",
+        "libdevmapper1.02.1",
+        "libefivar1",
+        "libefiboot1",
+    ],
+    probe: "usr/lib/grub/i386-pc/lnxboot.img",
+};
+
 pub const UKI_257: ToolSet = ToolSet {
     name: "uki257",
     suite: Some("trixie"),
@@ -75,7 +92,7 @@ pub const UKI_SID: ToolSet = ToolSet {
 };
 
 /// Every tool set the boot tests use.
-pub const ALL: [&ToolSet; 4] = [&GRUB_212, &GRUB_206, &UKI_257, &UKI_SID];
+pub const ALL: [&ToolSet; 5] = [&GRUB_212, &GRUB_206, &GRUB_PC_206, &UKI_257, &UKI_SID];
 
 /// An unpacked tool set.
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@
 //! kernel of stub version >= 1 with LoadImage too, and serves the initrd through LoadFile2 on a
 //! vendor-media device path (the stub must pass LoadFile2 the *remaining* device path).
 
+use super::legacy::{Entry, check_bios_report, check_entry, check_five_level};
 use super::*;
 use std::process::{Command, Stdio};
 
@@ -181,49 +182,167 @@ pub(super) fn grub_standalone(
 
 /// GRUB's `linux` + `initrd` (command names `linux`/`initrd`, or `linuxefi`/`initrdefi`) on our
 /// image of Debian's 6.1 kernel and the test initramfs, from the ESP, booted as
-/// `\EFI\BOOT\BOOTX64.EFI`.
+/// `\EFI\BOOT\BOOTX64.EFI`: `check_linux_report`, and the stub's `efi=debug` lines show the
+/// entry GRUB used (`want`): GRUB 2.12's `linux` = LoadImage (PE entry), Debian 12's 2.06
+/// `linuxefi` = EFI handover, its `linux` without Secure Boot = the bzImage 32-bit protocol
+/// (GRUB exits boot services and jumps to `code32_start`; the stub's own page tables, then
+/// 5-level paging as on the EFI path).
+/// `efi_gop` is loaded so that GRUB's own bzImage path can fill `screen_info` (without a video
+/// driver it says `error: no suitable video mode found.` and boots blind: no EFI framebuffer).
 fn grub(
     ctx: &Ctx,
     set: &crate::tools::ToolRoot,
-    tag: &str,
+    name: &str,
     cmds: (&str, &str),
     fw: Firmware,
+    want: Entry,
 ) -> Result<()> {
     let fx = ctx.fixtures()?;
     let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
     let (linux, initrd) = cmds;
-    // `linuxefi` is the EFI handover protocol: the stub says so under efi=debug.
-    let handover = linux == "linuxefi";
-    let options = if handover {
-        format!("{} efi=debug", baseline_options())
-    } else {
-        baseline_options()
-    };
+    let options = format!("{} efi=debug", baseline_options());
     let cfg = format!(
-        "set timeout=0\ninsmod part_gpt\ninsmod part_msdos\ninsmod fat\nsearch --no-floppy --file --set=root /zboot/linux.efi\n\
+        "set timeout=0\ninsmod part_gpt\ninsmod part_msdos\ninsmod fat\ninsmod efi_gop\n\
+         search --no-floppy --file --set=root /zboot/linux.efi\n\
          echo \"zboot test: {linux} $root\"\n\
          {linux} /zboot/linux.efi {options}\n{initrd} /zboot/initrd.img\nboot\n"
     );
-    let grub = grub_standalone(set, tag, &cfg)?;
-    let mut spec = BootSpec::new(format!("{tag}-{fw}"), fw, BootMode::Bare { image: grub });
+    let grub = grub_standalone(set, name, &cfg)?;
+    let mut spec = BootSpec::new(name, fw, BootMode::Bare { image: grub });
     spec.extra_files = vec![
         ("zboot/linux.efi".into(), image),
         ("zboot/initrd.img".into(), fx.initramfs.clone()),
     ];
     spec.stop_on.push("error: ".into());
     let out = ctx.boot(&spec)?;
-    check_linux_report(ctx, &out)?;
-    if handover {
-        let line = out
-            .log
-            .lines()
-            .find(|l| l.contains("zboot: EFI handover: boot_params at"));
-        ensure!(
-            line.is_some(),
-            "no handover line: the stub was not entered through the EFI handover protocol"
-        );
+    let r = check_linux_report(ctx, &out)?;
+    check_entry(&out.log, want)?;
+    if want == Entry::Bzimage32 {
+        check_five_level(r)?;
     }
     Ok(())
+}
+
+/// A GRUB EFI row of the tool set `$set` (a [`crate::fixtures::Fixtures`] field): the name is
+/// written once.
+macro_rules! grub_efi_row {
+    ($name:literal, $set:ident, $cmds:expr, $fw:expr, $want:expr) => {
+        BootTest {
+            name: $name,
+            run: |ctx| grub(ctx, &ctx.fixtures()?.$set, $name, $cmds, $fw, $want),
+        }
+    };
+}
+
+/// Debian 12's GRUB 2.06 for BIOS as an image QEMU's `-kernel` starts: `lnxboot.img` (a
+/// bzImage-style real-mode header that jumps into GRUB) followed by a `core.img` of
+/// `grub-mkimage -O i386-pc` whose embedded config is `cfg`; cached by content.
+fn grub_bios_image(set: &crate::tools::ToolRoot, name: &str, cfg: &str) -> Result<PathBuf> {
+    let dir = qemu::target_dir().join("boot-tests/grub");
+    std::fs::create_dir_all(&dir)?;
+    let cfg_path = dir.join(format!("{name}.cfg"));
+    let out = dir.join(format!("{name}.bin"));
+    if std::fs::read_to_string(&cfg_path).ok().as_deref() == Some(cfg) && out.is_file() {
+        return Ok(out);
+    }
+    std::fs::write(&cfg_path, cfg)?;
+    let core = dir.join(format!("{name}-core.img"));
+    let modules = "biosdisk part_msdos fat linux search search_fs_file echo serial terminal \
+                   normal configfile";
+    let o = set
+        .command("usr/bin/grub-mkimage")
+        .args(["-O", "i386-pc", "-p", "/boot/grub"])
+        .arg("-d")
+        .arg(set.path("usr/lib/grub/i386-pc"))
+        .arg("-c")
+        .arg(&cfg_path)
+        .arg("-o")
+        .arg(&core)
+        .args(modules.split_whitespace())
+        .stdin(Stdio::null())
+        .output()?;
+    ensure!(
+        o.status.success(),
+        "grub-mkimage -O i386-pc {}: {}",
+        set.version,
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
+    let mut bin = std::fs::read(set.path("usr/lib/grub/i386-pc/lnxboot.img"))?;
+    bin.extend(std::fs::read(&core)?);
+    std::fs::write(&out, bin)?;
+    Ok(out)
+}
+
+/// GRUB 2.06 for BIOS on SeaBIOS: QEMU `-kernel` starts [`grub_bios_image`], whose config finds
+/// a FAT disk (QEMU's `fat:` drive, MBR-partitioned) and runs `linux /zboot/linux.efi` (our
+/// image, or Debian's bzImage with `zboot == false`) and `initrd`. GRUB's `linux` on BIOS is
+/// the 32-bit protocol: for our image the stub's efi=debug lines show the 32-bit entry, and the
+/// kernel runs 5-level paging (as Debian's bzImage does there).
+fn grub_bios(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let set = fx.grub_pc()?;
+    let (bios, version) = fx.seabios()?;
+    println!(
+        "    SeaBIOS {version} ({}), GRUB {}",
+        bios.display(),
+        set.version
+    );
+    let image = if zboot {
+        ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?
+    } else {
+        fx.kernel.vmlinuz.clone()
+    };
+    let mut options = baseline_options();
+    if zboot {
+        options.push_str(" efi=debug");
+    }
+    // GRUB's own messages (and errors) go to the serial log too.
+    let cfg = format!(
+        "serial --unit=0 --speed=115200\nterminal_output serial console\n\
+         insmod biosdisk\ninsmod part_msdos\ninsmod fat\n\
+         search --no-floppy --file --set=root /zboot/linux.efi\n\
+         echo \"zboot test: linux $root\"\n\
+         linux /zboot/linux.efi {options}\ninitrd /zboot/initrd.img\nboot\n"
+    );
+    let grub = grub_bios_image(set, name, &cfg)?;
+    let mode = BootMode::Direct {
+        kernel: grub,
+        initrd: None,
+        append: String::new(),
+    };
+    let mut spec = BootSpec::new(name, Firmware::Seabios, mode);
+    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
+    spec.extra_files = vec![
+        ("zboot/linux.efi".into(), image),
+        ("zboot/initrd.img".into(), fx.initramfs.clone()),
+    ];
+    spec.stop_on.push("error: ".into());
+    let out = ctx.boot(&spec)?;
+    ensure!(
+        out.log.contains("zboot test: linux"),
+        "GRUB's config did not run (log {})",
+        out.log_path.display()
+    );
+    let r = check_bios_report(ctx, &out)?;
+    println!(
+        "    VmallocTotal {} kB",
+        r.vmalloc_total_kb.unwrap_or_default()
+    );
+    if zboot {
+        check_entry(&out.log, Entry::Bzimage32)?;
+        check_five_level(r)?;
+    }
+    Ok(())
+}
+
+/// A GRUB BIOS row: the name is written once.
+macro_rules! grub_bios_row {
+    ($name:literal, $zboot:expr) => {
+        BootTest {
+            name: $name,
+            run: |ctx| grub_bios(ctx, $name, $zboot),
+        }
+    };
 }
 
 pub const TESTS: &[BootTest] = &[
@@ -279,52 +398,50 @@ pub const TESTS: &[BootTest] = &[
             uki_ukify(ctx, set, "unstable", Firmware::Ovmf2025StrictNxSecureBoot)
         },
     },
-    BootTest {
-        name: "grub-2.06-linuxefi-ovmf2022",
-        run: |ctx| {
-            let set = &ctx.fixtures()?.grub206;
-            let cmds = ("linuxefi", "initrdefi");
-            grub(ctx, set, "grub-2.06-linuxefi", cmds, Firmware::Ovmf2022)
-        },
-    },
-    BootTest {
-        name: "grub-2.06-linuxefi-ovmf2025-strictnx",
-        run: |ctx| {
-            let set = &ctx.fixtures()?.grub206;
-            let cmds = ("linuxefi", "initrdefi");
-            grub(
-                ctx,
-                set,
-                "grub-2.06-linuxefi",
-                cmds,
-                Firmware::Ovmf2025StrictNx,
-            )
-        },
-    },
-    BootTest {
-        name: "grub-2.12-linux-ovmf2022",
-        run: |ctx| {
-            let set = &ctx.fixtures()?.grub212;
-            grub(
-                ctx,
-                set,
-                "grub-2.12-linux",
-                ("linux", "initrd"),
-                Firmware::Ovmf2022,
-            )
-        },
-    },
-    BootTest {
-        name: "grub-2.12-linux-ovmf2025-strictnx",
-        run: |ctx| {
-            let set = &ctx.fixtures()?.grub212;
-            grub(
-                ctx,
-                set,
-                "grub-2.12-linux",
-                ("linux", "initrd"),
-                Firmware::Ovmf2025StrictNx,
-            )
-        },
-    },
+    grub_efi_row!(
+        "grub-2.06-linuxefi-ovmf2022",
+        grub206,
+        ("linuxefi", "initrdefi"),
+        Firmware::Ovmf2022,
+        Entry::Handover
+    ),
+    grub_efi_row!(
+        "grub-2.06-linuxefi-ovmf2025-strictnx",
+        grub206,
+        ("linuxefi", "initrdefi"),
+        Firmware::Ovmf2025StrictNx,
+        Entry::Handover
+    ),
+    // Debian 12's GRUB 2.06 `linux` without Secure Boot: the bzImage 32-bit protocol.
+    grub_efi_row!(
+        "grub-2.06-linux-zboot-ovmf2022",
+        grub206,
+        ("linux", "initrd"),
+        Firmware::Ovmf2022,
+        Entry::Bzimage32
+    ),
+    grub_efi_row!(
+        "grub-2.06-linux-zboot-ovmf2025-strict-nx",
+        grub206,
+        ("linux", "initrd"),
+        Firmware::Ovmf2025StrictNx,
+        Entry::Bzimage32
+    ),
+    grub_efi_row!(
+        "grub-2.12-linux-ovmf2022",
+        grub212,
+        ("linux", "initrd"),
+        Firmware::Ovmf2022,
+        Entry::Pe
+    ),
+    grub_efi_row!(
+        "grub-2.12-linux-ovmf2025-strictnx",
+        grub212,
+        ("linux", "initrd"),
+        Firmware::Ovmf2025StrictNx,
+        Entry::Pe
+    ),
+    // GRUB 2.06 for BIOS on SeaBIOS (`lnxboot.img` + `core.img` as QEMU's -kernel).
+    grub_bios_row!("grub-bios-zboot-seabios", true),
+    grub_bios_row!("grub-bios-bzimage-seabios", false),
 ];
