@@ -1,11 +1,11 @@
 //! Other loaders' build tools, unpacked (never installed) from Debian packages of the suite that
 //! ships them: GRUB 2.12 (Debian 13) and 2.06 (Debian 12) with `grub-mkstandalone`, GRUB 2.06
-//! for BIOS (i386-pc, `grub-mkimage`), systemd-stub
-//! and `ukify` 257 (Debian 13) and of Debian unstable. Each tool set lives in
-//! `<cache>/tools/<name>-<version>/` (a filesystem root); a suite other than the machine's comes
-//! through a private apt view ([`fixtures::suite_apt`]). Binaries of a newer suite run with that
-//! suite's own dynamic loader and libraries ([`ToolRoot::command`]); ukify is Python and runs
-//! with the machine's python3 and python3-pefile.
+//! for BIOS (i386-pc, `grub-mkimage`), systemd-stub and `ukify` 257 (Debian 13) and of Debian
+//! unstable. Each tool set lives in `<cache>/tools/<name>-<version>/` (a filesystem root); a
+//! suite other than the machine's comes through a private apt view ([`fixtures::suite_apt`]).
+//! Binaries of a newer suite run with that suite's own dynamic loader and libraries
+//! ([`ToolRoot::command`]); ukify is Python and runs with the machine's python3 and
+//! python3-pefile.
 
 use std::collections::BTreeMap;
 use std::fs;
