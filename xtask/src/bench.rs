@@ -279,8 +279,9 @@ fn run_measured(cmd: &mut Command, stdout: Option<&Path>) -> Result<(Duration, u
     let child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
-    // SAFETY: plain syscall on our own child; `ru` is written by the kernel.
+    // SAFETY: `rusage` is plain integers; all-zero is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: plain syscall on our own child; `status` and `ru` are ours, written by the kernel.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     let elapsed = t.elapsed();
     ensure!(r == pid, "wait4 failed for {cmd:?}");
