@@ -115,7 +115,7 @@ pub fn run(codec: Option<&str>, firmware: Firmware, compare: bool) -> Result<()>
         fx.kernel.release
     );
     if compare {
-        let ctx = crate::boot_tests::Ctx::new(false);
+        let ctx = crate::boot_tests::Ctx::new();
         let base = ctx.baseline(firmware)?;
         let b = base.complete_report()?;
         let (got, want) = (report.memtotal_kb.unwrap_or(0), b.memtotal_kb.unwrap_or(0));

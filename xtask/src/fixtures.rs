@@ -63,16 +63,10 @@ const SNAKEOIL_PASS: &str = "snakeoil";
 /// The Debian generic kernel fixture.
 #[derive(Debug, Clone)]
 pub struct DebianKernel {
-    /// e.g. `linux-image-6.1.0-56-amd64-unsigned`.
-    pub package: String,
-    /// Debian package version, e.g. `6.1.192-2`.
-    pub version: String,
     /// `uname -r`, e.g. `6.1.0-56-amd64`.
     pub release: String,
     /// The distribution bzImage (`/boot/vmlinuz-<release>`).
     pub vmlinuz: PathBuf,
-    pub config: PathBuf,
-    pub efivarfs_ko: Option<PathBuf>,
 }
 
 /// One OVMF build: a directory holding its `OVMF_*.fd` files (and snakeoil keys if shipped).
@@ -109,20 +103,14 @@ impl Ovmf {
 /// Everything the boot tests need, as recorded in the cache's manifest.
 #[derive(Debug, Clone)]
 pub struct Fixtures {
-    pub root: PathBuf,
     pub kernel: DebianKernel,
     /// Debian 12's 6.12 kernel (zstd bzImage).
     pub kernel612: DebianKernel,
     pub systemd_boot: PathBuf,
-    pub systemd_boot_version: String,
     /// systemd-stub (`linuxx64.efi.stub`) of the same systemd-boot-efi package: UKIs.
     pub systemd_stub: PathBuf,
     pub ovmf2022: Ovmf,
     pub ovmf2025: Ovmf,
-    /// Snakeoil signing key without passphrase, and its certificate (from trixie's ovmf; see
-    /// [`Ovmf::snakeoil`] for the 2022.11 ones).
-    pub snakeoil_key: PathBuf,
-    pub snakeoil_cert: PathBuf,
     /// gzip'd newc cpio with busybox and `/init`.
     pub initramfs: PathBuf,
     /// Other loaders' tools ([`crate::tools`]).
@@ -228,20 +216,14 @@ impl Fixtures {
         let kernel = |fam: &KernelFamily| -> Result<DebianKernel> {
             let k = |s: &str| format!("{}.{s}", fam.key);
             Ok(DebianKernel {
-                package: get(&k("package"))?,
-                version: get(&k("version"))?,
                 release: get(&k("release"))?,
                 vmlinuz: path(&k("vmlinuz"))?,
-                config: path(&k("config"))?,
-                efivarfs_ko: path(&k("efivarfs_ko")).ok(),
             })
         };
         Ok(Fixtures {
-            root: root.to_path_buf(),
             kernel: kernel(&KERNEL_61)?,
             kernel612: kernel(&KERNEL_612)?,
             systemd_boot: path("systemd_boot.efi")?,
-            systemd_boot_version: get("systemd_boot.version")?,
             systemd_stub: path("systemd_stub.efi")?,
             ovmf2022: Ovmf {
                 version: get("ovmf2022.version")?,
@@ -251,8 +233,6 @@ impl Fixtures {
                 version: get("ovmf2025.version")?,
                 dir: path("ovmf2025.dir")?,
             },
-            snakeoil_key: path("snakeoil.key")?,
-            snakeoil_cert: path("snakeoil.cert")?,
             initramfs: path("initramfs")?,
             grub212: tools::load(root, &m, &tools::GRUB_212)?,
             grub206: tools::load(root, &m, &tools::GRUB_206)?,

@@ -15,7 +15,7 @@
 //! and is skipped with a message elsewhere.
 
 use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -289,8 +289,9 @@ pub fn run(a: &FuzzArgs) -> Result<()> {
 }
 
 /// The committed seed directory of `target` (for tests).
+#[cfg(test)]
 pub fn seed_dir(target: &str) -> PathBuf {
-    Path::new(&fuzz_dir()).join("corpus").join(target)
+    fuzz_dir().join("corpus").join(target)
 }
 
 #[cfg(test)]

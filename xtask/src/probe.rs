@@ -167,12 +167,10 @@ pub struct Shdr {
 pub struct Sym {
     pub name: String,
     pub value: u64,
-    pub shndx: u16,
 }
 
 /// The parts of an ELF file the generator reads.
-pub struct Elf<'a> {
-    pub bytes: &'a [u8],
+pub struct Elf {
     pub entry: u64,
     pub phdrs: Vec<Phdr>,
     pub shdrs: Vec<Shdr>,
@@ -190,8 +188,8 @@ fn cstr(b: &[u8], off: u64) -> Result<String> {
     Ok(String::from_utf8_lossy(&s[..n]).into_owned())
 }
 
-impl<'a> Elf<'a> {
-    pub fn parse(b: &'a [u8]) -> Result<Self> {
+impl Elf {
+    pub fn parse(b: &[u8]) -> Result<Self> {
         ensure!(b.len() >= 64 && b[..4] == *b"\x7fELF", "not an ELF file");
         ensure!(b[4] == 2 && b[5] == 1, "not ELF64 little-endian");
         ensure!(u16_at(b, 0x10)? == ET_EXEC, "not ET_EXEC");
@@ -255,13 +253,11 @@ impl<'a> Elf<'a> {
                 let o = symtab.offset + i * 24;
                 syms.push(Sym {
                     name: cstr(b, strtab.offset + u32_at(b, o)? as u64)?,
-                    shndx: u16_at(b, o + 6)?,
                     value: u64_at(b, o + 8)?,
                 });
             }
         }
         Ok(Elf {
-            bytes: b,
             entry,
             phdrs,
             shdrs,
@@ -292,27 +288,6 @@ impl<'a> Elf<'a> {
             .map(|p| p.offset + (vaddr - p.vaddr))
             .with_context(|| format!("{vaddr:#x} not in a PT_LOAD's file data"))
     }
-}
-
-/// Lay the PT_LOADs out as a loader does: each at `p_paddr - first p_paddr`, zero-filled gaps and
-/// `.bss`. Returns the image (its size is the end of the last segment).
-pub fn flatten(elf: &Elf) -> Result<Vec<u8>> {
-    let first = elf.loads().next().context("no PT_LOAD")?.paddr;
-    let end = elf
-        .loads()
-        .map(|p| p.paddr - first + p.memsz)
-        .max()
-        .unwrap_or(0);
-    let mut img = vec![0u8; usize::try_from(end)?];
-    for p in elf.loads() {
-        let at = (p.paddr - first) as usize;
-        let src = elf
-            .bytes
-            .get(p.offset as usize..(p.offset + p.filesz) as usize)
-            .context("PT_LOAD outside the file")?;
-        img[at..at + src.len()].copy_from_slice(src);
-    }
-    Ok(img)
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -533,6 +508,26 @@ mod tests {
         manifest_off: u64,
     }
 
+    /// Lay the PT_LOADs out as a loader does: each at `p_paddr - first p_paddr`, zero-filled gaps and
+    /// `.bss`. Returns the image (its size is the end of the last segment).
+    fn flatten(elf: &Elf, bytes: &[u8]) -> Result<Vec<u8>> {
+        let first = elf.loads().next().context("no PT_LOAD")?.paddr;
+        let end = elf
+            .loads()
+            .map(|p| p.paddr - first + p.memsz)
+            .max()
+            .unwrap_or(0);
+        let mut img = vec![0u8; usize::try_from(end)?];
+        for p in elf.loads() {
+            let at = (p.paddr - first) as usize;
+            let src = bytes
+                .get(p.offset as usize..(p.offset + p.filesz) as usize)
+                .context("PT_LOAD outside the file")?;
+            img[at..at + src.len()].copy_from_slice(src);
+        }
+        Ok(img)
+    }
+
     fn built() -> &'static Built {
         static B: std::sync::OnceLock<Built> = std::sync::OnceLock::new();
         B.get_or_init(|| {
@@ -565,7 +560,7 @@ mod tests {
     fn loaded(delta: u64) -> Vec<u8> {
         let b = built();
         let elf = Elf::parse(&b.g.elf).unwrap();
-        let mut img = flatten(&elf).unwrap();
+        let mut img = flatten(&elf, &b.g.elf).unwrap();
         assert_eq!(img.len() as u64, b.g.image_size);
         let rt = RelocTable::parse(&b.g.table).unwrap();
         rt.apply(&mut img, LINK_VIRT_BASE, delta).unwrap();
@@ -635,7 +630,7 @@ mod tests {
         }
         // A loader that applies only the 64-bit list is caught.
         let delta = 0x0400_0000;
-        let mut img = flatten(&Elf::parse(&b.g.elf).unwrap()).unwrap();
+        let mut img = flatten(&Elf::parse(&b.g.elf).unwrap(), &b.g.elf).unwrap();
         let rt = RelocTable::parse(&b.g.table).unwrap();
         let only64 = RelocTable {
             rel64: rt.rel64,

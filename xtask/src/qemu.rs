@@ -37,15 +37,6 @@ pub enum Firmware {
 }
 
 impl Firmware {
-    pub const ALL: [Firmware; 6] = [
-        Firmware::Ovmf2022,
-        Firmware::Ovmf2022SecureBoot,
-        Firmware::Ovmf2025,
-        Firmware::Ovmf2025StrictNx,
-        Firmware::Ovmf2025StrictNxSecureBoot,
-        Firmware::Seabios,
-    ];
-
     /// Whether this is a UEFI firmware (OVMF): pflash code + vars, an ESP, EFI images.
     pub fn is_uefi(self) -> bool {
         self != Firmware::Seabios

@@ -143,7 +143,7 @@ pub fn run(a: &TestArgs) -> Result<()> {
             report(name, &v, t.elapsed().as_secs_f64());
             results.push((name.to_string(), v, t.elapsed().as_secs_f64()));
         }
-        let ctx = Ctx::new(ci);
+        let ctx = Ctx::new();
         for (name, f) in XTASK_STEPS.iter().filter(|(n, _)| selected(n)) {
             println!("==> step {name}");
             let (v, secs) = run_in_process(name, *f, &ctx, ci);
@@ -151,7 +151,7 @@ pub fn run(a: &TestArgs) -> Result<()> {
         }
     }
     if !a.no_boot {
-        let ctx = Ctx::new(ci);
+        let ctx = Ctx::new();
         for t in boot_tests::all().filter(|t| selected(t.name)) {
             println!("==> boot {}", t.name);
             let start = Instant::now();

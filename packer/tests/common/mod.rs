@@ -1,6 +1,9 @@
 //! Helpers shared by the end-to-end tests of the `zboot-pack` binary.
 // Each test crate uses a different subset.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "every test binary compiles this module and uses a different part of it"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

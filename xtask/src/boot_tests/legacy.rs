@@ -235,27 +235,14 @@ fn packed(ctx: &Ctx) -> Result<PathBuf> {
 /// File offset and length of the compressed stream of a packed image (`.zpayld` raw data after
 /// the payload header).
 fn compressed_stream(pe: &[u8]) -> Result<(usize, usize)> {
-    let le = |o: usize, n: usize| -> Result<usize> {
-        let b = pe.get(o..o + n).context("PE headers truncated")?;
-        Ok(b.iter().rev().fold(0usize, |v, &x| (v << 8) | x as usize))
-    };
-    let nt = le(0x3c, 4)?;
-    ensure!(pe.get(nt..nt + 4) == Some(b"PE\0\0"), "no PE signature");
-    let table = nt + 24 + le(nt + 20, 2)?;
-    for i in 0..le(nt + 6, 2)? {
-        let s = table + i * 40;
-        if pe.get(s..s + 8) == Some(b".zpayld\0") {
-            let (vsize, raw) = (le(s + 8, 4)?, le(s + 20, 4)?);
-            let payload = pe.get(raw..raw + vsize).context(".zpayld past the file")?;
-            let h = zboot_format::header::PayloadHeader::parse(payload)
-                .map_err(|e| anyhow!("payload header: {e}"))?;
-            return Ok((
-                raw + zboot_format::header::HEADER_SIZE,
-                h.compressed_size as usize,
-            ));
-        }
-    }
-    bail!("no .zpayld section")
+    let secs = zboot_format::pe::SectionTable::parse(pe).map_err(|e| anyhow!("{e}"))?;
+    let s = secs.find(".zpayld").context("no .zpayld section")?;
+    let h = zboot_format::header::PayloadHeader::parse(secs.contents(&s))
+        .map_err(|e| anyhow!("payload header: {e}"))?;
+    Ok((
+        s.pointer_to_raw_data as usize + zboot_format::header::HEADER_SIZE,
+        h.compressed_size as usize,
+    ))
 }
 
 /// The second kernel's file.

@@ -31,7 +31,6 @@ pub fn baseline_options() -> String {
 
 /// State shared by the tests of one `cargo xtask test` run.
 pub struct Ctx {
-    pub ci: bool,
     fixtures: OnceCell<std::result::Result<Fixtures, (bool, String)>>,
     packer: OnceCell<std::result::Result<PathBuf, String>>,
     baselines: RefCell<BTreeMap<Firmware, BootOutcome>>,
@@ -39,9 +38,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(ci: bool) -> Ctx {
+    pub fn new() -> Ctx {
         Ctx {
-            ci,
             fixtures: OnceCell::new(),
             packer: OnceCell::new(),
             baselines: RefCell::new(BTreeMap::new()),
