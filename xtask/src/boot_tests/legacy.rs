@@ -224,6 +224,8 @@ enum Kernel {
     /// Our image with one byte in the middle of its compressed stream flipped: the stub must
     /// say `zboot: error:` and no kernel may start.
     ZbootDamaged,
+    /// The probe kernel packed by zboot-pack: it checks the entry contract it was given.
+    Probe,
 }
 
 /// The packed image of Debian's 6.1 kernel the rows share (the same one as the loader rows).
@@ -251,6 +253,7 @@ fn second_image(ctx: &Ctx, second: Kernel) -> Result<PathBuf> {
     Ok(match second {
         Kernel::BzImage => fx.kernel.vmlinuz.clone(),
         Kernel::Zboot => packed(ctx)?,
+        Kernel::Probe => super::stub::pack_probe(ctx, "probe", &[])?,
         Kernel::ZbootDamaged => {
             let good = packed(ctx)?;
             let mut bytes = std::fs::read(&good)?;
@@ -340,13 +343,23 @@ fn kexec_row(
         ensure!(fw.enforcing(), "{name}: {fw} does not enforce Secure Boot");
         let signed = qemu::target_dir().join(format!("boot-tests/kexec/second-signed-{fw}.efi"));
         qemu::sign(fx, fw, &image, &signed)?;
-        images = vec![("kexec/image", signed), ("kexec/image-unsigned", image)];
+        // The signed image with one byte of its compressed stream changed afterwards.
+        let mut bytes = std::fs::read(&signed)?;
+        let (at, len) = compressed_stream(&bytes)?;
+        bytes[at + len / 2] ^= 0x10;
+        let tampered = signed.with_file_name(format!("second-tampered-{fw}.efi"));
+        std::fs::write(&tampered, &bytes)?;
+        images = vec![
+            ("kexec/image", signed),
+            ("kexec/image-unsigned", image),
+            ("kexec/image-tampered", tampered),
+        ];
     }
     // The 32-bit entry is told from the 64-bit one by the stub's efi=debug lines.
-    let debug = if mode == Mode::Load32 && second == Kernel::Zboot {
-        " efi=debug"
-    } else {
-        ""
+    let debug = match second {
+        Kernel::Zboot if mode == Mode::Load32 => " efi=debug",
+        Kernel::Probe => " probe.loader=kexec",
+        _ => "",
     };
     let append = format!("console=ttyS0 {STAGE2} {MARKER2}{debug}");
     let initrd = kexec_initrd(ctx, name, set, &images, &append)?;
@@ -406,7 +419,10 @@ fn kexec_row(
         // the firmware's db, which the snakeoil vars enrol), and kexec_load is refused.
         let lockdown = r1.raw.get("kexec_lockdown").map(String::as_str);
         let refused = r1.raw.get("kexec_refused").map(String::as_str);
-        println!("    first kernel: lockdown {lockdown:?}; unsigned image: {refused:?}");
+        let tampered = r1.raw.get("kexec_refused_tampered").map(String::as_str);
+        println!(
+            "    first kernel: lockdown {lockdown:?}; unsigned image: {refused:?}; tampered signed image: {tampered:?}"
+        );
         ensure!(
             r1.secure_boot == Some(true),
             "the first kernel does not see Secure Boot enabled ({:?}) {}",
@@ -426,11 +442,32 @@ fn kexec_row(
              {refused:?} {}",
             ctx_log()
         );
+        // A signed image changed after signing: its Authenticode digest no longer matches.
+        ensure!(
+            tampered.is_some_and(|r| r.contains(SIG_REFUSED) || r.contains("Digest mismatch")),
+            "the tampered signed image was not refused for its signature: {tampered:?} {}",
+            ctx_log()
+        );
     }
 
     if second == Kernel::ZbootDamaged {
         ensure!(reports.len() == 1, "a second report {}", ctx_log());
         return check_damaged(&out, after);
+    }
+    if second == Kernel::Probe {
+        // The probe checks the 64-bit entry contract it got through the stub's bzImage entry
+        // on kexec's identity map (EFI information passed on by kexec_file_load included),
+        // with the appended line and the initrd.
+        let initrd = std::fs::read(&fx.initramfs)?;
+        super::stub::check_probe(
+            &out,
+            &super::stub::ProbeExpect {
+                cmdline_exact: None,
+                cmdline_words: super::stub::words(&append),
+                initrd: Some(&initrd),
+            },
+        )?;
+        return Ok(());
     }
 
     // The second kernel reported with the command line from /kexec/append (so it is the second
@@ -657,6 +694,13 @@ pub const TESTS: &[BootTest] = &[
         Mode::FileSigned,
         Kernel::Zboot,
         Firmware::Ovmf2025StrictNxSecureBoot
+    ),
+    // The probe kernel through the stub's 64-bit bzImage entry: the entry contract.
+    kexec_row!(
+        "probe-kexec-file-ovmf2025-strict-nx",
+        Mode::File,
+        Kernel::Probe,
+        Firmware::Ovmf2025StrictNx
     ),
     kexec_row!(
         "kdump-zboot-ovmf2025-strict-nx",

@@ -80,7 +80,7 @@ fn probe_embedded_cmdline() -> String {
 }
 
 /// The probe packed with its relocation table (and `extra` packer arguments).
-fn pack_probe(ctx: &Ctx, name: &str, extra: &[&str]) -> Result<PathBuf> {
+pub(super) fn pack_probe(ctx: &Ctx, name: &str, extra: &[&str]) -> Result<PathBuf> {
     let p = probe_artifacts()?;
     let relocs = p.relocs.display().to_string();
     let mut args = vec!["--relocs", relocs.as_str()];
@@ -141,13 +141,13 @@ fn debian_vmlinux(ctx: &Ctx) -> Result<PathBuf> {
 // Probe checks
 
 /// What the host expects the probe to report.
-struct ProbeExpect<'a> {
+pub(super) struct ProbeExpect<'a> {
     /// The command line, exactly.
-    cmdline_exact: Option<String>,
+    pub cmdline_exact: Option<String>,
     /// Words the command line must contain (in this order, not necessarily adjacent).
-    cmdline_words: Vec<String>,
+    pub cmdline_words: Vec<String>,
     /// The initrd the kernel must get (`None`: no initrd, `initrd_size=0`).
-    initrd: Option<&'a [u8]>,
+    pub initrd: Option<&'a [u8]>,
 }
 
 /// `spec`, stopped 2 s after the firmware reports a CPU exception (instead of the timeout).
@@ -168,8 +168,14 @@ fn probe_get<'a>(p: &'a ProbeReport, key: &str) -> Result<&'a str> {
 
 /// Runs `spec` and checks the probe outcome against `want`.
 fn boot_probe(ctx: &Ctx, spec: &BootSpec, want: &ProbeExpect) -> Result<ProbeReport> {
-    let arts = probe_artifacts()?;
     let out = ctx.boot(&fail_fast(spec))?;
+    check_probe(&out, want)
+}
+
+/// Checks the probe's report in `out` against `want` (every entry check passed, the exit code,
+/// where it landed, every relocation applied, its command line and initrd).
+pub(super) fn check_probe(out: &BootOutcome, want: &ProbeExpect) -> Result<ProbeReport> {
+    let arts = probe_artifacts()?;
     let ctx_msg = || format!("{} (log {})", out.name, out.log_path.display());
     let Some(p) = out.probe.clone() else {
         bail!(
@@ -300,7 +306,7 @@ fn boot_probe(ctx: &Ctx, spec: &BootSpec, want: &ProbeExpect) -> Result<ProbeRep
     Ok(p)
 }
 
-fn words(s: &str) -> Vec<String> {
+pub(super) fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
 }
 
