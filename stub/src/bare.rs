@@ -14,7 +14,7 @@ use crate::trampoline::Trampoline;
 use crate::{cmdline, console, payload, rng, serial};
 use core::cell::UnsafeCell;
 use core::convert::Infallible;
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering::Relaxed};
 use zboot_format::bootparam::{BootParams, QUIET_FLAG, SETUP_RNG_SEED, SetupData};
 use zboot_format::image::{BARE_SCRATCH_SIZE, HEADERS_SIZE};
 use zboot_stub::loader_params as lp;
@@ -77,8 +77,10 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
         // The loader's page tables, GDT and IDT (ours lie in our scratch area, already out).
         avoid_cpu_tables(&ram, &mut free)?;
     }
-    // SAFETY: single-threaded; the allocator has not run yet.
-    unsafe { *FREE.0.get() = Some(free) };
+    // From here the heap and every allocation of this pipeline take from `free` (on our stack:
+    // this function never returns but with an error, and the guard unhooks it then).
+    FREE.store(&raw mut free, Relaxed);
+    let _unhook = FreeGuard;
 
     // 2. Payload and command line (the loader's appended to the embedded one; under Secure
     //    Boot, as the loader reports it, an embedded line stands alone).
@@ -351,17 +353,25 @@ impl bare_map::LoaderMemory for RawMemory {
     }
 }
 
-/// The free RAM, once the pipeline has worked it out: what the heap and every allocation of
-/// this pipeline come from.
-struct FreeRam(UnsafeCell<Option<RangeSet>>);
-// SAFETY: one CPU, interrupts off, and `with_free` is never re-entered (its closures never
-// allocate): no two accesses overlap.
-unsafe impl Sync for FreeRam {}
-static FREE: FreeRam = FreeRam(UnsafeCell::new(None));
+/// The free RAM, once the pipeline has worked it out (a local of `boot`, which outlives every
+/// use): what the heap and every allocation of this pipeline come from. Null before and after.
+static FREE: AtomicPtr<RangeSet> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Unhooks [`FREE`] when `boot` returns (with an error).
+struct FreeGuard;
+
+impl Drop for FreeGuard {
+    fn drop(&mut self) {
+        FREE.store(core::ptr::null_mut(), Relaxed);
+    }
+}
 
 fn with_free<T>(f: impl FnOnce(&mut RangeSet) -> T) -> Option<T> {
-    // SAFETY: see `FreeRam`.
-    unsafe { (*FREE.0.get()).as_mut().map(f) }
+    let p = FREE.load(Relaxed);
+    // SAFETY: non-null only while `boot`'s `free` is alive (the guard); one CPU, interrupts off,
+    // and `with_free` is never re-entered (its closures never allocate): no other reference to
+    // it exists during `f`.
+    (!p.is_null()).then(|| f(unsafe { &mut *p }))
 }
 
 /// The heap's current chunk `[next, end)`.
