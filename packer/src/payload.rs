@@ -9,7 +9,7 @@ use crate::compress;
 use crate::pe::read::PeFile;
 
 /// Name of the payload section as text.
-pub const SECTION: &str = ".zpayld";
+pub const SECTION: &str = zboot_format::PAYLOAD_SECTION_NAME;
 
 /// A located payload.
 #[derive(Clone, Copy, Debug)]

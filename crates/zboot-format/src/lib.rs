@@ -31,13 +31,18 @@ pub use codec::Codec;
 pub use header::{Arch, Flags, HeaderError, PayloadHeader};
 
 /// Name of the PE section holding the payload header followed by the compressed kernel.
-pub const PAYLOAD_SECTION: &[u8; 8] = b".zpayld\0";
+pub const PAYLOAD_SECTION_NAME: &str = ".zpayld";
 /// Name of the PE section holding the embedded kernel command line (`--cmdline`).
-pub const CMDLINE_SECTION: &[u8; 8] = b".cmdline";
+pub const CMDLINE_SECTION_NAME: &str = ".cmdline";
 /// Name of the PE section holding the embedded initrd (`--initrd`).
-pub const INITRD_SECTION: &[u8; 8] = b".initrd\0";
+pub const INITRD_SECTION_NAME: &str = ".initrd";
 /// Name of the PE section holding SBAT metadata (`--sbat`).
-pub const SBAT_SECTION: &[u8; 8] = b".sbat\0\0\0";
+pub const SBAT_SECTION_NAME: &str = ".sbat";
+/// The same names as they sit in a section header.
+pub const PAYLOAD_SECTION: &[u8; 8] = &pe::name8(PAYLOAD_SECTION_NAME);
+pub const CMDLINE_SECTION: &[u8; 8] = &pe::name8(CMDLINE_SECTION_NAME);
+pub const INITRD_SECTION: &[u8; 8] = &pe::name8(INITRD_SECTION_NAME);
+pub const SBAT_SECTION: &[u8; 8] = &pe::name8(SBAT_SECTION_NAME);
 
 /// x86_64 `__START_KERNEL_map`: kernel virtual addresses are `this + physical offset`.
 pub const X86_START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;

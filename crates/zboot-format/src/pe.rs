@@ -12,6 +12,20 @@ pub const COFF_HEADER_SIZE: usize = 20;
 /// Bytes of one section header.
 pub const SECTION_HEADER_SIZE: usize = 40;
 
+/// A section name as it sits in a section header (NUL-padded; at most 8 bytes, else a compile
+/// error where it is used in a constant).
+pub const fn name8(name: &str) -> [u8; 8] {
+    let b = name.as_bytes();
+    assert!(b.len() <= 8, "a PE section name has at most 8 bytes");
+    let mut out = [0u8; 8];
+    let mut i = 0;
+    while i < b.len() {
+        out[i] = b[i];
+        i += 1;
+    }
+    out
+}
+
 /// Why an image has no readable section table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeError {

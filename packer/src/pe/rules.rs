@@ -24,7 +24,7 @@ pub fn check_pe(pe: &PeFile) -> Vec<String> {
     sections(pe, &mut v);
     entry_point(pe, &mut v);
     base_relocations(pe, &mut v);
-    if let Some(s) = pe.section(".sbat")
+    if let Some(s) = pe.section(zboot_format::SBAT_SECTION_NAME)
         && let Err(e) = sbat::validate(pe.contents(s))
     {
         v.push(format!(".sbat: {e}"));
@@ -199,7 +199,7 @@ fn sections(pe: &PeFile, v: &mut Vec<String>) {
                 s.vsize()
             ));
         }
-        if name == ".zpayld" {
+        if name == zboot_format::PAYLOAD_SECTION_NAME {
             if c & IMAGE_SCN_MEM_DISCARDABLE != 0 {
                 v.push(format!("{name}: payload section is DISCARDABLE"));
             }

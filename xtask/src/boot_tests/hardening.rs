@@ -501,7 +501,9 @@ fn bare_vmlinux_5level(ctx: &Ctx, kernel: &crate::fixtures::DebianKernel, tag: &
 /// File offset of the `.zpayld` section's raw data in a PE image.
 fn payload_offset(pe: &[u8]) -> Result<usize> {
     let secs = zboot_format::pe::SectionTable::parse(pe).map_err(|e| anyhow!("{e}"))?;
-    let s = secs.find(".zpayld").context("no .zpayld section")?;
+    let s = secs
+        .find(zboot_format::PAYLOAD_SECTION_NAME)
+        .context("no .zpayld section")?;
     Ok(s.pointer_to_raw_data as usize)
 }
 

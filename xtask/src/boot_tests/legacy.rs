@@ -238,7 +238,9 @@ fn packed(ctx: &Ctx) -> Result<PathBuf> {
 /// the payload header).
 fn compressed_stream(pe: &[u8]) -> Result<(usize, usize)> {
     let secs = zboot_format::pe::SectionTable::parse(pe).map_err(|e| anyhow!("{e}"))?;
-    let s = secs.find(".zpayld").context("no .zpayld section")?;
+    let s = secs
+        .find(zboot_format::PAYLOAD_SECTION_NAME)
+        .context("no .zpayld section")?;
     let h = zboot_format::header::PayloadHeader::parse(secs.contents(&s))
         .map_err(|e| anyhow!("payload header: {e}"))?;
     Ok((

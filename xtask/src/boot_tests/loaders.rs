@@ -47,9 +47,17 @@ fn build_uki_252(
     };
     let mut args: Vec<String> = Vec::new();
     args.extend(section(".osrel", &osrel, 0x20000));
-    args.extend(section(".cmdline", &cmdline_file, 0x30000));
+    args.extend(section(
+        zboot_format::CMDLINE_SECTION_NAME,
+        &cmdline_file,
+        0x30000,
+    ));
     args.extend(section(".linux", linux, 0x200_0000));
-    args.extend(section(".initrd", initrd, 0x300_0000));
+    args.extend(section(
+        zboot_format::INITRD_SECTION_NAME,
+        initrd,
+        0x300_0000,
+    ));
     let o = Command::new("objcopy")
         .args(&args)
         .arg(stub)

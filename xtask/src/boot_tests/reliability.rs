@@ -73,7 +73,9 @@ fn subject(ctx: &Ctx) -> Result<Subject> {
     )?;
     let pe = std::fs::read(&image)?;
     let secs = zboot_format::pe::SectionTable::parse(&pe).map_err(|e| anyhow!("{e}"))?;
-    let zpayld = secs.find(".zpayld").context("no .zpayld section")?;
+    let zpayld = secs
+        .find(zboot_format::PAYLOAD_SECTION_NAME)
+        .context("no .zpayld section")?;
     let payload_at = zpayld.pointer_to_raw_data as usize;
     let h = PayloadHeader::parse(secs.contents(&zpayld))
         .map_err(|e| anyhow!("payload header of {}: {e}", image.display()))?;
