@@ -28,7 +28,8 @@ Exit status:
   2  usage or input error";
 
 /// Pack a Linux x86_64 kernel (vmlinux ELF or bzImage/vmlinuz) into a compressed, strict PE/COFF
-/// EFI application, or inspect, verify and unpack such images.
+/// EFI application that is also a bzImage (kexec, GRUB `linux` and QEMU `-kernel` boot it through
+/// the x86 boot protocols), or inspect, verify and unpack such images.
 ///
 /// Exit status: 0 success, 1 `verify` found violations, 2 usage or input error.
 #[derive(Parser, Debug)]
