@@ -34,12 +34,48 @@ fn tsc() -> u64 {
 
 fn calibrate() {
     if crate::bare::active() {
-        // No timer service without firmware: timings stay 0.
+        // No timer service without firmware: the PIT, where there is one (else timings stay 0).
+        if let Some(per_ms) = pit_tsc_per_ms() {
+            TSC_PER_MS.store(per_ms, Ordering::Relaxed);
+        }
         return;
     }
     let t0 = tsc();
     uefi::boot::stall(core::time::Duration::from_millis(10));
     TSC_PER_MS.store(((tsc() - t0) / 10).max(1), Ordering::Relaxed);
+}
+
+/// TSC ticks per millisecond measured against 10 ms of the PIT's channel 2 (as Linux's
+/// `pit_calibrate_tsc`: gate on through port 0x61, mode 0, wait for OUT2); `None` when OUT2
+/// does not behave like a PIT's (high at once, or never within a bounded wait).
+fn pit_tsc_per_ms() -> Option<u64> {
+    use zboot_stub::arch::x86_64::legacy::{inb, outb};
+    const PIT_HZ: u64 = 1_193_182;
+    const MS: u64 = 10;
+    let latch = (PIT_HZ * MS / 1000) as u16;
+    let port_b = inb(0x61);
+    outb(0x61, (port_b & !0x02) | 0x01);
+    outb(0x43, 0xb0);
+    outb(0x42, latch as u8);
+    outb(0x42, (latch >> 8) as u8);
+    // In mode 0 OUT2 is low once the count is written; high already means no PIT answers
+    // (an absent port reads all ones).
+    if inb(0x61) & 0x20 != 0 {
+        outb(0x61, port_b);
+        return None;
+    }
+    let t0 = tsc();
+    let mut spins = 0u32;
+    while inb(0x61) & 0x20 == 0 {
+        spins += 1;
+        if spins == 10_000_000 {
+            outb(0x61, port_b);
+            return None;
+        }
+    }
+    let t1 = tsc();
+    outb(0x61, port_b);
+    Some(((t1 - t0) / MS).max(1))
 }
 
 /// A point in time for [`elapsed_ms`].
