@@ -179,13 +179,7 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
     unsafe { core::ptr::write_unaligned(params_at as *mut BootParams, params) };
 
     // 7. The paging mode the kernel takes, and the jump.
-    let (cr3, cr4) = handoff::control_registers();
-    let switch = paging::decide(paging::Facts {
-        cpu_la57: handoff::cpu_has_la57(),
-        cr4_la57: cr4 & paging::CR4_LA57 != 0,
-        kernel_la57: h.flags.has(zboot_format::Flags::LA57),
-        no5lvl: opts.no5lvl,
-    });
+    let (switch, cr3) = crate::trampoline::decide(&h, opts.no5lvl);
     if own_map {
         open_kernel(cr3, kernel, &h);
     }

@@ -228,13 +228,7 @@ pub(crate) mod pipeline {
             None
         };
         // 5-level paging: decide now, prepare the trampoline while EFI can still allocate.
-        let (cr3, cr4) = handoff::control_registers();
-        let switch = paging::decide(paging::Facts {
-            cpu_la57: handoff::cpu_has_la57(),
-            cr4_la57: cr4 & paging::CR4_LA57 != 0,
-            kernel_la57: h.flags.has(zboot_format::Flags::LA57),
-            no5lvl: opts.no5lvl,
-        });
+        let (switch, cr3) = crate::trampoline::decide(&h, opts.no5lvl);
         let trampoline = match switch {
             paging::Switch::None => None,
             paging::Switch::Enable => match prepare_trampoline(paging::Switch::Enable) {

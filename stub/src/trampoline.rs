@@ -2,7 +2,21 @@
 //! (variables + GDT, new root table), all below 4 GiB, set up while memory can still be
 //! allocated; entered as the very last step.
 
+use zboot_format::header::PayloadHeader;
 use zboot_stub::arch::x86_64::{handoff, paging};
+
+/// The paging-mode switch the kernel in `h` needs from the mode we run in (`no5lvl` from the
+/// command line), and the current CR3.
+pub fn decide(h: &PayloadHeader, no5lvl: bool) -> (paging::Switch, u64) {
+    let (cr3, cr4) = handoff::control_registers();
+    let switch = paging::decide(paging::Facts {
+        cpu_la57: handoff::cpu_has_la57(),
+        cr4_la57: cr4 & paging::CR4_LA57 != 0,
+        kernel_la57: h.flags.has(zboot_format::Flags::LA57),
+        no5lvl,
+    });
+    (switch, cr3)
+}
 
 pub struct Trampoline {
     switch: paging::Switch,

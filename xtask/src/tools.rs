@@ -159,6 +159,19 @@ pub fn load(root: &Path, m: &BTreeMap<String, String>, set: &ToolSet) -> Result<
     Ok(t)
 }
 
+/// apt for a set's suite: the machine's own sources (`None`) or a private view of another
+/// Debian suite, its package lists brought up to date.
+fn set_apt(root: &Path, suite: Option<&str>, opts: &FetchOptions) -> Result<Apt> {
+    match suite {
+        Some(suite) => {
+            let apt = fixtures::suite_apt(root, suite)?;
+            fixtures::update_lists(root, suite, &apt, opts.refresh)?;
+            Ok(apt)
+        }
+        None => Ok(Apt::default()),
+    }
+}
+
 /// Fetch a tool set unless cached: resolve the first package's version, download every package
 /// of the set (and, for a newer suite's binaries, its libc and libraries), unpack them into one
 /// root.
@@ -174,14 +187,7 @@ pub fn fetch(
         eprintln!("fixtures: {} {v} (cached)", set.name);
         return Ok(());
     }
-    let apt = match set.suite {
-        Some(suite) => {
-            let apt = fixtures::suite_apt(root, suite)?;
-            fixtures::update_lists(root, suite, &apt, opts.refresh)?;
-            apt
-        }
-        None => Apt::default(),
-    };
+    let apt = set_apt(root, set.suite, opts)?;
     let version = apt.show(set.packages[0])?["Version"].clone();
     let dir = root
         .join("tools")
@@ -383,14 +389,7 @@ pub fn fetch_kexec(
         eprintln!("fixtures: {} kexec-tools {v} (cached)", set.name);
         return Ok(());
     }
-    let apt = match set.suite {
-        Some(suite) => {
-            let apt = fixtures::suite_apt(root, suite)?;
-            fixtures::update_lists(root, suite, &apt, opts.refresh)?;
-            apt
-        }
-        None => Apt::default(),
-    };
+    let apt = set_apt(root, set.suite, opts)?;
     // (package, version), kexec-tools first.
     let mut packages: Vec<(String, String)> = Vec::new();
     let mut todo = vec!["kexec-tools".to_string(), "libc6".to_string()];

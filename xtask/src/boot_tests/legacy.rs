@@ -120,18 +120,8 @@ pub(super) fn check_five_level(r: &InitReport) -> Result<()> {
 /// A kernel booted on SeaBIOS: complete report, the fixture's release, the marker on the
 /// command line, no EFI (no runtime, no EFI framebuffer), ACPI, sane MemTotal.
 pub(super) fn check_bios_report<'a>(ctx: &Ctx, out: &'a BootOutcome) -> Result<&'a InitReport> {
-    let fx = ctx.fixtures()?;
     let r = out.complete_report()?;
-    let mut problems = Vec::new();
-    if r.release.as_deref() != Some(fx.kernel.release.as_str()) {
-        problems.push(format!(
-            "release {:?}, want {}",
-            r.release, fx.kernel.release
-        ));
-    }
-    if !r.cmdline_has(MARKER) {
-        problems.push(format!("cmdline {:?} lacks {MARKER}", r.cmdline));
-    }
+    let mut problems = super::identity_problems(ctx, r)?;
     if r.efi_runtime != Some(false) || !r.efi_entries.is_empty() {
         problems.push(format!(
             "EFI seen on SeaBIOS (efi_runtime {:?}, entries {:?})",

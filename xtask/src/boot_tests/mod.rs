@@ -144,13 +144,11 @@ impl Ctx {
     }
 }
 
-/// The checks every "Linux booted on UEFI with the test initramfs" outcome must pass:
-/// complete report, the fixture's release, the marker in the command line, EFI runtime, ACPI,
-/// EFI framebuffer, sane MemTotal.
-pub fn check_linux_report<'a>(ctx: &Ctx, out: &'a BootOutcome) -> Result<&'a InitReport> {
+/// What tells the kernel that reported is the one under test: the fixture's release and the
+/// marker in its command line.
+pub(super) fn identity_problems(ctx: &Ctx, r: &InitReport) -> Result<Vec<String>> {
     let fx = ctx.fixtures()?;
-    let r = out.complete_report()?;
-    let mut problems = r.problems();
+    let mut problems = Vec::new();
     if r.release.as_deref() != Some(fx.kernel.release.as_str()) {
         problems.push(format!(
             "release {:?}, want {}",
@@ -160,6 +158,16 @@ pub fn check_linux_report<'a>(ctx: &Ctx, out: &'a BootOutcome) -> Result<&'a Ini
     if !r.cmdline_has(MARKER) {
         problems.push(format!("cmdline {:?} lacks {MARKER}", r.cmdline));
     }
+    Ok(problems)
+}
+
+/// The checks every "Linux booted on UEFI with the test initramfs" outcome must pass:
+/// complete report, the fixture's release, the marker in the command line, EFI runtime, ACPI,
+/// EFI framebuffer, sane MemTotal.
+pub fn check_linux_report<'a>(ctx: &Ctx, out: &'a BootOutcome) -> Result<&'a InitReport> {
+    let r = out.complete_report()?;
+    let mut problems = r.problems();
+    problems.extend(identity_problems(ctx, r)?);
     if !problems.is_empty() {
         bail!(
             "{}: {} (log {})",

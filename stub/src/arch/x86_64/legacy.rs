@@ -349,19 +349,6 @@ core::arch::global_asm!(
     options(att_syntax),
 );
 
-unsafe extern "C" {
-    static zboot_real_start: u8;
-    static zboot_real_end: u8;
-}
-
-/// The 16-bit entry's code (for tests; the packer finds it through the descriptor record).
-pub fn real_mode_code() -> &'static [u8] {
-    let start = &raw const zboot_real_start as usize;
-    let end = &raw const zboot_real_end as usize;
-    // SAFETY: both labels delimit the assembled block in our read-only data.
-    unsafe { core::slice::from_raw_parts(start as *const u8, end - start) }
-}
-
 /// Write `byte` to I/O port `port`.
 pub fn outb(port: u16, byte: u8) {
     // SAFETY: port I/O has no memory effects; the callers write the legacy serial port only.
