@@ -19,7 +19,7 @@
 
 use crate::bootparam::{
     HDRS_MAGIC, LOADED_HIGH, SetupHeader, XLF_5LEVEL, XLF_CAN_BE_LOADED_ABOVE_4G,
-    XLF_EFI_HANDOVER_64, XLF_KERNEL_64,
+    XLF_EFI_HANDOVER_64, XLF_EFI_KEXEC, XLF_KERNEL_64,
 };
 
 /// Bytes before the first section: headers, in file and in memory.
@@ -83,6 +83,9 @@ pub struct SetupFacts {
     /// File offset and size of the compressed stream (as the zimg header says).
     pub payload_offset: u32,
     pub payload_size: u32,
+    /// The kernel's own `xloadflags` (payload header): [`XLF_EFI_KEXEC`] is declared when the
+    /// kernel declares it (the stub hands the EFI information kexec passes on to the kernel).
+    pub kernel_xloadflags: u16,
 }
 
 /// The setup header an image carries at 0x1f1: the EFI handover entry, the 32- and 64-bit
@@ -104,7 +107,11 @@ pub fn setup_header(f: &SetupFacts) -> SetupHeader {
         kernel_alignment: KERNEL_ALIGNMENT,
         relocatable_kernel: 1,
         min_alignment: KERNEL_ALIGNMENT.trailing_zeros() as u8,
-        xloadflags: XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G | XLF_EFI_HANDOVER_64 | XLF_5LEVEL,
+        xloadflags: XLF_KERNEL_64
+            | XLF_CAN_BE_LOADED_ABOVE_4G
+            | XLF_EFI_HANDOVER_64
+            | XLF_5LEVEL
+            | (f.kernel_xloadflags & XLF_EFI_KEXEC),
         cmdline_size: CMDLINE_SIZE,
         payload_offset: f
             .payload_offset
@@ -133,7 +140,9 @@ mod tests {
             handover_rva: 0x4560,
             payload_offset: 0x1_8100,
             payload_size: 0x7000,
+            kernel_xloadflags: 0x7f,
         });
+        assert_eq!({ h.xloadflags } & XLF_EFI_KEXEC, XLF_EFI_KEXEC);
         // GRUB linuxefi: copy = file + (setup_sects + 1) * 512; call copy + handover_offset + 512.
         let copy_at = (u32::from(h.setup_sects) + 1) * 512;
         assert_eq!(copy_at, HEADERS_SIZE);

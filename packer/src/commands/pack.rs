@@ -222,6 +222,7 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
             offset: HEADER_SIZE as u32,
             size: u32::try_from(compressed.len()).context("payload too large")?,
             comp_type: o.codec.zimg_type(),
+            kernel_xloadflags: header.xloadflags,
         }),
     };
     let image =

@@ -14,7 +14,13 @@ use crate::{Verbosity, input, payload};
 /// All violations found in `data` (empty: acceptable).
 /// The setup header at 0x1f1 must be exactly what `zboot_format::image` derives from the image:
 /// the handover entry in the stub's code, init_size covering the image, the zimg payload.
-fn setup_header(data: &[u8], pe: &PeFile, z: &ZimgHeader, v: &mut Vec<String>) {
+fn setup_header(
+    data: &[u8],
+    pe: &PeFile,
+    z: &ZimgHeader,
+    kernel_xloadflags: u16,
+    v: &mut Vec<String>,
+) {
     use object::LittleEndian as LE;
     use zboot_format::bootparam::SetupHeader;
     let Some(have) = SetupHeader::read(data) else {
@@ -47,6 +53,7 @@ fn setup_header(data: &[u8], pe: &PeFile, z: &ZimgHeader, v: &mut Vec<String>) {
         handover_rva,
         payload_offset: z.payload_offset,
         payload_size: z.payload_size,
+        kernel_xloadflags,
     });
     if have.to_bytes() != want.to_bytes() {
         v.push(format!(
@@ -79,7 +86,7 @@ pub fn violations(data: &[u8]) -> Vec<String> {
                             z.payload_offset, z.payload_size, p.header.compressed_size
                         ));
                     }
-                    setup_header(data, &pe, &z, &mut v);
+                    setup_header(data, &pe, &z, p.header.xloadflags, &mut v);
                     if z.comp_type != p.header.codec.zimg_type() {
                         v.push(format!(
                             "zimg compression type {:?} does not match codec {}",

@@ -39,6 +39,8 @@ pub struct ZimgSpec {
     pub offset: u32,
     pub size: u32,
     pub comp_type: &'static str,
+    /// The kernel's `xloadflags` (the setup header passes XLF_EFI_KEXEC on).
+    pub kernel_xloadflags: u16,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -403,6 +405,7 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
                 .get(LE)
                 + z.offset,
             payload_size: z.size,
+            kernel_xloadflags: z.kernel_xloadflags,
         });
         out.resize(SETUP_HEADER_OFFSET, 0);
         out.extend_from_slice(&setup.to_bytes());
@@ -663,6 +666,7 @@ mod tests {
             offset: 256,
             size: 44,
             comp_type: "zstd22",
+            kernel_xloadflags: 0,
         });
         let out = write(EMBEDDED_STUB, &new, &Options { timestamp: 0, zimg }).unwrap();
         let h = zboot_format::bootparam::SetupHeader::read(&out).unwrap();
@@ -720,7 +724,7 @@ mod tests {
                     characteristics: if writable { READ_ONLY_DATA | IMAGE_SCN_MEM_WRITE } else { READ_ONLY_DATA },
                 })
                 .collect();
-            let zimg = (!new.is_empty()).then_some(ZimgSpec { section: 0, offset: 0, size: 1, comp_type: "zstd22" });
+            let zimg = (!new.is_empty()).then_some(ZimgSpec { section: 0, offset: 0, size: 1, comp_type: "zstd22", kernel_xloadflags: 0 });
             let opts = Options { timestamp: ts, zimg };
             let out = write(EMBEDDED_STUB, &new, &opts).unwrap();
             prop_assert!(rules::check(&out).is_empty());

@@ -499,6 +499,16 @@ fn kexec_row(
     {
         problems.push(format!("{e:#}"));
     }
+    // EFI runtime services survive the kexec: kexec_file_load passes the EFI information on,
+    // kexec-tools' bzImage64 loader does when the image declares XLF_EFI_KEXEC (the kernel's own
+    // flag, which the setup header passes on). Its 32-bit loader never passes it
+    // (`bzImage_support_efi_boot` is the 64-bit loader's), for any bzImage.
+    if mode != Mode::Load32 && r2.efi_runtime != r1.efi_runtime {
+        problems.push(format!(
+            "EFI runtime {:?}, the first kernel {:?}",
+            r2.efi_runtime, r1.efi_runtime
+        ));
+    }
     if r2.five_level_paging() != r1.five_level_paging() {
         problems.push(format!(
             "5-level paging {:?}, the first kernel {:?} (VmallocTotal)",
