@@ -134,18 +134,20 @@ impl ToolRoot {
     }
 }
 
+/// The manifest's `tool.<name>.<key>` of a set (`what` names its kind in the error).
+fn recorded(m: &BTreeMap<String, String>, name: &str, what: &str, key: &str) -> Result<String> {
+    m.get(&format!("tool.{name}.{key}"))
+        .cloned()
+        .ok_or_else(|| {
+            fixtures::missing(format!(
+                "{what} `{name}` not in the fixture manifest; run `cargo xtask fixtures`"
+            ))
+        })
+}
+
 /// Load a tool set recorded in the manifest.
 pub fn load(root: &Path, m: &BTreeMap<String, String>, set: &ToolSet) -> Result<ToolRoot> {
-    let get = |k: &str| {
-        m.get(&format!("tool.{}.{k}", set.name))
-            .cloned()
-            .ok_or_else(|| {
-                fixtures::missing(format!(
-                    "tool set `{}` not in the fixture manifest; run `cargo xtask fixtures`",
-                    set.name
-                ))
-            })
-    };
+    let get = |k: &str| recorded(m, set.name, "tool set", k);
     let t = ToolRoot {
         root: root.join(get("dir")?),
         version: get("version")?,
@@ -343,16 +345,7 @@ fn resolve_in(root: &Path, rel: &Path) -> Option<PathBuf> {
 
 /// Load a kexec-tools set recorded in the manifest.
 pub fn load_kexec(root: &Path, m: &BTreeMap<String, String>, set: &KexecSet) -> Result<KexecTools> {
-    let get = |k: &str| {
-        m.get(&format!("tool.{}.{k}", set.name))
-            .cloned()
-            .ok_or_else(|| {
-                fixtures::missing(format!(
-                    "kexec-tools set `{}` not in the fixture manifest; run `cargo xtask fixtures`",
-                    set.name
-                ))
-            })
-    };
+    let get = |k: &str| recorded(m, set.name, "kexec-tools set", k);
     let t = KexecTools {
         root: root.join(get("dir")?),
         version: get("version")?,
