@@ -1,6 +1,6 @@
 //! The payload-header parser (`PayloadHeader::parse`) and the relocation table
 //! (`RelocTable::parse` / `check_counts` / `apply`), driven the way the stub's `unpack` drives
-//! them. Byte 0 bit 0 set: the header's own SHA-256 is recomputed so that the field checks
+//! them. Byte 0 bit 0 set: the header's own checksum is recomputed so that the field checks
 //! behind the checksum are reached. Invariants: no panic; a header that parses has its
 //! compressed stream inside the section, decoded stream <= mem_size, entry inside the image,
 //! and the stub's relocation-table slicing stays in bounds.
@@ -8,7 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use zboot_format::Flags;
-use zboot_format::header::{HEADER_SIZE, PayloadHeader, layout, sha256};
+use zboot_format::checksum;
+use zboot_format::header::{HEADER_SIZE, PayloadHeader, layout};
 use zboot_format::relocs::RelocTable;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,8 +18,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut section = rest.to_vec();
     if mode & 1 == 1 && section.len() >= HEADER_SIZE {
-        let digest = sha256(&[&section[..layout::HEADER_SHA256]]);
-        section[layout::HEADER_SHA256..HEADER_SIZE].copy_from_slice(&digest);
+        let check = checksum::of(&section[..layout::HEADER_CHECK]);
+        section[layout::HEADER_CHECK..HEADER_SIZE].copy_from_slice(&check.to_le_bytes());
     }
     let Ok(h) = PayloadHeader::parse(&section) else {
         return;

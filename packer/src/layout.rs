@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use zboot_format::header::{Arch, Flags, PayloadHeader, sha256};
-use zboot_format::{Codec, MAX_KERNEL_MEM, X86_KERNEL_ALIGN};
+use zboot_format::{Codec, MAX_KERNEL_MEM, X86_KERNEL_ALIGN, checksum};
 
 use crate::align_up;
 use crate::input::{KernelImage, relocs};
@@ -195,8 +195,9 @@ impl Layout {
             text_size: self.text_size,
             nx_end: self.nx_end,
             image_sha256: sha256(&[&self.stream]),
-            stream_sha256: sha256(&[compressed]),
-            embedded_sha256: sha256(&[cmd.1, ird.1]),
+            stream_check: checksum::of(compressed),
+            cmdline_check: checksum::of(cmd.1),
+            initrd_check: checksum::of(ird.1),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Reading the payload back out of an image: the `.zpayld` section, its header and the decoded
-//! stream (size and SHA-256 checked).
+//! stream (stream checksum, size and the decoded stream's SHA-256 checked).
 
 use anyhow::{Result, anyhow, bail};
 use zboot_format::filters;
@@ -42,7 +42,7 @@ pub fn find<'a>(pe: &PeFile<'a>) -> Result<Option<Payload<'a>>> {
 /// Decode the payload's stream and check its size and hash.
 pub fn decode(p: &Payload) -> Result<Vec<u8>> {
     if !p.header.stream_intact(p.compressed) {
-        bail!("compressed stream SHA-256 mismatch");
+        bail!("compressed stream checksum mismatch");
     }
     let mut decoded = compress::decompress(p.header.codec, p.compressed)?;
     if decoded.len() as u64 != p.header.uncompressed_size {
@@ -59,7 +59,7 @@ pub fn decode(p: &Payload) -> Result<Vec<u8>> {
     Ok(decoded)
 }
 
-/// The embedded command line and initrd named by the header, checked against `embedded_sha256`.
+/// The embedded command line and initrd named by the header, checked against their checksums.
 pub fn embedded<'a>(pe: &PeFile<'a>, h: &PayloadHeader) -> Result<(&'a [u8], &'a [u8])> {
     let get = |rva: u32, size: u32, what: &str| -> Result<&'a [u8]> {
         if size == 0 {
@@ -70,8 +70,8 @@ pub fn embedded<'a>(pe: &PeFile<'a>, h: &PayloadHeader) -> Result<(&'a [u8], &'a
     };
     let cmdline = get(h.cmdline_rva, h.cmdline_size, "command line")?;
     let initrd = get(h.initrd_rva, h.initrd_size, "initrd")?;
-    if sha256(&[cmdline, initrd]) != h.embedded_sha256 {
-        bail!("embedded command line/initrd SHA-256 mismatch");
+    if !h.embedded_intact(cmdline, initrd) {
+        bail!("embedded command line/initrd checksum mismatch");
     }
     Ok((cmdline, initrd))
 }

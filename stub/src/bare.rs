@@ -200,11 +200,11 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
             code
         );
         progress!("entering kernel at {:#x}", entry);
-        // SAFETY: the kernel passed its SHA-256 check and is relocated; params is complete.
+        // SAFETY: the kernel passed its stream check and is relocated; params is complete.
         unsafe { t.enter(cr3, entry, params_at) }
     }
     progress!("entering kernel at {:#x}", entry);
-    // SAFETY: the kernel at `entry` passed its SHA-256 check, lies in RAM the loader identity
+    // SAFETY: the kernel at `entry` passed its stream check, lies in RAM the loader identity
     // maps (as the 64-bit protocol requires of all RAM we use); the zero page is complete.
     unsafe { handoff::jump(entry, params_at) }
 }

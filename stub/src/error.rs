@@ -11,7 +11,7 @@ pub enum Error {
     /// An EFI call failed (`what` names it).
     Efi(&'static str, Status),
     Decode(DecodeError),
-    /// The compressed stream does not match `stream_sha256` (checked before decoding).
+    /// The compressed stream does not match `stream_check` (checked before decoding).
     StreamChecksum,
     Relocs(zboot_format::relocs::RelocError),
     /// The image's own `.cmdline` breaks a rule of `zboot_format::cmdline` (never "absent").
@@ -47,7 +47,7 @@ impl core::fmt::Display for Error {
             Error::Efi(what, s) => write!(f, "{what} failed: {s:?}"),
             Error::Decode(e) => write!(f, "decompression failed: {e}"),
             Error::StreamChecksum => {
-                f.write_str("compressed kernel does not match its SHA-256 (damaged image)")
+                f.write_str("compressed kernel does not match its checksum (damaged image)")
             }
             Error::Relocs(e) => write!(f, "relocation table rejected: {e}"),
             Error::EmbeddedCmdline(e) => write!(f, "embedded command line refused: {e}"),

@@ -124,7 +124,7 @@ pub(crate) mod pipeline {
     }
 
     /// The boot pipeline. Every allocation is owned until the hand-off, so an early return
-    /// frees it; nothing jumps into bytes that failed the SHA-256 check.
+    /// frees it; nothing jumps into bytes that failed the stream check.
     fn boot(entry: Entry) -> Result<Infallible, Error> {
         // 1. Find and validate the payload in our own image.
         let (image, descriptor) = crate::image::own()
@@ -303,7 +303,7 @@ pub(crate) mod pipeline {
             // SAFETY: as below; the trampoline pages were prepared before ExitBootServices.
             unsafe { t.enter(cr3, entry, params_addr) }
         }
-        // SAFETY: boot services are gone; the kernel at `entry` passed its SHA-256 check and
+        // SAFETY: boot services are gone; the kernel at `entry` passed its stream check and
         // lies in identity-mapped, executable memory; the zero page is complete.
         unsafe { handoff::jump(entry, params_addr) }
     }

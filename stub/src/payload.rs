@@ -6,7 +6,7 @@
 //! offset is bounded by that slice and the logic is tested on the host.
 
 use zboot_format::descriptor::{self, DescriptorError, StubDescriptor};
-use zboot_format::header::{self, PayloadHeader};
+use zboot_format::header::PayloadHeader;
 use zboot_format::{Arch, HeaderError};
 
 /// Why the payload could not be used.
@@ -18,7 +18,7 @@ pub enum PayloadError {
     WrongArch,
     /// The embedded command line / initrd RVAs leave the image.
     EmbeddedOutOfImage,
-    /// `embedded_sha256` does not match the embedded command line and initrd.
+    /// The embedded command line or initrd does not match its checksum.
     EmbeddedChecksum,
 }
 
@@ -99,9 +99,7 @@ pub fn locate_with<'a>(image: &'a [u8], d: &StubDescriptor) -> Result<Payload<'a
     };
     let cmdline = slice(header.cmdline_rva, header.cmdline_size)?;
     let initrd = slice(header.initrd_rva, header.initrd_size)?;
-    if (!cmdline.is_empty() || !initrd.is_empty())
-        && header::sha256(&[cmdline, initrd]) != header.embedded_sha256
-    {
+    if !header.embedded_intact(cmdline, initrd) {
         return Err(PayloadError::EmbeddedChecksum);
     }
     Ok(Payload {
@@ -115,6 +113,7 @@ pub fn locate_with<'a>(image: &'a [u8], d: &StubDescriptor) -> Result<Payload<'a
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use zboot_format::header;
     use zboot_format::{Codec, Flags, PAYLOAD_SECTION};
 
     /// A minimal loaded image with the given sections (name, rva, bytes) at their RVAs and, when
@@ -167,8 +166,9 @@ pub(crate) mod tests {
             text_size: 0,
             nx_end: 0,
             image_sha256: header::sha256(&[decoded]),
-            stream_sha256: [0; 32],
-            embedded_sha256: [0; 32],
+            stream_check: zboot_format::checksum::of(decoded),
+            cmdline_check: zboot_format::checksum::of(&[]),
+            initrd_check: zboot_format::checksum::of(&[]),
         }
     }
 
@@ -206,7 +206,8 @@ pub(crate) mod tests {
         h.cmdline_size = cmd.len() as u32;
         h.initrd_rva = 0x4000;
         h.initrd_size = rd.len() as u32;
-        h.embedded_sha256 = header::sha256(&[cmd, rd]);
+        h.cmdline_check = zboot_format::checksum::of(cmd);
+        h.initrd_check = zboot_format::checksum::of(rd);
         let sec = payload_section(&h, &kernel);
         let sections: [(&[u8; 8], usize, &[u8]); 3] = [
             (PAYLOAD_SECTION, 0x1000, &sec),

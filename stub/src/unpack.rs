@@ -17,14 +17,14 @@ pub fn unpack(
 ) -> Result<(), Error> {
     let region = &mut region[..h.mem_size as usize];
     let decoded_len = h.uncompressed_size as usize;
-    // Integrity first: no decoder ever sees bytes that fail the stream's SHA-256. The
+    // Integrity first: no decoder ever sees bytes that fail the stream's checksum. The
     // decoded stream is then fixed by verified input, exact-size filling and the codec's own
-    // checksum (zstd, xz); hashing 60+ MB again here would cost seconds (docs/format.md).
+    // checksum (zstd, xz); checking 60+ MB again here would cost seconds (docs/format.md).
     let t = console::now();
     if !h.stream_intact(compressed) {
         return Err(Error::StreamChecksum);
     }
-    progress!("stream sha256 ok in {} ms", console::elapsed_ms(t));
+    progress!("stream checksum ok in {} ms", console::elapsed_ms(t));
     let t = console::now();
     decode::decode(h.codec, compressed, &mut region[..decoded_len]).map_err(Error::Decode)?;
     progress!(

@@ -460,6 +460,11 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
     .arg(format!("file:{}", serial.display()))
     .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
     .args(&spec.qemu_args);
+    // For measurements by hand, e.g. `-icount shift=3,sleep=off` (guest time from instruction
+    // counts: figures that do not move with the host's load).
+    if let Ok(extra) = std::env::var("ZBOOT_QEMU_EXTRA") {
+        cmd.args(extra.split_whitespace());
+    }
     let stderr_path = tmp.path().join("qemu.stderr");
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())

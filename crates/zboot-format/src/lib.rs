@@ -2,7 +2,8 @@
 //! layout both sides touch. `no_std`, no allocation, no I/O, so the stub can use it as is and the host
 //! can test it.
 //!
-//! - [`header`]: the versioned payload header at the start of the `.zpayload` section.
+//! - [`header`]: the versioned payload header at the start of the `.zpayld` section.
+//! - [`checksum`]: the boot-time integrity checksum (XXH3-64) the header records.
 //! - [`filters`]: the reversible transforms (BCJ, delta-coded relocations) around compression.
 //! - [`codec`]: compression ids and their names (CLI, zimg header).
 //! - [`zimg`]: the Linux "zimg" zboot MZ header constants.
@@ -17,6 +18,7 @@
 
 pub mod bcj;
 pub mod bootparam;
+pub mod checksum;
 pub mod cmdline;
 pub mod codec;
 pub mod descriptor;

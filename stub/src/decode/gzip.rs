@@ -1,6 +1,6 @@
 //! gzip (RFC 1952): one member, header parsed here, raw deflate through miniz_oxide inflating
 //! straight into `dst` (non-wrapping output buffer), ISIZE trailer checked. (CRC32 is left to
-//! the payload's SHA-256, which covers the same bytes.)
+//! the stream checksum, checked before decoding over the same bytes.)
 
 use super::DecodeError;
 use alloc::boxed::Box;

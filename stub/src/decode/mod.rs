@@ -117,8 +117,8 @@ pub(crate) mod tests {
         assert!(decode(codec, cut, &mut out).is_err(), "{codec:?} truncated");
     }
 
-    /// Flip bytes all over the stream: the decoder may succeed with wrong data (the SHA-256
-    /// check catches that) but must neither panic nor write outside `dst`.
+    /// Flip bytes all over the stream: the decoder may succeed with wrong data (the stream
+    /// checksum catches that) but must neither panic nor write outside `dst`.
     pub(crate) fn corruption_never_panics(codec: Codec, compressed: &[u8], len: usize) {
         let mut out = vec![0u8; len];
         for i in (0..compressed.len()).step_by(compressed.len() / 97 + 1) {

@@ -617,7 +617,7 @@ fn malformed_embedded_cmdline(ctx: &Ctx) -> Result<()> {
     let pay = payload_offset(&pe)?;
     let section = pe.get(pay..).context("payload section")?;
     let mut h = PayloadHeader::parse(section).map_err(|e| anyhow!("payload header: {e:?}"))?;
-    h.embedded_sha256 = zboot_format::header::sha256(&[&pe[at..end], &[]]);
+    h.cmdline_check = zboot_format::checksum::of(&pe[at..end]);
     let mut buf = [0u8; HEADER_SIZE];
     h.write(&mut buf);
     pe[pay..pay + HEADER_SIZE].copy_from_slice(&buf);

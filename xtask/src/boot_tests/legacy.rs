@@ -38,8 +38,8 @@ const SIG_REFUSED: &str = "signature verification failed";
 const CRASHKERNEL: &str = "crashkernel=256M";
 /// The stub's error line prefix (stub/src/console.rs).
 const STUB_ERROR: &str = "zboot: error: ";
-/// What the stub's error says of a payload that fails its hash (stub/src/error.rs).
-const HASH_ERROR: &str = "SHA-256";
+/// What the stub's error says of a payload that fails its stream check (stub/src/error.rs).
+const HASH_ERROR: &str = "does not match its checksum";
 
 /// The stub's `efi=debug` line of its bzImage entries, 32- and 64-bit (stub/src/bare.rs).
 const BZIMAGE_ENTRY: &str = "zboot: bzImage entry: ";
@@ -147,7 +147,7 @@ pub(super) fn check_bios_report<'a>(ctx: &Ctx, out: &'a BootOutcome) -> Result<&
     Ok(r)
 }
 
-/// A damaged image's run: the stub's error line names the failed SHA-256 check and no kernel
+/// A damaged image's run: the stub's error line names the failed stream check and no kernel
 /// started (no `Linux version`, no report) in `log` (the part after the image was started).
 fn check_damaged(out: &BootOutcome, log: &str) -> Result<()> {
     let ctx_log = || format!("(log {}):\n{}", out.log_path.display(), out.log_tail(30));
