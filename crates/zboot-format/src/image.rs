@@ -24,6 +24,11 @@ use crate::bootparam::{
 
 /// Bytes before the first section: headers, in file and in memory.
 pub const HEADERS_SIZE: u32 = 0x1000;
+/// PE SectionAlignment: every section starts on a 4 KiB page.
+pub const SECTION_ALIGNMENT: u32 = 0x1000;
+/// PE FileAlignment: raw data is padded to 512 bytes (and `VirtualSize` covers the padding, so
+/// that no section has more file than memory bytes).
+pub const FILE_ALIGNMENT: u32 = 0x200;
 /// `setup_sects`: the "real-mode setup" is the headers page, `(7 + 1) * 512` bytes.
 pub const SETUP_SECTS: u8 = (HEADERS_SIZE / 512 - 1) as u8;
 /// The PE headers and section table must end before the setup header at 0x1f1: with
@@ -129,6 +134,192 @@ pub const fn handover_offset(rva: u32) -> u32 {
     rva.saturating_sub(HEADERS_SIZE + HANDOVER_ENTRY_BIAS)
 }
 
+/// PE section characteristics the parts use (IMAGE_SCN_*, PE/COFF specification).
+pub mod scn {
+    pub const CNT_CODE: u32 = 0x0000_0020;
+    pub const CNT_INITIALIZED_DATA: u32 = 0x0000_0040;
+    pub const CNT_UNINITIALIZED_DATA: u32 = 0x0000_0080;
+    pub const MEM_DISCARDABLE: u32 = 0x0200_0000;
+    pub const MEM_EXECUTE: u32 = 0x2000_0000;
+    pub const MEM_READ: u32 = 0x4000_0000;
+    pub const MEM_WRITE: u32 = 0x8000_0000;
+    /// Read-only initialized data: every part the packer appends.
+    pub const READ_ONLY_DATA: u32 = CNT_INITIALIZED_DATA | MEM_READ;
+    /// The flags above by name (error messages).
+    pub const NAMES: [(u32, &str); 7] = [
+        (CNT_CODE, "CNT_CODE"),
+        (CNT_INITIALIZED_DATA, "CNT_INITIALIZED_DATA"),
+        (CNT_UNINITIALIZED_DATA, "CNT_UNINITIALIZED_DATA"),
+        (MEM_DISCARDABLE, "DISCARDABLE"),
+        (MEM_EXECUTE, "MEM_EXECUTE"),
+        (MEM_READ, "MEM_READ"),
+        (MEM_WRITE, "MEM_WRITE"),
+    ];
+}
+
+/// The parts the packer appends after the stub's own sections (its code, then its data; their
+/// places are the stub's, fixed by its link), each one PE section, in [`Part::APPENDED`] order.
+/// Every part is read-only initialized data, never discardable (shim copies no discardable
+/// section), and lies inside the signed bytes of the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    /// `.zpayld`: the payload header, then the compressed kernel. Always present.
+    Payload,
+    /// `.cmdline`: the embedded command line (`--cmdline`), rules of [`crate::cmdline`].
+    Cmdline,
+    /// `.initrd`: the embedded initrd (`--initrd`).
+    Initrd,
+    /// `.sbat`: SBAT metadata for shim (`--sbat`), a CSV whose first line is the SBAT version.
+    Sbat,
+}
+
+/// Why the appended parts of an image break the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartsError {
+    /// No `.zpayld` section.
+    NoPayload,
+    /// A part appears twice.
+    Duplicate(Part),
+    /// A part comes before one that must precede it.
+    OutOfOrder(Part),
+    /// A part's section has other characteristics than [`Part::characteristics`].
+    Characteristics(Part, u32),
+    /// A part is larger than [`Part::max_size`].
+    TooLarge(Part, u64),
+    /// A part is empty (an absent part has no section at all).
+    Empty(Part),
+}
+
+impl core::fmt::Display for PartsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            PartsError::NoPayload => write!(f, "no {} section", Part::Payload.name()),
+            PartsError::Duplicate(p) => write!(f, "{}: more than one such section", p.name()),
+            PartsError::OutOfOrder(p) => write!(
+                f,
+                "{}: out of order (appended parts go {})",
+                p.name(),
+                Part::ORDER_TEXT
+            ),
+            PartsError::Characteristics(p, c) => {
+                write!(f, "{}: characteristics {c:#010x}", p.name())?;
+                let (want, names) = (p.characteristics(), scn::NAMES);
+                for (bit, name) in names.iter().filter(|(b, _)| (c ^ want) & b != 0) {
+                    let sign = if c & bit != 0 { '+' } else { '-' };
+                    write!(f, " {sign}{name}")?;
+                }
+                write!(f, ", want {want:#010x} (read-only initialized data)")
+            }
+            PartsError::TooLarge(p, n) => write!(
+                f,
+                "{}: {n} bytes, at most {} ({} as a section)",
+                p.name(),
+                p.max_size(),
+                p.max_section_size()
+            ),
+            PartsError::Empty(p) => write!(f, "{}: empty section", p.name()),
+        }
+    }
+}
+
+impl Part {
+    /// The appended parts, in the order they follow the stub's sections.
+    pub const APPENDED: [Part; 4] = [Part::Payload, Part::Cmdline, Part::Initrd, Part::Sbat];
+    const ORDER_TEXT: &'static str = ".zpayld, .cmdline, .initrd, .sbat";
+
+    /// The section name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Part::Payload => crate::PAYLOAD_SECTION_NAME,
+            Part::Cmdline => crate::CMDLINE_SECTION_NAME,
+            Part::Initrd => crate::INITRD_SECTION_NAME,
+            Part::Sbat => crate::SBAT_SECTION_NAME,
+        }
+    }
+
+    /// The name as it sits in a section header.
+    pub const fn name8(self) -> [u8; 8] {
+        crate::pe::name8(self.name())
+    }
+
+    /// The part a section header's name stands for.
+    pub fn from_name8(name: &[u8; 8]) -> Option<Part> {
+        Part::APPENDED.into_iter().find(|p| p.name8() == *name)
+    }
+
+    /// Section characteristics: read-only initialized data for every part.
+    pub const fn characteristics(self) -> u32 {
+        scn::READ_ONLY_DATA
+    }
+
+    /// Largest size in bytes: the payload and initrd sizes are 32-bit fields (zimg header,
+    /// payload header), the command line is what the kernel keeps ([`crate::cmdline::MAX_LEN`]),
+    /// SBAT is bounded by the PE's 32-bit sizes only.
+    pub const fn max_size(self) -> u64 {
+        match self {
+            Part::Cmdline => crate::cmdline::MAX_LEN as u64,
+            Part::Payload | Part::Initrd | Part::Sbat => u32::MAX as u64,
+        }
+    }
+
+    /// Largest section (`VirtualSize`): [`Part::max_size`] padded to [`FILE_ALIGNMENT`].
+    pub const fn max_section_size(self) -> u64 {
+        self.max_size().next_multiple_of(FILE_ALIGNMENT as u64)
+    }
+
+    /// Check a part's contents before they become a section: not empty, within
+    /// [`Part::max_size`].
+    pub fn check_len(self, len: u64) -> Result<(), PartsError> {
+        match len {
+            0 => Err(PartsError::Empty(self)),
+            n if n > self.max_size() => Err(PartsError::TooLarge(self, n)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Check a part's section: its characteristics, its `VirtualSize` within
+    /// [`Part::max_section_size`].
+    fn check_section(self, characteristics: u32, vsize: u64) -> Result<(), PartsError> {
+        if characteristics != self.characteristics() {
+            return Err(PartsError::Characteristics(self, characteristics));
+        }
+        match vsize {
+            0 => Err(PartsError::Empty(self)),
+            n if n > self.max_section_size() => Err(PartsError::TooLarge(self, n)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Check the appended parts among an image's sections, given as (name, characteristics,
+/// VirtualSize) in section-table order: the payload is there, each part at most once, in
+/// [`Part::APPENDED`] order, each with its characteristics and within its size. Sections that
+/// are no part (the stub's) are not judged here.
+pub fn check_parts(
+    sections: impl IntoIterator<Item = ([u8; 8], u32, u64)>,
+) -> Result<(), PartsError> {
+    let mut last: Option<Part> = None;
+    let mut payload = false;
+    for (name, characteristics, size) in sections {
+        let Some(part) = Part::from_name8(&name) else {
+            continue;
+        };
+        match last {
+            Some(l) if l == part => return Err(PartsError::Duplicate(part)),
+            Some(l) if l > part => return Err(PartsError::OutOfOrder(part)),
+            _ => {}
+        }
+        part.check_section(characteristics, size)?;
+        payload |= part == Part::Payload;
+        last = Some(part);
+    }
+    if payload {
+        Ok(())
+    } else {
+        Err(PartsError::NoPayload)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +348,67 @@ mod tests {
         assert_eq!(0x202 + usize::from(h.to_bytes()[0x201 - 0x1f1]), 0x26c);
         // payload_offset counts from the end of the setup sectors, as in a bzImage.
         assert_eq!({ h.payload_offset } + copy_at, 0x1_8100);
+    }
+
+    fn sec(p: Part, size: u64) -> ([u8; 8], u32, u64) {
+        (p.name8(), p.characteristics(), size)
+    }
+
+    #[test]
+    fn parts_in_order_pass() {
+        let text = (
+            *b".text\0\0\0",
+            scn::CNT_CODE | scn::MEM_EXECUTE | scn::MEM_READ,
+            9,
+        );
+        assert_eq!(check_parts([text, sec(Part::Payload, 9)]), Ok(()));
+        let all = Part::APPENDED.map(|p| sec(p, 10));
+        assert_eq!(check_parts(all), Ok(()));
+        assert_eq!(Part::from_name8(&Part::Sbat.name8()), Some(Part::Sbat));
+        assert_eq!(Part::from_name8(b".text\0\0\0"), None);
+    }
+
+    #[test]
+    fn parts_out_of_rule_fail() {
+        use PartsError::*;
+        let cases: [(&[([u8; 8], u32, u64)], PartsError); 7] = [
+            (&[sec(Part::Cmdline, 5)], NoPayload),
+            (
+                &[sec(Part::Payload, 5), sec(Part::Payload, 5)],
+                Duplicate(Part::Payload),
+            ),
+            (
+                &[
+                    sec(Part::Payload, 5),
+                    sec(Part::Sbat, 5),
+                    sec(Part::Initrd, 5),
+                ],
+                OutOfOrder(Part::Initrd),
+            ),
+            (
+                &[sec(Part::Cmdline, 5), sec(Part::Payload, 5)],
+                OutOfOrder(Part::Payload),
+            ),
+            (
+                &[(
+                    Part::Payload.name8(),
+                    scn::READ_ONLY_DATA | scn::MEM_DISCARDABLE,
+                    5,
+                )],
+                Characteristics(Part::Payload, scn::READ_ONLY_DATA | scn::MEM_DISCARDABLE),
+            ),
+            (
+                &[sec(Part::Payload, 5), sec(Part::Cmdline, 2049)],
+                TooLarge(Part::Cmdline, 2049),
+            ),
+            (&[sec(Part::Payload, 0)], Empty(Part::Payload)),
+        ];
+        for (sections, want) in cases {
+            assert_eq!(
+                check_parts(sections.iter().copied()),
+                Err(want),
+                "{sections:?}"
+            );
+        }
     }
 }

@@ -4,15 +4,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use zboot_format::Codec;
 use zboot_format::header::HEADER_SIZE;
-use zboot_format::{CMDLINE_SECTION, Codec, INITRD_SECTION, PAYLOAD_SECTION, SBAT_SECTION};
+use zboot_format::image::Part;
 
 use super::Outcome;
 use crate::compress::{self, Progress};
 use crate::input::{self, SourceKind, detect};
 use crate::layout::{self, Embedded};
 use crate::pe::read::PeFile;
-use crate::pe::write::{self, NewSection, READ_ONLY_DATA, ZimgSpec};
+use crate::pe::write::{self, NewSection, ZimgSpec};
 use crate::{Verbosity, embedded_stub, output, sbat};
 
 #[derive(Clone, Debug)]
@@ -166,55 +167,47 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
     let compressed = compress::compress(o.codec, level, &lay.stored_stream(flags), &mut progress)?;
     let compress_time = t.elapsed();
 
-    // Plan the new sections to learn their RVAs, then fill the payload header.
-    let mut names: Vec<[u8; 8]> = vec![*PAYLOAD_SECTION];
-    let mut sizes = vec![(HEADER_SIZE + compressed.len()) as u64];
-    for (name, d) in [
-        (CMDLINE_SECTION, &cmdline),
-        (INITRD_SECTION, &initrd),
-        (SBAT_SECTION, &sbat_data),
-    ] {
-        if let Some(d) = d {
-            names.push(*name);
-            sizes.push(d.len() as u64);
+    // The parts after the stub's sections, in the order zboot_format::image::Part gives; plan
+    // their RVAs, then fill the payload header (the payload's size is known: header + stream).
+    let mut parts: Vec<(Part, Vec<u8>)> = Vec::new();
+    for part in Part::APPENDED {
+        let data = match part {
+            Part::Payload => Some(vec![0u8; HEADER_SIZE + compressed.len()]),
+            Part::Cmdline => cmdline.clone(),
+            Part::Initrd => initrd.clone(),
+            Part::Sbat => sbat_data.clone(),
+        };
+        if let Some(data) = data {
+            part.check_len(data.len() as u64)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", o.input.display()))?;
+            parts.push((part, data));
         }
     }
+    let sizes: Vec<u64> = parts.iter().map(|(_, d)| d.len() as u64).collect();
     let rvas = write::plan_rvas(&stub_pe, &sizes).with_context(|| stub_name.clone())?;
-    let rva_of = |name: &[u8; 8]| names.iter().position(|n| n == name).map(|i| rvas[i]);
+    let placed = |want: Part| {
+        let i = parts.iter().position(|(p, _)| *p == want)?;
+        Some((rvas[i], &parts[i].1[..]))
+    };
     let embedded = Embedded {
-        cmdline: cmdline
-            .as_deref()
-            .map(|c| (rva_of(CMDLINE_SECTION).unwrap_or(0), c)),
-        initrd: initrd
-            .as_deref()
-            .map(|c| (rva_of(INITRD_SECTION).unwrap_or(0), c)),
+        cmdline: placed(Part::Cmdline),
+        initrd: placed(Part::Initrd),
     };
     let header = lay.header(o.codec, flags, &compressed, embedded);
     header
         .validate(compressed.len() as u64)
         .map_err(|e| anyhow::anyhow!("{}: payload header: {e}", o.input.display()))?;
-    let mut section = vec![0u8; HEADER_SIZE];
-    header.write((&mut section[..]).try_into().expect("header size"));
-    section.extend_from_slice(&compressed);
-
-    let mut new = vec![NewSection {
-        name: *PAYLOAD_SECTION,
-        data: section,
-        characteristics: READ_ONLY_DATA,
-    }];
-    for (name, d) in [
-        (CMDLINE_SECTION, cmdline),
-        (INITRD_SECTION, initrd),
-        (SBAT_SECTION, sbat_data),
-    ] {
-        if let Some(data) = d {
-            new.push(NewSection {
-                name: *name,
-                data,
-                characteristics: READ_ONLY_DATA,
-            });
-        }
-    }
+    let payload = &mut parts[0].1;
+    header.write(
+        (&mut payload[..HEADER_SIZE])
+            .try_into()
+            .expect("header size"),
+    );
+    payload[HEADER_SIZE..].copy_from_slice(&compressed);
+    let new: Vec<NewSection> = parts
+        .into_iter()
+        .map(|(part, data)| NewSection::part(part, data))
+        .collect();
     let opts = write::Options {
         timestamp: timestamp(),
         zimg: Some(ZimgSpec {

@@ -7,10 +7,8 @@ pub mod write;
 
 pub use object::pe;
 
-/// Section alignment every output image uses.
-pub const SECTION_ALIGNMENT: u32 = 0x1000;
-/// File alignment every output image uses.
-pub const FILE_ALIGNMENT: u32 = 0x200;
+/// Section and file alignment every output image uses (zboot_format::image owns them).
+pub use zboot_format::image::{FILE_ALIGNMENT, SECTION_ALIGNMENT};
 
 /// `x` rounded up to a multiple of the power of two `a` (u32 arithmetic, saturating).
 pub const fn align32(x: u32, a: u32) -> u32 {

@@ -199,14 +199,25 @@ fn sections(pe: &PeFile, v: &mut Vec<String>) {
                 s.vsize()
             ));
         }
-        if name == zboot_format::PAYLOAD_SECTION_NAME {
-            if c & IMAGE_SCN_MEM_DISCARDABLE != 0 {
-                v.push(format!("{name}: payload section is DISCARDABLE"));
-            }
-            if w || x {
-                v.push(format!("{name}: payload section is writable or executable"));
-            }
-        }
+    }
+    parts(pe, v);
+}
+
+/// A zboot-pack image's appended parts (payload, command line, initrd, SBAT): present once, in
+/// order, read-only initialized data, within their sizes (zboot_format::image::check_parts).
+/// Images without any of them (a Linux bzImage, another EFI program) are not judged here.
+fn parts(pe: &PeFile, v: &mut Vec<String>) {
+    let sections: Vec<([u8; 8], u32, u64)> = pe
+        .sections
+        .iter()
+        .map(|s| (s.header.name, s.characteristics(), u64::from(s.vsize())))
+        .collect();
+    if sections
+        .iter()
+        .any(|(n, _, _)| zboot_format::image::Part::from_name8(n).is_some())
+        && let Err(e) = zboot_format::image::check_parts(sections)
+    {
+        v.push(e.to_string());
     }
 }
 
@@ -295,7 +306,8 @@ fn base_relocations(pe: &PeFile, v: &mut Vec<String>) {
 mod tests {
     use super::*;
     use crate::EMBEDDED_STUB;
-    use crate::pe::write::{self, NewSection, READ_ONLY_DATA};
+    use crate::pe::write::{self, NewSection};
+    use zboot_format::image::scn::READ_ONLY_DATA;
 
     fn image() -> Vec<u8> {
         let s = NewSection {

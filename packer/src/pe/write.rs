@@ -19,15 +19,23 @@ use zboot_format::zimg::{self, ZimgHeader};
 use super::read::{PeFile, pe_checksum};
 use super::{FILE_ALIGNMENT, SECTION_ALIGNMENT, align32, rules};
 
-/// Characteristics of read-only initialized data (`.zpayld`, `.cmdline`, `.initrd`, `.sbat`).
-pub const READ_ONLY_DATA: u32 = IMAGE_SCN_CNT_INITIALIZED_DATA | IMAGE_SCN_MEM_READ;
-
 /// A section to append after the stub's.
 #[derive(Clone, Debug)]
 pub struct NewSection {
     pub name: [u8; 8],
     pub data: Vec<u8>,
     pub characteristics: u32,
+}
+
+impl NewSection {
+    /// One of the image's parts, named and flagged as zboot_format::image::Part says.
+    pub fn part(part: image::Part, data: Vec<u8>) -> NewSection {
+        NewSection {
+            name: part.name8(),
+            data,
+            characteristics: part.characteristics(),
+        }
+    }
 }
 
 /// Where the zimg header should point.
@@ -607,6 +615,7 @@ mod tests {
     use super::*;
     use crate::EMBEDDED_STUB;
     use proptest::prelude::*;
+    use zboot_format::image::scn::READ_ONLY_DATA;
 
     fn name(s: &str) -> [u8; 8] {
         let mut n = [0u8; 8];
