@@ -291,13 +291,13 @@ impl Part {
     }
 }
 
-/// Check the appended parts among an image's sections, given as (name, characteristics,
-/// VirtualSize) in section-table order: the payload is there, each part at most once, in
+/// A section as [`check_parts`] sees it: name, characteristics, VirtualSize.
+pub type SectionRow = ([u8; 8], u32, u64);
+
+/// Check the appended parts among an image's sections, in section-table order: the payload is there, each part at most once, in
 /// [`Part::APPENDED`] order, each with its characteristics and within its size. Sections that
 /// are no part (the stub's) are not judged here.
-pub fn check_parts(
-    sections: impl IntoIterator<Item = ([u8; 8], u32, u64)>,
-) -> Result<(), PartsError> {
+pub fn check_parts(sections: impl IntoIterator<Item = SectionRow>) -> Result<(), PartsError> {
     let mut last: Option<Part> = None;
     let mut payload = false;
     for (name, characteristics, size) in sections {
@@ -350,7 +350,7 @@ mod tests {
         assert_eq!({ h.payload_offset } + copy_at, 0x1_8100);
     }
 
-    fn sec(p: Part, size: u64) -> ([u8; 8], u32, u64) {
+    fn sec(p: Part, size: u64) -> SectionRow {
         (p.name8(), p.characteristics(), size)
     }
 
@@ -371,7 +371,7 @@ mod tests {
     #[test]
     fn parts_out_of_rule_fail() {
         use PartsError::*;
-        let cases: [(&[([u8; 8], u32, u64)], PartsError); 7] = [
+        let cases: [(&[SectionRow], PartsError); 7] = [
             (&[sec(Part::Cmdline, 5)], NoPayload),
             (
                 &[sec(Part::Payload, 5), sec(Part::Payload, 5)],

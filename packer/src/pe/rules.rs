@@ -207,7 +207,7 @@ fn sections(pe: &PeFile, v: &mut Vec<String>) {
 /// order, read-only initialized data, within their sizes (zboot_format::image::check_parts).
 /// Images without any of them (a Linux bzImage, another EFI program) are not judged here.
 fn parts(pe: &PeFile, v: &mut Vec<String>) {
-    let sections: Vec<([u8; 8], u32, u64)> = pe
+    let sections: Vec<zboot_format::image::SectionRow> = pe
         .sections
         .iter()
         .map(|s| (s.header.name, s.characteristics(), u64::from(s.vsize())))
