@@ -1,6 +1,7 @@
 //! Compiles the C decoders the stub uses, freestanding for the UEFI target (no libc, no SIMD
-//! registers: the target is soft-float, no heap), from the sources of the -sys crates the
-//! workspace already depends on through the packer:
+//! registers: the target is soft-float, no heap), from the sources of the -sys crates the stub
+//! itself pins as exact-version build-dependencies (stub/Cargo.toml: the boot-time decoder
+//! changes only when those lines do, never because another crate's dependencies moved):
 //!
 //! - feature `zstd`: libzstd's decompressor (zstd-sys), one Huffman and one sequence decoder
 //!   variant (size; docs/performance.md has the figures), context in a caller workspace;
@@ -183,7 +184,8 @@ fn require(tool: &str) {
     }
 }
 
-/// The directory of `package` in this workspace's dependency graph (`cargo metadata`, run once).
+/// The directory of `package` as the stub's own build-dependency resolves it (`cargo metadata`,
+/// run once; the stub's node in the resolve graph, its dependency of kind "build").
 fn package_dir(metadata: &mut Option<serde_json::Value>, package: &str) -> PathBuf {
     let meta = metadata.get_or_insert_with(|| {
         let manifest =
@@ -208,12 +210,31 @@ fn package_dir(metadata: &mut Option<serde_json::Value>, package: &str) -> PathB
         );
         serde_json::from_slice(&out.stdout).expect("metadata JSON")
     });
-    let pkg = meta["packages"]
+    let packages = meta["packages"].as_array().expect("packages");
+    let by_id = |id: &serde_json::Value| packages.iter().find(|p| p["id"] == *id);
+    let stub_name = env::var("CARGO_PKG_NAME").expect("CARGO_PKG_NAME");
+    let stub = packages
+        .iter()
+        .find(|p| p["name"] == stub_name.as_str())
+        .expect("the stub in cargo metadata");
+    let node = meta["resolve"]["nodes"]
         .as_array()
         .into_iter()
         .flatten()
+        .find(|n| n["id"] == stub["id"])
+        .expect("the stub in the resolve graph");
+    let pkg = node["deps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| {
+            d["dep_kinds"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k["kind"] == "build"))
+        })
+        .filter_map(|d| by_id(&d["pkg"]))
         .find(|p| p["name"] == package)
-        .unwrap_or_else(|| panic!("{package} is not in the workspace's dependency graph"));
+        .unwrap_or_else(|| panic!("{package} is not a build-dependency of {stub_name}"));
     let path = PathBuf::from(pkg["manifest_path"].as_str().expect("manifest_path"));
     path.parent().expect("package dir").to_path_buf()
 }
