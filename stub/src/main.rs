@@ -258,13 +258,15 @@ pub(crate) mod pipeline {
         params.secure_boot = sb_mode;
         let (e820_scratch, e820_ext) = e820_buffers()?;
         let entry = kernel.addr() + h.entry_offset;
-        let used = memstats::usage();
-        progress!(
-            "memory: peak {} bytes beyond kernel+initrd ({} heap), kernel+initrd {} bytes",
-            used.peak_beyond_payload,
-            used.peak_heap,
-            used.payload
-        );
+        if memstats::ENABLED {
+            let used = memstats::usage();
+            progress!(
+                "memory: peak {} bytes beyond kernel+initrd ({} heap), kernel+initrd {} bytes",
+                used.peak_beyond_payload,
+                used.peak_heap,
+                used.payload
+            );
+        }
         // W^X for the kernel where it allows it: last, after every step that can fail, so that
         // no read-only page is ever handed back to FreePages.
         protect_kernel(&h, kernel.addr())?;

@@ -3,7 +3,10 @@
 //! stub decodes in place: `cargo xtask bench` reads the `efi=debug` line that reports it.
 //!
 //! Counters only (no allocation, no unsafe); the EFI glue calls them from its page allocator
-//! (`memory::Pages`) and its global allocator wrapper.
+//! (`memory::Pages`) and its global allocator wrapper. A measurement, not part of booting: the
+//! counters exist only with the `memstats` feature (which `cargo xtask bench` builds its debug
+//! stubs with); without it every function here is empty and [`ENABLED`] is false, so the stubs
+//! the packer embeds carry none of it.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
@@ -14,8 +17,14 @@ static PEAK_OTHER: AtomicU64 = AtomicU64::new(0);
 static PEAK_HEAP: AtomicU64 = AtomicU64::new(0);
 static PAYLOAD_SCOPE: AtomicBool = AtomicBool::new(false);
 
+/// Whether the counters exist (feature `memstats`).
+pub const ENABLED: bool = cfg!(feature = "memstats");
+
 /// Run `f` with page allocations counted as payload (kernel region, initrd).
 pub fn for_payload<T>(f: impl FnOnce() -> T) -> T {
+    if !ENABLED {
+        return f();
+    }
     let was = PAYLOAD_SCOPE.swap(true, Relaxed);
     let r = f();
     PAYLOAD_SCOPE.store(was, Relaxed);
@@ -35,6 +44,9 @@ fn note_peak() {
 
 /// `bytes` of pages allocated (`payload`: kernel region or initrd).
 pub fn pages_allocated(bytes: u64, payload: bool) {
+    if !ENABLED {
+        return;
+    }
     if payload {
         PAYLOAD_PAGES.fetch_add(bytes, Relaxed);
     } else {
@@ -45,6 +57,9 @@ pub fn pages_allocated(bytes: u64, payload: bool) {
 
 /// `bytes` of pages freed.
 pub fn pages_freed(bytes: u64, payload: bool) {
+    if !ENABLED {
+        return;
+    }
     let c = if payload {
         &PAYLOAD_PAGES
     } else {
@@ -56,12 +71,18 @@ pub fn pages_freed(bytes: u64, payload: bool) {
 
 /// `bytes` of heap allocated.
 pub fn heap_allocated(bytes: u64) {
+    if !ENABLED {
+        return;
+    }
     HEAP.fetch_add(bytes, Relaxed);
     note_peak();
 }
 
 /// `bytes` of heap freed.
 pub fn heap_freed(bytes: u64) {
+    if !ENABLED {
+        return;
+    }
     let _ = HEAP.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(bytes)));
 }
 
@@ -84,7 +105,7 @@ pub fn usage() -> Usage {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "memstats"))]
 mod tests {
     use super::*;
 

@@ -772,24 +772,35 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         // In firmware, per codec (the stub's efi=debug lines): unpack time (stream checksum +
         // decode + filters) against the default codec's, and the peak of what the stub holds
         // besides the kernel region and initrd (it decodes in place: only decoder state).
-        let mut debug_imgs: Vec<(String, PathBuf)> = images
+        // The debug boots run stubs built by the bench with the `memstats` counters (the
+        // embedded ones carry none): one per codec, the pure-Rust decoders' stubs, and the
+        // boot codec's for the 6.12 kernel. The counters sit in the allocation paths only.
+        let mut debug_imgs: Vec<(String, PathBuf)> = Vec::new();
+        let mut variants: Vec<(String, &Path, &str, String)> = images
             .iter()
-            .map(|(n, _, p)| (n.clone(), p.clone()))
+            .map(|(n, _, _)| (n.clone(), bz.as_path(), n.as_str(), n.clone()))
             .collect();
-        debug_imgs.push((format!("{}-{}", fx.kernel612.release, a.boot_codec), img612));
         for (name, codec, _) in &images {
-            if rust_alternative(*codec).is_none() {
-                continue;
+            if rust_alternative(*codec).is_some() {
+                // The same kernel behind the pure-Rust decoder's stub: the C-vs-Rust figure.
+                let variant = format!("{name}-rust");
+                variants.push((variant.clone(), bz.as_path(), name.as_str(), variant));
             }
-            // The same kernel behind the pure-Rust decoder's stub: the C-vs-Rust figure.
-            let variant = format!("{name}-rust");
-            let stub = build_stub_variant(&variant)?;
-            let out = dir.join(format!("bzImage-{variant}.efi"));
+        }
+        variants.push((
+            format!("{}-{}", fx.kernel612.release, a.boot_codec),
+            bz612.as_path(),
+            a.boot_codec.as_str(),
+            a.boot_codec.clone(),
+        ));
+        for (label, kernel, codec, features) in variants {
+            let stub = build_stub_variant(&format!("{features},memstats"))?;
+            let out = dir.join(format!("debug-{label}.efi"));
             let mut cmd = Command::new(&packer);
-            cmd.arg("-q").arg(&bz).arg("-o").arg(&out);
-            cmd.args(["--codec", name, "--stub"]).arg(&stub);
+            cmd.arg("-q").arg(kernel).arg("-o").arg(&out);
+            cmd.args(["--codec", codec, "--stub"]).arg(&stub);
             run_measured(&mut cmd, None)?;
-            debug_imgs.push((variant, out));
+            debug_imgs.push((label, out));
         }
         let mut reports = Vec::new();
         for (name, img) in &debug_imgs {
