@@ -158,7 +158,7 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Write the man pages (roff): zboot-pack.1 and one zboot-pack-<command>.1 per subcommand
+    /// Write the man pages (roff): zboot-pack.1 and one zboot-pack-COMMAND.1 per subcommand
     /// into DIR, or only zboot-pack.1 on stdout (`cargo xtask man` writes them to target/man).
     Man {
         /// Directory to write the pages into (created if missing).

@@ -213,7 +213,7 @@ fn fmt_val(x: f64) -> String {
 /// What the stub reports under `efi=debug` (all optional: older stubs say less).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StubReport {
-    /// "stream <check> ok in N ms": the compressed stream's integrity check
+    /// `stream <check> ok in N ms`: the compressed stream's integrity check
     pub check_ms: Option<u64>,
     /// "decoded N bytes in M ms"
     pub decode_ms: Option<u64>,

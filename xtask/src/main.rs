@@ -80,7 +80,7 @@ enum Cmd {
     /// Run everything CI runs: fmt, clippy, unit tests and the boot tests.
     Test(test_cmd::TestArgs),
     /// Performance figures (issue 7), each a ratio against a reference measured in the same run:
-    /// table on stdout, JSON in <target>/bench/results.json. Not part of `test`.
+    /// table on stdout, JSON in target/bench/results.json. Not part of `test`.
     Bench(bench::BenchArgs),
     /// Run the cargo-fuzz targets of fuzz/ for a bounded time each; report executions and
     /// findings.

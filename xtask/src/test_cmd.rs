@@ -1,4 +1,4 @@
-//! `cargo xtask test`: what CI runs. Steps (`fmt`, `clippy`, `unit-tests`, then `docs-check`)
+//! `cargo xtask test`: what CI runs. Steps (`fmt`, `clippy`, `unit-tests`, `rustdoc`, then `docs-check`)
 //! then the boot tests of [`crate::boot_tests::all`], then `kernel-build`. The last line is always
 //! `N passed, N failed`.
 //!
@@ -73,6 +73,33 @@ const STEPS: &[(&str, &[&str])] = &[
         ],
     ),
     ("unit-tests", &["test", "--workspace"]),
+    // Broken intra-doc links and malformed doc comments fail (private items too: the stub's
+    // EFI glue and the probe are binaries).
+    (
+        "rustdoc",
+        &[
+            "--config",
+            "build.rustdocflags=[\"-D\",\"warnings\"]",
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--document-private-items",
+        ],
+    ),
+    (
+        "rustdoc-stub-uefi",
+        &[
+            "--config",
+            "build.rustdocflags=[\"-D\",\"warnings\"]",
+            "doc",
+            "-p",
+            "zboot-stub",
+            "--target",
+            "x86_64-unknown-uefi",
+            "--no-deps",
+            "--document-private-items",
+        ],
+    ),
     // libFuzzer on every fuzz target, 25 s each (see xtask/src/fuzz.rs).
     ("fuzz", &["xtask", "fuzz", "--seconds", "25"]),
 ];

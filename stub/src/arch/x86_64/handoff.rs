@@ -93,7 +93,7 @@ pub fn trampoline() -> (&'static [u8], usize) {
     (code, ret - start)
 }
 
-/// CPUID.(EAX=7,ECX=0):ECX[16]: the CPU can do 5-level paging.
+/// CPUID.(EAX=7,ECX=0):ECX\[16\]: the CPU can do 5-level paging.
 pub fn cpu_has_la57() -> bool {
     // CPUID is available on every x86_64 CPU and has no side effects.
     let max = core::arch::x86_64::__cpuid(0).eax;

@@ -7,7 +7,7 @@
 //! ExitBootServices and through EFI, one code page (`LOADER_CODE`, below 4 GiB, then made
 //! read-only + executable with the memory attribute protocol) and two data pages (`LOADER_DATA`,
 //! below 4 GiB: the variables + GDT page, and the new root table page). After ExitBootServices
-//! the data pages are filled by [`fill_vars`]/[`root_table`] and the trampoline switches and
+//! the data pages are filled by [`fill_vars`]/[`pml5_entry`] and the trampoline switches and
 //! jumps into the kernel; it never returns.
 //!
 //! Enabling: the new root is a PML5 whose entry 0 points at the firmware's PML4, so the identity
@@ -71,7 +71,7 @@ pub enum Switch {
 /// The inputs of the decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Facts {
-    /// CPUID.(EAX=7,ECX=0):ECX[16].
+    /// CPUID.(EAX=7,ECX=0):ECX\[16\].
     pub cpu_la57: bool,
     /// CR4.LA57 now (the firmware's mode).
     pub cr4_la57: bool,
