@@ -11,6 +11,7 @@
 //! - [`bootparam`]: Linux x86 `struct boot_params` and friends, offsets checked by tests.
 //! - [`relocs`]: the x86 `vmlinux.relocs` table: parsing, validation and application.
 //! - [`image`]: where an image's parts go (1:1 file/memory layout, headers page, setup header).
+//! - [`measure`]: the TPM events (PCR 9) the stub measures, as Linux's EFI stub does.
 //! - [`descriptor`]: the record in the stub's data through which it finds its payload and
 //!   relocates itself (no PE headers, no PE base relocations needed at boot).
 #![no_std]
@@ -23,6 +24,7 @@ pub mod descriptor;
 pub mod filters;
 pub mod header;
 pub mod image;
+pub mod measure;
 pub mod pe;
 pub mod relocs;
 pub mod zimg;
