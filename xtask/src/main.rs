@@ -32,8 +32,10 @@ mod probe;
 mod qemu;
 mod report;
 mod setup;
+mod swtpm;
 mod test_cmd;
 mod tools;
+mod tpm_log;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
