@@ -205,6 +205,7 @@ pub(crate) mod pipeline {
             progress!("initrd {:?} {:#x}+{:#x}", i.source, i.addr, i.size);
         }
         measure::initrd(initrd.as_ref());
+        measure::hand_over_log();
 
         // 6. boot_params and everything it points to, allocated before ExitBootServices.
         let mut zero_page =

@@ -104,6 +104,41 @@ pub unsafe fn cc(p: *mut CcMeasurementProtocol, ev: &Event) -> Result<u32, Failu
     status(st).map(|()| mr)
 }
 
+/// `GetEventLog(TCG_2)`: the log's first and last entry addresses (`None` when the firmware has
+/// no crypto-agile log).
+///
+/// # Safety
+/// `p` points to a live `EFI_TCG2_PROTOCOL` instance, valid for the duration of the call.
+pub unsafe fn tcg2_event_log(p: *mut Tcg2Protocol) -> Option<(u64, u64)> {
+    let (mut first, mut last, mut truncated) = (0u64, 0u64, 0u8);
+    // SAFETY: `p` is live (caller); the three out pointers are valid for the call.
+    let st = unsafe {
+        ((*p).get_event_log)(
+            p,
+            uefi_raw::protocol::tcg::v2::Tcg2EventLogFormat::TCG_2,
+            &mut first,
+            &mut last,
+            &mut truncated,
+        )
+    };
+    (st == Status::SUCCESS && first != 0).then_some((first, last))
+}
+
+/// A little-endian field of `width` (2 or 4) bytes at `base + at` of firmware memory.
+///
+/// # Safety
+/// The bytes lie in memory the firmware keeps for the log it described (its own records).
+pub unsafe fn firmware_field(base: u64, at: usize, width: usize) -> Option<u32> {
+    let addr = base.checked_add(at as u64)?;
+    // SAFETY: caller's contract; unaligned reads of plain integers.
+    unsafe {
+        Some(match width {
+            2 => u32::from(core::ptr::read_unaligned(addr as *const u16)),
+            _ => core::ptr::read_unaligned(addr as *const u32),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! A firmware-shaped fake of the CC protocol (TDX maps PCR 9 to RTMR[2], MR index 3): it

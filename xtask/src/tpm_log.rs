@@ -1,15 +1,13 @@
 //! The firmware's TPM 2.0 event log (TCG PC Client PFP, crypto-agile format) as Linux exports it
 //! in `binary_bios_measurements`: parsed, and replayed into PCR values to check against the TPM.
 //!
-//! Layout: a first `TCG_PCR_EVENT` (SHA-1 format) whose data is the `Spec ID Event03` naming the
-//! banks and digest sizes, then `TCG_PCR_EVENT2` records: u32 pcr, u32 type, u32 digest count,
-//! per digest u16 algorithm + digest, u32 data size, data. All little-endian.
+//! The layout is `zboot_format::tcg_log`'s (the stub walks the same one to hand the log to
+//! Linux); this side adds owned events, hashing and the replay.
 
 use anyhow::{Context, Result, bail, ensure};
 use sha2::Digest;
 
-/// `EV_NO_ACTION`: logged, never extended.
-const EV_NO_ACTION: u32 = 3;
+use zboot_format::tcg_log::EV_NO_ACTION;
 pub const TPM_ALG_SHA1: u16 = 0x0004;
 pub const TPM_ALG_SHA256: u16 = 0x000b;
 pub const TPM_ALG_SHA384: u16 = 0x000c;
@@ -39,71 +37,36 @@ pub struct EventLog {
     pub events: Vec<LogEvent>,
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .at
-            .checked_add(n)
-            .context("event log: length overflow")?;
-        let s = self
-            .b
-            .get(self.at..end)
-            .with_context(|| format!("event log truncated at byte {}", self.at))?;
-        self.at = end;
-        Ok(s)
-    }
-    fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into()?))
-    }
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into()?))
-    }
-}
-
+/// Parses a whole log with the layout of `zboot_format::tcg_log` (the one the stub walks).
 pub fn parse(bytes: &[u8]) -> Result<EventLog> {
-    let mut r = Reader { b: bytes, at: 0 };
-    // TCG_PCR_EVENT: pcr, type, sha1 digest, size, Spec ID event.
-    let (_pcr, typ) = (r.u32()?, r.u32()?);
-    r.take(20)?;
-    let size = r.u32()? as usize;
-    let spec = r.take(size)?;
-    ensure!(
-        typ == EV_NO_ACTION && spec.starts_with(b"Spec ID Event03\0"),
-        "event log: no crypto-agile Spec ID event first"
-    );
-    let mut s = Reader { b: spec, at: 24 };
-    let n = s.u32()?;
-    let mut banks = Vec::new();
-    for _ in 0..n {
-        banks.push((s.u16()?, s.u16()?));
-    }
+    use zboot_format::tcg_log;
+    let (first, banks) =
+        tcg_log::header(bytes).context("event log: no crypto-agile Spec ID event first")?;
     let mut events = Vec::new();
-    while r.at < bytes.len() {
-        let (pcr, typ) = (r.u32()?, r.u32()?);
-        let count = r.u32()?;
-        let mut digests = Vec::new();
-        for _ in 0..count {
-            let alg = r.u16()?;
-            let Some(&(_, len)) = banks.iter().find(|(a, _)| *a == alg) else {
-                bail!("event log: digest of unknown algorithm {alg:#06x}");
-            };
-            digests.push((alg, r.take(len as usize)?.to_vec()));
-        }
-        let size = r.u32()? as usize;
-        let data = r.take(size)?.to_vec();
+    let mut at = first;
+    for e in tcg_log::events(&bytes[first..], &banks) {
+        let digests = banks
+            .iter()
+            .filter_map(|(alg, _)| Some((alg, e.digest(alg, &banks)?.to_vec())))
+            .collect();
         events.push(LogEvent {
-            pcr,
-            typ,
+            pcr: e.pcr,
+            typ: e.typ,
             digests,
-            data,
+            data: e.data.to_vec(),
         });
+        at += e.len;
     }
-    Ok(EventLog { banks, events })
+    if at != bytes.len() {
+        bail!(
+            "event log: record at byte {at} of {} does not parse",
+            bytes.len()
+        );
+    }
+    Ok(EventLog {
+        banks: banks.iter().collect(),
+        events,
+    })
 }
 
 /// H(parts...) with the bank's algorithm.
