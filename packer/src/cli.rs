@@ -151,6 +151,30 @@ enum Command {
         #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
         output: PathBuf,
     },
+    /// Predict PCR 9: the value (sha1, sha256, sha384, sha512) and the TPM events the image's stub
+    /// measures when booted with these loader inputs, as Linux's own EFI stub measures them: the
+    /// embedded command line (zboot-pack's event), the loader's LoadOptions, then the initrd
+    /// handed over. PCR 9 is taken to start at zero with nothing else extending it. For sealing
+    /// (systemd-pcrlock, tpm2 policies) see docs/measured-boot.md.
+    Pcr {
+        /// zboot-pack image to predict for.
+        #[arg(value_hint = clap::ValueHint::FilePath)]
+        image: PathBuf,
+        /// The initrd the loader hands over (systemd-boot's LoadFile2 initrd, `initrd=` files
+        /// concatenated in order); without it, the image's embedded initrd if any.
+        #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+        initrd: Option<PathBuf>,
+        /// The loader's options as text, exactly as the loader passes them (UTF-16 with a NUL,
+        /// as systemd-boot does; it puts its own `initrd=\PATH` words first).
+        #[arg(long, value_name = "STR", conflicts_with = "options_file")]
+        options: Option<String>,
+        /// The raw LoadOptions bytes (e.g. a firmware boot entry's optional data).
+        #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+        options_file: Option<PathBuf>,
+        /// Print JSON (values, events, and pcrlock-style records).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script on stdout
     /// (e.g. `zboot-pack completions bash > /etc/bash_completion.d/zboot-pack`).
     Completions {
@@ -238,6 +262,19 @@ pub fn main() -> ExitCode {
         Some(Command::Extract { image, output }) => {
             commands::extract::run(&image, &output, verbosity)
         }
+        Some(Command::Pcr {
+            image,
+            initrd,
+            options,
+            options_file,
+            json,
+        }) => commands::pcr::run(&commands::pcr::Options {
+            image,
+            initrd,
+            options,
+            options_file,
+            json,
+        }),
         Some(Command::Completions { shell }) => {
             let mut cmd = command();
             let mut out = std::io::stdout().lock();

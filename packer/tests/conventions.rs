@@ -31,13 +31,15 @@ fn exit_status_is_0_1_or_2_as_documented() {
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     // 2: usage errors.
     let (e, o) = (elf.display().to_string(), out.display().to_string());
-    let usage: [&[&str]; 7] = [
+    let usage: [&[&str]; 9] = [
         &["--no-such-flag"],
         &[&e],       // no -o
         &["-o", &o], // no INPUT
         &[&e, "-o", &o, "--codec", "brotli"],
         &["completions", "cmd.exe"],
         &["inspect"],
+        &["pcr"],
+        &["pcr", &o, "--options", "x", "--options-file", &e],
         &[],
     ];
     for args in usage {
@@ -48,11 +50,14 @@ fn exit_status_is_0_1_or_2_as_documented() {
     }
     // 2: input errors, one line on stderr.
     let m = dir.path().join("missing").display().to_string();
-    let input: [&[&str]; 4] = [
+    let input: [&[&str]; 7] = [
         &[&m, "-o", &o],
         &["inspect", &m],
         &["verify", &m],
         &["extract", &m, "-o", &o],
+        &["pcr", &m],
+        &["pcr", &e], // not a zboot-pack image
+        &["pcr", &o, "--initrd", &m],
     ];
     for args in input {
         let args: Vec<&dyn AsRef<std::ffi::OsStr>> = args.iter().map(|a| a as _).collect();
@@ -95,6 +100,7 @@ fn completions_for_every_shell() {
             "inspect",
             "verify",
             "extract",
+            "pcr",
             "completions",
             "man",
             "codec",
@@ -145,6 +151,7 @@ fn man_pages_from_the_clap_definition() {
         "zboot-pack-inspect.1",
         "zboot-pack-verify.1",
         "zboot-pack-extract.1",
+        "zboot-pack-pcr.1",
         "zboot-pack-completions.1",
         "zboot-pack-man.1",
     ] {
@@ -358,4 +365,56 @@ fn inspect_json_matches_documented_schema() {
     v["file_size"] = Value::from("12");
     let caught = std::panic::catch_unwind(|| check(&schema, &v, "mutated"));
     assert!(caught.is_err(), "a wrong type passed the check");
+}
+
+// -------------------------------------------------------------------------------------------------
+// pcr
+
+/// `pcr --json` on an image with an embedded line and initrd, with loader options: the events in
+/// the stub's order and PCR 9 = sha256 extends of their data from zero.
+#[test]
+fn pcr_predicts_from_the_embedded_parts_and_the_options() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let elf = dir.path().join("vmlinux");
+    std::fs::write(&elf, testkit::vmlinux(true)).unwrap();
+    let rd = dir.path().join("initrd.img");
+    std::fs::write(&rd, b"070701 test initrd").unwrap();
+    let out = dir.path().join("o.efi");
+    let r = run(&[
+        &elf,
+        &"-o",
+        &out,
+        &"-q",
+        &"--cmdline",
+        &"quiet",
+        &"--initrd",
+        &rd,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(&[&"pcr", &out, &"--options", &"a", &"--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let tags: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["0x7a626301", "0x8f3b22ed", "0x8f3b22ec"]);
+    let mut pcr = [0u8; 32].to_vec();
+    for data in [&b"quiet"[..], &[b'a', 0, 0, 0], b"070701 test initrd"] {
+        pcr = Sha256::new()
+            .chain_update(&pcr)
+            .chain_update(Sha256::digest(data))
+            .finalize()
+            .to_vec();
+    }
+    assert_eq!(v["values"]["sha256"].as_str().unwrap(), hex(&pcr));
+    assert_eq!(v["records"].as_array().unwrap().len(), 3);
+    // A loader's initrd replaces the embedded one; no options, no LoadOptions event.
+    let r = run(&[&"pcr", &out, &"--initrd", &elf, &"--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["events"][1]["source"], "--initrd");
+    assert_eq!(v["events"].as_array().unwrap().len(), 2);
 }

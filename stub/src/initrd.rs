@@ -32,9 +32,20 @@ pub struct Initrd {
     pub addr: u64,
     pub size: u64,
     _pages: Option<Pages>,
+    /// The embedded initrd's bytes (inside our image).
+    embedded: Option<&'static [u8]>,
 }
 
 impl Initrd {
+    /// The initrd's bytes, for what we loaded or carry (`None` for a handover loader's, which
+    /// lies in the loader's memory).
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match (&self._pages, self.embedded) {
+            (Some(p), _) => p.bytes().get(..self.size as usize),
+            (None, e) => e,
+        }
+    }
+
     /// Hand the memory to the kernel.
     pub fn leak(self) -> (u64, u64) {
         if let Some(p) = self._pages {
@@ -62,6 +73,7 @@ pub fn load(
             addr,
             size,
             _pages: None,
+            embedded: None,
         }));
     }
     if let Some(i) = load_file2()? {
@@ -75,6 +87,7 @@ pub fn load(
         addr: b.as_ptr() as u64,
         size: b.len() as u64,
         _pages: None,
+        embedded: Some(b),
     }))
 }
 
@@ -101,6 +114,7 @@ fn load_file2() -> Result<Option<Initrd>, InitrdError> {
         addr: pages.addr(),
         size: size as u64,
         _pages: Some(pages),
+        embedded: None,
     }))
 }
 
@@ -175,5 +189,6 @@ fn files(paths: &[alloc::string::String], chunked: bool) -> Result<Initrd, Initr
         addr: pages.addr(),
         size: total,
         _pages: Some(pages),
+        embedded: None,
     })
 }

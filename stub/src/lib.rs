@@ -11,3 +11,4 @@ pub mod decode;
 pub mod loader_params;
 pub mod memstats;
 pub mod payload;
+pub mod tpm;

@@ -25,6 +25,8 @@ mod image;
 #[cfg(target_os = "uefi")]
 mod initrd;
 #[cfg(target_os = "uefi")]
+mod measure;
+#[cfg(target_os = "uefi")]
 mod memory;
 #[cfg(target_os = "uefi")]
 mod rng;
@@ -44,7 +46,7 @@ pub(crate) mod pipeline {
     use crate::error::{Context, Error};
     use crate::memory::{self, Pages};
     use crate::trampoline::Trampoline;
-    use crate::{cmdline, gop, initrd, memstats, payload, rng, secureboot};
+    use crate::{cmdline, gop, initrd, measure, memstats, payload, rng, secureboot};
     use alloc::vec::Vec;
     use core::convert::Infallible;
     use uefi::boot::MemoryType;
@@ -140,10 +142,8 @@ pub(crate) mod pipeline {
             Entry::Pe => None,
             Entry::Handover(bp) => Some(handover_params(bp)?),
         };
-        let loader = match &handover {
-            None => load_options()?,
-            Some((cmdline, _)) => cmdline.clone(),
-        };
+        // The loader's part, measured with the embedded part (PCR 9) before either is used.
+        let loader = loader_options(&handover, payload.cmdline)?;
         let locked = matches!(sb_mode, bp::secure_boot::ENABLED | bp::secure_boot::UNKNOWN);
         let (line, use_loader) = command_line(payload.cmdline, &loader, locked)?;
         let opts = cmdline::Options::parse(&line);
@@ -204,6 +204,8 @@ pub(crate) mod pipeline {
         if let Some(i) = &initrd {
             progress!("initrd {:?} {:#x}+{:#x}", i.source, i.addr, i.size);
         }
+        measure::initrd(initrd.as_ref());
+        measure::hand_over_log();
 
         // 6. boot_params and everything it points to, allocated before ExitBootServices.
         let mut zero_page =
@@ -397,13 +399,21 @@ pub(crate) mod pipeline {
         Ok((cmdline, found.initrd))
     }
 
-    fn load_options() -> Result<alloc::string::String, Error> {
+    /// The loader's options as text: the handover loader's command line, or our LoadOptions;
+    /// measured first, with the `embedded` line (LoadOptions on the PE entry only, as Linux).
+    fn loader_options(
+        handover: &Option<(alloc::string::String, Option<(u64, u64)>)>,
+        embedded: &[u8],
+    ) -> Result<alloc::string::String, Error> {
+        if let Some((line, _)) = handover {
+            measure::command_line(embedded, None);
+            return Ok(line.clone());
+        }
         let li =
             memory::get_protocol::<LoadedImage>(uefi::boot::image_handle()).efi("LoadedImage")?;
-        Ok(li
-            .load_options_as_bytes()
-            .map(cmdline::utf16le_to_utf8)
-            .unwrap_or_default())
+        let raw = li.load_options_as_bytes().unwrap_or_default();
+        measure::command_line(embedded, Some(raw));
+        Ok(cmdline::utf16le_to_utf8(raw))
     }
 
     /// The kernel's memory: a random slot (physical KASLR) or the preferred address, else any

@@ -103,6 +103,12 @@ impl Pages {
         self.count as u64 * PAGE
     }
 
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: we own these pages (AllocatePages), they are identity mapped, and the &self
+        // borrow excludes every mutable view.
+        unsafe { core::slice::from_raw_parts(self.addr as *const u8, self.len() as usize) }
+    }
+
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: we own these pages exclusively (AllocatePages), they are identity mapped,
         // and the &mut self borrow makes this the only view.

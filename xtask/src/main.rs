@@ -32,8 +32,10 @@ mod probe;
 mod qemu;
 mod report;
 mod setup;
+mod swtpm;
 mod test_cmd;
 mod tools;
+mod tpm_log;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -127,6 +129,9 @@ struct BootArgs {
     /// Sign the EFI binaries with the snakeoil key (default: when the firmware enforces SB).
     #[arg(long)]
     sign: bool,
+    /// Attach a software TPM 2.0 (swtpm; the init then reports PCR 9 and the event log).
+    #[arg(long)]
+    tpm: bool,
     /// Extra ESP files: ESP_PATH=FILE.
     #[arg(long = "esp-file", value_name = "ESP_PATH=FILE")]
     esp_files: Vec<String>,
@@ -229,6 +234,7 @@ fn boot_cmd(a: BootArgs) -> Result<()> {
     };
     let mut spec = qemu::BootSpec::new("manual", a.firmware, mode);
     spec.sign |= a.sign;
+    spec.tpm = a.tpm;
     if let Some(t) = a.timeout {
         spec.timeout = Duration::from_secs(t);
     }

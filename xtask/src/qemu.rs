@@ -161,6 +161,8 @@ pub struct BootSpec {
     pub qemu_args: Vec<String>,
     /// Stop QEMU shortly after one of these strings shows up in the serial log.
     pub stop_on: Vec<String>,
+    /// Attach a software TPM 2.0 (a fresh swtpm per run, see `swtpm.rs`).
+    pub tpm: bool,
 }
 
 /// Default per-boot timeout (override with `ZBOOT_BOOT_TIMEOUT=<seconds>`).
@@ -185,6 +187,7 @@ impl BootSpec {
             timeout: default_timeout(),
             qemu_args: Vec::new(),
             stop_on: vec!["Kernel panic - not syncing".into()],
+            tpm: false,
         }
     }
 
@@ -471,6 +474,14 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
         .stderr(fs::File::create(&stderr_path)?);
 
     let _lock = lock_qemu()?;
+    let _tpm = match spec.tpm {
+        true => {
+            let t = crate::swtpm::Swtpm::start(tmp.path())?;
+            cmd.args(t.qemu_args());
+            Some(t)
+        }
+        false => None,
+    };
     let start = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
     let mut timed_out = false;
@@ -510,6 +521,7 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
         let _ = child.wait();
     }
     let duration = start.elapsed();
+    drop(_tpm);
     drop(_lock);
 
     let log_bytes = fs::read(&serial).unwrap_or_default();

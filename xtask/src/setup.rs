@@ -62,6 +62,7 @@ pub const PACKAGES: &[Package] = &[
     pkg("gcc", "C code of host crates"),
     pkg("libc6-dev", "C code of host crates"),
     test_pkg("sbsigntool", "Secure Boot signing and sbverify"),
+    test_pkg("swtpm", "the software TPM of the measured-boot rows"),
     test_pkg("openssl", "throwaway signing keys"),
     test_pkg("python3-pefile", "the independent PE checks"),
     test_pkg("g++", "cargo-fuzz's libFuzzer"),

@@ -12,6 +12,8 @@
 //! - [`bootparam`]: Linux x86 `struct boot_params` and friends, offsets checked by tests.
 //! - [`relocs`]: the x86 `vmlinux.relocs` table: parsing, validation and application.
 //! - [`image`]: where an image's parts go (1:1 file/memory layout, headers page, setup header).
+//! - [`measure`]: the TPM events (PCR 9) the stub measures, as Linux's EFI stub does.
+//! - [`tcg_log`]: the TPM 2.0 event log layout (handed to Linux, replayed by the tests).
 //! - [`descriptor`]: the record in the stub's data through which it finds its payload and
 //!   relocates itself (no PE headers, no PE base relocations needed at boot).
 #![no_std]
@@ -25,8 +27,10 @@ pub mod descriptor;
 pub mod filters;
 pub mod header;
 pub mod image;
+pub mod measure;
 pub mod pe;
 pub mod relocs;
+pub mod tcg_log;
 pub mod zimg;
 
 pub use codec::Codec;

@@ -3,6 +3,7 @@
 pub mod extract;
 pub mod inspect;
 pub mod pack;
+pub mod pcr;
 pub mod verify;
 
 /// How a command ended when it did not fail.

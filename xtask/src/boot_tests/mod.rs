@@ -217,6 +217,7 @@ mod foundation;
 pub(crate) mod hardening;
 mod legacy;
 mod loaders;
+mod measured;
 mod reliability;
 mod stub;
 
@@ -228,6 +229,7 @@ pub fn all() -> impl Iterator<Item = &'static BootTest> {
         hardening::TESTS,
         reliability::TESTS,
         loaders::TESTS,
+        measured::TESTS,
         legacy::TESTS,
         distro::TESTS,
     ]
