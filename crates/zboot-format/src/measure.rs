@@ -63,7 +63,7 @@ pub const LOAD_OPTIONS_DESCRIPTION: &[u8] = b"LOADED_IMAGE::LoadOptions\0";
 
 /// Longest description (the embedded command line and its NUL).
 pub const MAX_DESCRIPTION: usize = cmdline::MAX_LEN + 1;
-/// Longest request [`write_request`] builds.
+/// Longest request [`Event::write_request`] builds.
 pub const MAX_REQUEST: usize = REQUEST_PREFIX + TAGGED_PREFIX + MAX_DESCRIPTION;
 
 /// Which event.
