@@ -12,7 +12,7 @@
 //! 4. whole boot time in QEMU (TCG, strict-NX OVMF 2025, systemd-boot, the test initramfs) of the
 //!    default image / Debian's bzImage, alternating boots, median ratio; and per codec (plus the
 //!    Rust-decoder stubs) the stub's in-firmware unpack time from its `efi=debug` lines;
-//! 5. embedded stub size per codec / 96 KiB; packer peak RSS / input size; the stub's peak
+//! 5. embedded stub size per codec / 128 KiB; packer peak RSS / input size; the stub's peak
 //!    boot-time allocations beyond the kernel region and initrd (`efi=debug` "memory:" line).
 //!
 //! Runs optimized: a debug build of xtask re-runs itself with `cargo run --profile bench`
@@ -31,8 +31,10 @@ use zboot_format::Codec;
 
 /// The codec the packer uses without `--codec`.
 pub const DEFAULT_CODEC: &str = "zstd";
-/// Issue 7's stub size goal.
-pub const STUB_GOAL: u64 = 96 << 10;
+/// The per-codec stub size guideline: issue 7's 96 KiB, re-decided on figures in issue 18
+/// (docs/performance.md: the bytes that would buy decode speed buy ~2 %, the image-size goals
+/// are what users see).
+pub const STUB_GOAL: u64 = 128 << 10;
 /// Whole boot / Debian 6.1's xz bzImage (issue 18).
 const GOAL_BOOT_XZ: f64 = 0.60;
 /// Whole boot / Debian 12's 6.12 zstd bzImage (issue 18).
@@ -719,7 +721,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let len = std::fs::metadata(&path)?.len() as f64;
         rows.push(Row {
             section: "5 stub size",
-            name: format!("{name} stub / 96 KiB"),
+            name: format!("{name} stub / {} KiB", STUB_GOAL >> 10),
             value: len,
             reference: STUB_GOAL as f64,
             unit: "B",
