@@ -119,14 +119,14 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
         ));
     }
 
-    let cmdline = match &o.cmdline {
+    let mut cmdline = match &o.cmdline {
         Some(c) => match zboot_format::cmdline::check_embedded(c.as_bytes()) {
             Ok(c) => Some(c.as_bytes().to_vec()),
             Err(e) => bail!("--cmdline: {e}"),
         },
         None => None,
     };
-    let initrd = match &o.initrd {
+    let mut initrd = match &o.initrd {
         Some(p) => {
             let d = input::read_file(p)?;
             if d.is_empty() {
@@ -136,7 +136,7 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
         }
         None => None,
     };
-    let sbat_data = match &o.sbat {
+    let mut sbat_data = match &o.sbat {
         Some(p) => {
             let d = input::read_file(p)?;
             with_path(p, sbat::validate(&d).context("invalid SBAT"))?;
@@ -173,9 +173,9 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
     for part in Part::APPENDED {
         let data = match part {
             Part::Payload => Some(vec![0u8; HEADER_SIZE + compressed.len()]),
-            Part::Cmdline => cmdline.clone(),
-            Part::Initrd => initrd.clone(),
-            Part::Sbat => sbat_data.clone(),
+            Part::Cmdline => cmdline.take(),
+            Part::Initrd => initrd.take(),
+            Part::Sbat => sbat_data.take(),
         };
         if let Some(data) = data {
             part.check_len(data.len() as u64)
