@@ -9,15 +9,16 @@ use crate::arch::x86_64::bare_map::{self, RangeSet};
 use crate::arch::x86_64::own_map::{self, KernelNeeds};
 use crate::arch::x86_64::{boot_params as bp, handoff, kaslr, legacy, paging};
 use crate::error::Error;
-use crate::pipeline::{command_line, loader_cmdline};
+use crate::loader::{command_line, loader_cmdline};
 use crate::trampoline::Trampoline;
-use crate::{cmdline, console, payload, rng, serial};
+use crate::{cmdline, console, payload, report, rng, serial};
 use core::cell::UnsafeCell;
 use core::convert::Infallible;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering::Relaxed};
 use zboot_format::bootparam::{BootParams, QUIET_FLAG, SETUP_RNG_SEED, SetupData};
 use zboot_format::image::{BARE_SCRATCH_SIZE, HEADERS_SIZE};
 use zboot_stub::loader_params as lp;
+use zboot_stub::unpack::unpack;
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
@@ -102,33 +103,16 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
     progress!("cmdline: {}", line);
 
     // 3. KASLR and the kernel's memory.
-    let mut random = [0u8; 64];
-    let source = rng::fill(&mut random);
-    let word = |i: usize| u64::from_le_bytes(random[i * 8..i * 8 + 8].try_into().unwrap());
-    let (phys_policy, virt_random) = kaslr::policy(
-        opts.nokaslr,
-        opts.no_phys_kaslr,
-        h.flags.has(zboot_format::Flags::RELOCS),
-    );
-    let (kernel, phys_random) = place_kernel(&h, phys_policy, word(0))?;
-    let delta = kaslr::virt_delta(
-        virt_random.then(|| word(1)),
-        h.preferred_address,
-        h.mem_size,
-        h.alignment,
-    );
-    progress!(
-        "kernel region {:#x}+{:#x} (physical {}), virtual delta {:#x}",
-        kernel,
-        h.mem_size,
-        if phys_random { "random" } else { "preferred" },
-        delta
-    );
+    let random = rng::Random::take();
+    let plan = kaslr::Plan::new(&opts, &h, random.kaslr_seeds());
+    let (kernel, phys_random) = place_kernel(&h, &plan)?;
+    report::placed(&h, kernel, phys_random, &plan, random.source);
 
-    // 4. Unpack.
+    // 4. Check, decompress in place, undo the filters, relocate, clear the rest.
     // SAFETY: `place_kernel` took these `mem_size` bytes out of the free RAM: ours alone.
     let region = unsafe { core::slice::from_raw_parts_mut(kernel as *mut u8, h.mem_size as usize) };
-    crate::unpack::unpack(&h, payload.compressed, region, delta)?;
+    let t = unpack(&h, payload.compressed, region, plan.delta, &console::Tsc)?;
+    report::unpacked(&h, &t);
 
     // 5. Initrd: the loader's, else the embedded one (in our image, which the kernel leaves
     //    alone until it has reserved the initrd).
@@ -142,17 +126,8 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
 
     // 6. boot_params: the loader's, with the kernel's placement, our line, initrd and seed.
     let mut params = loader;
-    bp::set_header(
-        &mut params,
-        &bp::KernelPlacement {
-            base: kernel,
-            mem_size: h.mem_size,
-            alignment: h.alignment,
-            preferred_address: h.preferred_address,
-            xloadflags: h.xloadflags,
-            randomized: phys_random || virt_random,
-        },
-    );
+    let placement = bp::KernelPlacement::new(&h, kernel, phys_random || plan.virt_random);
+    bp::set_header(&mut params, &placement);
     let lh = loader.hdr;
     params.hdr.type_of_loader = lh.type_of_loader;
     params.hdr.ext_loader_ver = lh.ext_loader_ver;
@@ -171,8 +146,8 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
     if let Some((at, size)) = initrd {
         progress!("initrd {:#x}+{:#x}", at, size);
     }
-    if source != rng::Source::Tsc {
-        rng_seed_node(&mut params, &random[32..64])?;
+    if let Some(seed) = random.kernel_seed() {
+        rng_seed_node(&mut params, seed)?;
     }
     let params_at = take_low(size_of::<BootParams>() as u64, "boot_params")?;
     // SAFETY: 4 KiB just taken from the free RAM; BootParams is plain data (alignment 1).
@@ -246,8 +221,7 @@ fn avoid_cpu_tables(ram: &RangeSet, free: &mut RangeSet) -> Result<(), Error> {
 /// lowest free aligned slot above it, else the highest aligned free range.
 fn place_kernel(
     h: &zboot_format::header::PayloadHeader,
-    policy: kaslr::PhysPolicy,
-    seed: u64,
+    plan: &kaslr::Plan,
 ) -> Result<(u64, bool), Error> {
     with_free(|free| {
         let rules = kaslr::SlotRules {
@@ -256,8 +230,8 @@ fn place_kernel(
             min: h.preferred_address,
             max: kaslr::PHYS_MAX,
         };
-        if policy == kaslr::PhysPolicy::Random
-            && let Some(at) = kaslr::random_phys(free.ranges(), &rules, seed)
+        if plan.phys == kaslr::PhysPolicy::Random
+            && let Some(at) = kaslr::random_phys(free.ranges(), &rules, plan.phys_seed)
             && free.take_at(at, h.mem_size)
         {
             return Some((at, true));

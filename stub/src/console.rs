@@ -106,3 +106,15 @@ macro_rules! error {
         $crate::console::line(format_args!("error: {}", format_args!($($t)*)))
     };
 }
+
+/// The TSC as the unpack stages' clock.
+pub struct Tsc;
+
+impl zboot_stub::unpack::Clock for Tsc {
+    fn now(&self) -> u64 {
+        now()
+    }
+    fn ms_since(&self, start: u64) -> u64 {
+        elapsed_ms(start)
+    }
+}

@@ -59,6 +59,18 @@ impl core::fmt::Display for Error {
     }
 }
 
+impl From<zboot_stub::unpack::UnpackError> for Error {
+    fn from(e: zboot_stub::unpack::UnpackError) -> Error {
+        use zboot_stub::unpack::UnpackError as U;
+        match e {
+            U::Region => Error::NoMemory("the kernel (region smaller than its header says)"),
+            U::StreamChecksum => Error::StreamChecksum,
+            U::Decode(e) => Error::Decode(e),
+            U::Relocs(e) => Error::Relocs(e),
+        }
+    }
+}
+
 /// `result.efi("what")?`: name the EFI call that failed.
 pub trait Context<T> {
     fn efi(self, what: &'static str) -> Result<T, Error>;

@@ -105,3 +105,11 @@ pub fn own() -> Result<(&'static [u8], StubDescriptor), DescriptorError> {
     let image = unsafe { core::slice::from_raw_parts(base() as *const u8, d.image_size as usize) };
     Ok((image, d))
 }
+
+/// The payload our image carries, found and validated through our descriptor.
+pub fn payload() -> Result<zboot_stub::payload::Payload<'static>, crate::error::Error> {
+    use crate::error::Error;
+    use zboot_stub::payload::{self, PayloadError};
+    let (image, descriptor) = own().map_err(|e| Error::Payload(PayloadError::Descriptor(e)))?;
+    payload::locate_with(image, &descriptor).map_err(Error::Payload)
+}

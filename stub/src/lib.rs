@@ -12,3 +12,4 @@ pub mod loader_params;
 pub mod memstats;
 pub mod payload;
 pub mod tpm;
+pub mod unpack;

@@ -26,8 +26,38 @@ impl Source {
     }
 }
 
+/// The random bytes of one boot: two KASLR words and the kernel's 32-byte seed.
+pub struct Random {
+    bytes: [u8; 64],
+    pub source: Source,
+}
+
+impl Random {
+    /// 64 bytes from the best available source.
+    pub fn take() -> Random {
+        let mut bytes = [0u8; 64];
+        let source = fill(&mut bytes);
+        Random { bytes, source }
+    }
+
+    /// The KASLR words (physical slot, virtual displacement).
+    pub fn kaslr_seeds(&self) -> [u64; 2] {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&self.bytes[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        [word(0), word(1)]
+    }
+
+    /// The bytes for the kernel's `SETUP_RNG_SEED`: none from the weak TSC fallback.
+    pub fn kernel_seed(&self) -> Option<&[u8]> {
+        (self.source != Source::Tsc).then_some(&self.bytes[32..])
+    }
+}
+
 /// Fill `out` from the best available source.
-pub fn fill(out: &mut [u8]) -> Source {
+fn fill(out: &mut [u8]) -> Source {
     if !crate::bare::active() && efi_rng(out) {
         return Source::EfiRng;
     }

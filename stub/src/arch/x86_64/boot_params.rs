@@ -37,6 +37,20 @@ pub struct KernelPlacement {
     pub randomized: bool,
 }
 
+impl KernelPlacement {
+    /// The kernel of `h` at `base`; `randomized` when either KASLR half moved it.
+    pub fn new(h: &zboot_format::header::PayloadHeader, base: u64, randomized: bool) -> Self {
+        KernelPlacement {
+            base,
+            mem_size: h.mem_size,
+            alignment: h.alignment,
+            preferred_address: h.preferred_address,
+            xloadflags: h.xloadflags,
+            randomized,
+        }
+    }
+}
+
 /// The setup header fields a boot loader fills (Documentation/arch/x86/boot.rst), as the
 /// mainline EFI stub does.
 pub fn set_header(bp: &mut BootParams, k: &KernelPlacement) {

@@ -5,8 +5,8 @@
 //! conventional memory) between `min` (LOAD_PHYSICAL_ADDR) and `max` is counted, and the seed
 //! picks one uniformly. Virtual: like arch/x86/boot/compressed/kaslr.c `find_random_virt_addr`,
 //! a virtual address in `[LOAD_PHYSICAL_ADDR, KERNEL_IMAGE_SIZE - mem_size]` (multiple of the
-//! alignment) is chosen; the relocation delta is `virt - LOAD_PHYSICAL_ADDR`. The EFI side
-//! (`main.rs`) only gathers the inputs and allocates the chosen slot with AllocateAddress.
+//! alignment) is chosen; the relocation delta is `virt - LOAD_PHYSICAL_ADDR`. The pipelines
+//! only gather the inputs ([`Plan`]) and take the chosen slot (AllocateAddress, or the e820 map).
 
 /// `KERNEL_IMAGE_SIZE` with KASLR (arch/x86/include/asm/page_64_types.h): the kernel text
 /// mapping window is 1 GiB.
@@ -149,6 +149,45 @@ pub fn policy(nokaslr: bool, no_phys: bool, has_relocs: bool) -> (PhysPolicy, bo
         PhysPolicy::Random
     };
     (phys, has_relocs)
+}
+
+/// Both KASLR decisions for one boot, made once from the command line, the payload and two
+/// random words; both pipelines place and relocate the kernel by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// How the physical slot is chosen.
+    pub phys: PhysPolicy,
+    /// The seed that picks the physical slot (with [`PhysPolicy::Random`]).
+    pub phys_seed: u64,
+    /// Whether the virtual address is randomized.
+    pub virt_random: bool,
+    /// The relocation displacement (0 unless `virt_random`).
+    pub delta: u64,
+}
+
+impl Plan {
+    /// The plan for `h` under the command line's `opts`, from the random words `seeds`
+    /// (physical, virtual).
+    pub fn new(
+        opts: &crate::cmdline::Options,
+        h: &zboot_format::header::PayloadHeader,
+        seeds: [u64; 2],
+    ) -> Plan {
+        let has_relocs = h.flags.has(zboot_format::Flags::RELOCS);
+        let (phys, virt_random) = policy(opts.nokaslr, opts.no_phys_kaslr, has_relocs);
+        let delta = virt_delta(
+            virt_random.then_some(seeds[1]),
+            h.preferred_address,
+            h.mem_size,
+            h.alignment,
+        );
+        Plan {
+            phys,
+            phys_seed: seeds[0],
+            virt_random,
+            delta,
+        }
+    }
 }
 
 #[cfg(test)]
