@@ -53,7 +53,7 @@ struct PackArgs {
     output: Option<PathBuf>,
     /// Compression of the kernel payload (default zstd: the fastest boot and within 10% of the
     /// bzImage's size, see docs/performance.md; xz for the smallest image).
-    #[arg(long, value_enum, default_value_t = CodecArg::Zstd)]
+    #[arg(long, value_enum, default_value_t = CodecArg(Codec::Zstd))]
     codec: CodecArg,
     /// Compression level (zstd 1-22, default 19; xz 0-9, default 9 extreme; gzip 1-9, default 9;
     /// lz4 HC 3-12, default 12; ignored for none).
@@ -191,24 +191,34 @@ enum Command {
     },
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
-enum CodecArg {
-    Zstd,
-    Xz,
-    Gzip,
-    Lz4,
-    None,
+/// `--codec`: clap's view of [`Codec`], whose names and list zboot-format owns.
+#[derive(Clone, Copy, Debug)]
+struct CodecArg(Codec);
+
+/// Every codec, for clap (in `Codec::ALL`'s order).
+const CODEC_ARGS: [CodecArg; Codec::ALL.len()] = {
+    let mut out = [CodecArg(Codec::None); Codec::ALL.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = CodecArg(Codec::ALL[i]);
+        i += 1;
+    }
+    out
+};
+
+impl ValueEnum for CodecArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &CODEC_ARGS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()))
+    }
 }
 
 impl From<CodecArg> for Codec {
     fn from(c: CodecArg) -> Codec {
-        match c {
-            CodecArg::Zstd => Codec::Zstd,
-            CodecArg::Xz => Codec::Xz,
-            CodecArg::Gzip => Codec::Gzip,
-            CodecArg::Lz4 => Codec::Lz4,
-            CodecArg::None => Codec::None,
-        }
+        c.0
     }
 }
 

@@ -1,14 +1,12 @@
-//! The bad-input matrix, through the real binary: every case fails with exit status 2 (not a
-//! panic: 101), exactly one short `zboot-pack: error: ` line on stderr naming the file and the
-//! problem, no output file created, an existing output file left byte-identical, and no
-//! temporary file left behind. Complements `cli.rs::bad_inputs_fail_cleanly` (ELF class,
-//! endianness, machine, no PT_LOAD, overlap, absurd p_memsz, misalignment, relocation tables)
-//! with the cases below.
+//! The bad-input matrix, through the real binary, in one table: every case fails with exit
+//! status 2 (not a panic: 101), exactly one short `zboot-pack: error: ` line on stderr naming
+//! the file and the problem, no output file created, an existing output file left
+//! byte-identical, and no temporary file left behind. (Usage errors are clap's: `cli.rs`.)
 
 use std::path::Path;
 use std::process::Command;
 
-use zboot_pack::testkit::{self, EHDR, P_MEMSZ, PHDR, poke};
+use zboot_pack::testkit::{self, EHDR, P_FILESZ, P_MEMSZ, P_PADDR, P_TYPE, PHDR, poke};
 
 mod common;
 use common::{BIN, write};
@@ -24,10 +22,22 @@ struct Failure {
 
 /// Run `zboot-pack INPUT -o OUTPUT` and check the common contract; returns stderr.
 fn run_fails(dir: &Path, input: &Path, output: &Path, name: &str) -> Failure {
+    run_fails_with(dir, input, output, &[], name)
+}
+
+/// As [`run_fails`], with `extra` options after the output.
+fn run_fails_with(
+    dir: &Path,
+    input: &Path,
+    output: &Path,
+    extra: &[&dyn AsRef<std::ffi::OsStr>],
+    name: &str,
+) -> Failure {
     let out = Command::new(BIN)
         .arg(input)
         .arg("-o")
         .arg(output)
+        .args(extra.iter().map(|a| a.as_ref()))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -147,11 +157,22 @@ fn bad_input_files() {
     elf32[16] = 2;
     elf32[18] = 3;
 
+    // The synthetic kernel with one field changed.
+    let with = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut d = good.clone();
+        f(&mut d);
+        d
+    };
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", Vec::new(), "not an ELF or bzImage"),
         (
             "random",
             testkit::bytes(1234, 64 * 1024),
+            "not an ELF or bzImage",
+        ),
+        (
+            "text",
+            b"hello world, not a kernel at all".to_vec(),
             "not an ELF or bzImage",
         ),
         ("elf-header-only", good[..40].to_vec(), "truncated"),
@@ -161,13 +182,58 @@ fn bad_input_files() {
             "beyond the end of the file",
         ),
         ("elf32", elf32, "32-bit"),
+        ("elf-class-32", with(&|d| d[4] = 1), "32-bit"),
+        ("big-endian", with(&|d| d[5] = 2), "big-endian"),
+        ("arm", with(&|d| poke::<2>(d, 18, 183)), "not x86_64"),
+        (
+            "no-load",
+            with(&|d| {
+                poke::<4>(d, EHDR + P_TYPE, 0);
+                poke::<4>(d, EHDR + PHDR + P_TYPE, 0);
+            }),
+            "no PT_LOAD",
+        ),
+        (
+            "overlap",
+            with(&|d| poke::<8>(d, EHDR + PHDR + P_PADDR, testkit::PADDR + 0x1000)),
+            "overlapping",
+        ),
+        (
+            "filesz-beyond",
+            with(&|d| poke::<8>(d, EHDR + P_FILESZ, 0x10_0000)),
+            "beyond the end of the file",
+        ),
         (
             "phoff",
             phoff,
             "program header table beyond the end of the file",
         ),
+        (
+            "memsz-absurd",
+            with(&|d| poke::<8>(d, EHDR + PHDR + P_MEMSZ, 3 << 30)),
+            "absurd",
+        ),
         ("memsz-max", memsz, "absurd memory size"),
+        (
+            "misaligned",
+            with(&|d| {
+                poke::<8>(d, EHDR + P_PADDR, testkit::PADDR + 0x1000);
+                poke::<8>(d, EHDR + PHDR + P_PADDR, testkit::PADDR + 0x20_1000);
+                poke::<8>(d, 24, testkit::PADDR + 0x1010);
+            }),
+            "not 2 MiB aligned",
+        ),
         ("user-program", user, "below the kernel map"),
+        (
+            "appended-relocs-bad",
+            with(&|d| d.extend_from_slice(&[0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])),
+            "malformed relocation table",
+        ),
+        (
+            "appended-relocs-outside",
+            with(&|d| d.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0x90])),
+            "malformed relocation table",
+        ),
         (
             "bzimage-truncated",
             bz[..bz.len() / 2].to_vec(),
@@ -177,6 +243,16 @@ fn bad_input_files() {
             "bzimage-setup-only",
             bz[..0x220].to_vec(),
             "truncated bzImage setup header",
+        ),
+        (
+            "bzimage-no-payload",
+            {
+                let mut d = vec![0; 0x400];
+                d[0x202..0x206].copy_from_slice(b"HdrS");
+                d[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+                d
+            },
+            "bzImage payload",
         ),
     ];
     for (name, data, want) in &cases {
@@ -192,6 +268,23 @@ fn bad_input_files() {
     std::fs::create_dir(&sub).unwrap();
     rejected(d, "directory", &sub, "is a directory");
     rejected(d, "missing", &d.join("no-such-file"), "cannot read");
+}
+
+/// `--relocs` naming a malformed table: the error names that file.
+#[test]
+fn bad_relocation_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let elf = write(d, "vmlinux", &testkit::vmlinux(false));
+    let rel = write(d, "bad.relocs", &[1, 2, 3]);
+    let out = d.join("out.efi");
+    let f = run_fails_with(d, &elf, &out, &[&"--relocs", &rel], "relocs-file");
+    assert!(
+        f.stderr.contains("bad.relocs") && f.stderr.contains("malformed relocation table"),
+        "{:?}",
+        f.stderr
+    );
+    assert!(!out.exists(), "output created");
 }
 
 #[test]

@@ -17,8 +17,8 @@ pub enum Codec {
 }
 
 impl Codec {
-    /// Every codec, in id order.
-    pub const ALL: [Codec; 5] = [Codec::None, Codec::Gzip, Codec::Zstd, Codec::Xz, Codec::Lz4];
+    /// Every codec, in the order the tools list them (`--codec`'s help): the default first.
+    pub const ALL: [Codec; 5] = [Codec::Zstd, Codec::Xz, Codec::Gzip, Codec::Lz4, Codec::None];
 
     /// Decode an on-disk id.
     pub const fn from_id(id: u8) -> Option<Codec> {
