@@ -1,5 +1,7 @@
 //! Small synthetic kernels for tests (unit and integration). Not part of the tool's behaviour.
 
+use zboot_format::testdata::XorShift64;
+
 /// ELF header size and program header entry size.
 pub const EHDR: usize = 64;
 pub const PHDR: usize = 56;
@@ -15,12 +17,10 @@ pub const VADDR: u64 = 0xffff_ffff_8100_0000;
 
 /// Deterministic pseudo-random bytes that look a little like code (compressible, not trivially).
 pub fn bytes(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let mut g = XorShift64::new(u64::from(seed) + 1);
     (0..len)
         .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
+            let x = g.next_u32();
             if i % 7 < 3 { 0 } else { (x % 61) as u8 }
         })
         .collect()

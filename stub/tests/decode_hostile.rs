@@ -9,23 +9,16 @@
 use std::io::Write;
 
 use zboot_format::Codec;
+use zboot_format::testdata::XorShift64;
 use zboot_stub::decode::{DecodeError, decode};
 
 const GUARD: usize = 4096;
 const FILL: u8 = 0xa5;
 const CODECS: [Codec; 5] = [Codec::None, Codec::Gzip, Codec::Zstd, Codec::Xz, Codec::Lz4];
 
-/// xorshift64 bytes.
+/// Pseudo-random bytes.
 fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
+    XorShift64::new(seed).bytes().take(len).collect()
 }
 
 /// Kernel-ish data: runs of zeros, repeated text, noise.

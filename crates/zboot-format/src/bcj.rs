@@ -158,10 +158,10 @@ mod tests {
     /// Code-like bytes: many E8/E9 with near displacements, and noise.
     fn sample(len: usize, seed: u32) -> [u8; 4096] {
         let mut v = [0u8; 4096];
-        let mut x = seed;
+        let mut g = crate::testdata::XorShift64::new(u64::from(seed));
         let mut i = 0;
         while i < len.min(v.len()) {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let x = g.next_u32();
             let r = (x >> 16) as u8;
             if r.is_multiple_of(7) && i + 5 <= len {
                 v[i] = 0xe8 + (r & 1);

@@ -14,6 +14,8 @@
 //! - [`image`]: where an image's parts go (1:1 file/memory layout, headers page, setup header).
 //! - [`measure`]: the TPM events (PCR 9) the stub measures, as Linux's EFI stub does.
 //! - [`tcg_log`]: the TPM 2.0 event log layout (handed to Linux, replayed by the tests).
+//! - `testdata` (feature `testdata`, tests only): the one pseudo-random generator of the
+//!   workspace's tests.
 //! - [`descriptor`]: the record in the stub's data through which it finds its payload and
 //!   relocates itself (no PE headers, no PE base relocations needed at boot).
 #![no_std]
@@ -31,6 +33,8 @@ pub mod measure;
 pub mod pe;
 pub mod relocs;
 pub mod tcg_log;
+#[cfg(any(test, feature = "testdata"))]
+pub mod testdata;
 pub mod zimg;
 
 pub use codec::Codec;

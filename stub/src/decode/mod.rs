@@ -82,9 +82,9 @@ pub(crate) mod tests {
     /// Kernel-like test data: some code-ish bytes (E8/E9 calls), text and zero runs.
     pub(crate) fn sample(len: usize) -> Vec<u8> {
         let mut v = Vec::with_capacity(len);
-        let mut x: u32 = 12345;
+        let mut g = zboot_format::testdata::XorShift64::new(12345);
         while v.len() < len {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let x = g.next_u32();
             match (x >> 16) % 5 {
                 0 => v.extend_from_slice(&[0xe8, (x >> 8) as u8, x as u8, 0, 0]),
                 1 => v.extend_from_slice(b"linux kernel text "),

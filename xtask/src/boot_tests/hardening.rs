@@ -19,10 +19,8 @@
 //!   loader's options appended without it.
 
 use super::*;
-use crate::probe::{self, ProbeArtifacts};
 use crate::report::ProbeReport;
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
 use zboot_format::header::{HEADER_SIZE, PayloadHeader};
 
 const MIB2: u64 = 2 << 20;
@@ -34,16 +32,9 @@ const TEXT_UNRANDOMIZED: u64 = 0xffff_ffff_8100_0000;
 pub(crate) const VMALLOC_4LEVEL_KB: u64 = 34_359_738_367;
 pub(crate) const VMALLOC_5LEVEL_KB: u64 = 13_743_895_347_199;
 
-fn probe_artifacts() -> Result<ProbeArtifacts> {
-    static P: OnceLock<std::result::Result<ProbeArtifacts, String>> = OnceLock::new();
-    P.get_or_init(|| probe::build(&crate::workspace_root()).map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(|e| anyhow!("building the probe kernel: {e}"))
-}
-
 /// The probe packed with its relocation table, an embedded command line and `extra` arguments.
 fn pack_probe(ctx: &Ctx, name: &str, cmdline: &str, extra: &[&str]) -> Result<PathBuf> {
-    let p = probe_artifacts()?;
+    let p = ctx.probe()?;
     let relocs = p.relocs.display().to_string();
     let mut args = vec!["--relocs", relocs.as_str(), "--cmdline", cmdline];
     args.extend_from_slice(extra);

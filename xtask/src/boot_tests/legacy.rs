@@ -452,6 +452,7 @@ fn kexec_row(
         // with the appended line and the initrd.
         let initrd = std::fs::read(&fx.initramfs)?;
         super::stub::check_probe(
+            ctx,
             &out,
             &super::stub::ProbeExpect {
                 cmdline_exact: None,

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use crate::demo;
 use crate::fixtures::{Fixtures, Missing, missing};
+use crate::probe::{self, ProbeArtifacts};
 use crate::qemu::{self, BootMode, BootOutcome, BootSpec, Firmware};
 use crate::report::InitReport;
 
@@ -33,6 +34,7 @@ pub fn baseline_options() -> String {
 pub struct Ctx {
     fixtures: OnceCell<std::result::Result<Fixtures, (bool, String)>>,
     packer: OnceCell<std::result::Result<PathBuf, String>>,
+    probe: OnceCell<std::result::Result<ProbeArtifacts, String>>,
     baselines: RefCell<BTreeMap<Firmware, BootOutcome>>,
     packed: RefCell<BTreeMap<(PathBuf, Vec<String>), PathBuf>>,
 }
@@ -42,6 +44,7 @@ impl Ctx {
         Ctx {
             fixtures: OnceCell::new(),
             packer: OnceCell::new(),
+            probe: OnceCell::new(),
             baselines: RefCell::new(BTreeMap::new()),
             packed: RefCell::new(BTreeMap::new()),
         }
@@ -65,6 +68,14 @@ impl Ctx {
             .get_or_init(|| demo::build_packer().map_err(|e| format!("{e:#}")))
             .clone()
             .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// The probe kernel and its relocation table (built once per run).
+    pub fn probe(&self) -> Result<ProbeArtifacts> {
+        self.probe
+            .get_or_init(|| probe::build(&crate::workspace_root()).map_err(|e| format!("{e:#}")))
+            .clone()
+            .map_err(|e| anyhow!("building the probe kernel: {e}"))
     }
 
     /// Packs `input` with `args` into `<target>/boot-tests/<name>.efi`. Packing the same input

@@ -17,8 +17,8 @@
 //!   without one, which is what every other boot test runs with (the stub does not need it).
 
 use super::*;
-use std::sync::OnceLock;
 use zboot_format::header::{HEADER_SIZE, PayloadHeader};
+use zboot_format::testdata::XorShift64;
 
 /// The stub's error line prefix (stub/src/console.rs: `zboot: ` + `error: `).
 const STUB_ERROR: &str = "zboot: error: ";
@@ -41,22 +41,13 @@ struct Subject {
 }
 
 fn subject(ctx: &Ctx) -> Result<Subject> {
-    static P: OnceLock<std::result::Result<crate::probe::ProbeArtifacts, String>> = OnceLock::new();
-    let probe = P
-        .get_or_init(|| crate::probe::build(&crate::workspace_root()).map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(|e| anyhow!("building the probe kernel: {e}"))?;
+    let probe = ctx.probe()?;
     let initrd = qemu::target_dir().join("boot-tests/reliability-initrd.img");
     std::fs::create_dir_all(initrd.parent().unwrap())?;
     // 64 KiB of not-very-compressible bytes: flipping one of them must be noticed.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let bytes: Vec<u8> = (0..65_537)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
+    let bytes: Vec<u8> = XorShift64::new(0x9e37_79b9_7f4a_7c15)
+        .bytes()
+        .take(65_537)
         .collect();
     std::fs::write(&initrd, bytes)?;
     let image = ctx.pack(

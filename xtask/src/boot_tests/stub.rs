@@ -18,35 +18,19 @@
 //!   through a systemd-boot entry without an `initrd` line (2025.02 strict NX has no shell).
 
 use super::*;
-use crate::probe::{self, ProbeArtifacts};
 use crate::report::ProbeReport;
 use std::path::Path;
 use std::sync::OnceLock;
+use zboot_format::testdata::XorShift64;
 
 const MIB2: u64 = 2 << 20;
 
 // ---------------------------------------------------------------------------------------------
 // Shared inputs (built once per run)
 
-/// The probe kernel, built once per run.
-fn probe_artifacts() -> Result<ProbeArtifacts> {
-    static P: OnceLock<std::result::Result<ProbeArtifacts, String>> = OnceLock::new();
-    P.get_or_init(|| probe::build(&crate::workspace_root()).map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(|e| anyhow!("building the probe kernel: {e}"))
-}
-
-/// Deterministic pseudo-random test data (xorshift64), `len` bytes.
+/// Deterministic pseudo-random test data, `len` bytes.
 fn test_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    XorShift64::new(seed).bytes().take(len).collect()
 }
 
 /// A small initrd file for the probe: `<target>/boot-tests/<name>` holding [`test_bytes`].
@@ -81,7 +65,7 @@ fn probe_embedded_cmdline() -> String {
 
 /// The probe packed with its relocation table (and `extra` packer arguments).
 pub(super) fn pack_probe(ctx: &Ctx, name: &str, extra: &[&str]) -> Result<PathBuf> {
-    let p = probe_artifacts()?;
+    let p = ctx.probe()?;
     let relocs = p.relocs.display().to_string();
     let mut args = vec!["--relocs", relocs.as_str()];
     args.extend_from_slice(extra);
@@ -169,13 +153,13 @@ fn probe_get<'a>(p: &'a ProbeReport, key: &str) -> Result<&'a str> {
 /// Runs `spec` and checks the probe outcome against `want`.
 fn boot_probe(ctx: &Ctx, spec: &BootSpec, want: &ProbeExpect) -> Result<ProbeReport> {
     let out = ctx.boot(&fail_fast(spec))?;
-    check_probe(&out, want)
+    check_probe(ctx, &out, want)
 }
 
 /// Checks the probe's report in `out` against `want` (every entry check passed, the exit code,
 /// where it landed, every relocation applied, its command line and initrd).
-pub(super) fn check_probe(out: &BootOutcome, want: &ProbeExpect) -> Result<ProbeReport> {
-    let arts = probe_artifacts()?;
+pub(super) fn check_probe(ctx: &Ctx, out: &BootOutcome, want: &ProbeExpect) -> Result<ProbeReport> {
+    let arts = ctx.probe()?;
     let ctx_msg = || format!("{} (log {})", out.name, out.log_path.display());
     let Some(p) = out.probe.clone() else {
         bail!(
