@@ -179,7 +179,7 @@ pub fn run(a: &TestArgs) -> Result<()> {
     }
     if !a.no_boot {
         let ctx = Ctx::new();
-        for t in boot_tests::all().filter(|t| selected(t.name)) {
+        for t in boot_tests::all().filter(|t| selected(&t.name)) {
             println!("==> boot {}", t.name);
             let start = Instant::now();
             let v = match (t.run)(&ctx) {
@@ -190,8 +190,8 @@ pub fn run(a: &TestArgs) -> Result<()> {
                 Err(e) => Verdict::Fail(format!("{e:#}")),
             };
             let secs = start.elapsed().as_secs_f64();
-            report(t.name, &v, secs);
-            results.push((t.name.to_string(), v, secs));
+            report(&t.name, &v, secs);
+            results.push((t.name.clone(), v, secs));
         }
         for (name, f) in LATE_TESTS.iter().filter(|(n, _)| selected(n)) {
             println!("==> boot {name}");

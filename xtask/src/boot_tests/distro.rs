@@ -354,17 +354,10 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-pub const TESTS: &[BootTest] = &[
-    BootTest {
-        name: "fresh-rustup-demo",
-        run: fresh_rustup_demo,
-    },
-    BootTest {
-        name: "install-destdir",
-        run: install_destdir,
-    },
-    BootTest {
-        name: "kernel-install-bls-ovmf2025-strictnx",
-        run: kernel_install_bls,
-    },
-];
+pub fn tests() -> Vec<BootTest> {
+    vec![
+        BootTest::new("fresh-rustup-demo", fresh_rustup_demo),
+        BootTest::new("install-destdir", install_destdir),
+        BootTest::new("kernel-install-bls-ovmf2025-strictnx", kernel_install_bls),
+    ]
+}

@@ -136,41 +136,34 @@ pub(super) fn packed_embedded_bare(ctx: &Ctx, fw: Firmware) -> Result<()> {
 }
 
 /// The table. Baselines first: later rows compare against them.
-pub const TESTS: &[BootTest] = &[
-    BootTest {
-        name: "bzimage-sdboot-ovmf2022",
-        run: |ctx| bzimage_baseline(ctx, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "bzimage-sdboot-ovmf2025-strict-nx",
-        run: |ctx| bzimage_baseline(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "bzimage-shell-ovmf2022",
-        run: bzimage_shell,
-    },
-    BootTest {
-        name: "bzimage-sdboot-ovmf2025-strict-nx-secure-boot",
-        run: bzimage_secure_boot,
-    },
-    BootTest {
-        name: "unsigned-rejected-ovmf2025-strict-nx-secure-boot",
-        run: unsigned_rejected_secure_boot,
-    },
-    BootTest {
-        name: "packed-bzimage-sdboot-ovmf2025-strict-nx",
-        run: |ctx| packed_sdboot(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "packed-bzimage-sdboot-ovmf2022",
-        run: |ctx| packed_sdboot(ctx, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "packed-bzimage-sdboot-ovmf2025-strict-nx-secure-boot",
-        run: packed_secure_boot,
-    },
-    BootTest {
-        name: "packed-embedded-cmdline-initrd-bare-ovmf2025-strict-nx",
-        run: |ctx| packed_embedded_bare(ctx, Firmware::Ovmf2025StrictNx),
-    },
-];
+pub fn tests() -> Vec<BootTest> {
+    let mut rows: Vec<BootTest> = on_each(
+        "bzimage-sdboot",
+        &[Firmware::Ovmf2022, Firmware::Ovmf2025StrictNx],
+        bzimage_baseline,
+    )
+    .collect();
+    rows.extend([
+        BootTest::new("bzimage-shell-ovmf2022", bzimage_shell),
+        BootTest::new(
+            "bzimage-sdboot-ovmf2025-strict-nx-secure-boot",
+            bzimage_secure_boot,
+        ),
+        BootTest::new(
+            "unsigned-rejected-ovmf2025-strict-nx-secure-boot",
+            unsigned_rejected_secure_boot,
+        ),
+    ]);
+    rows.extend(on_each("packed-bzimage-sdboot", &BOTH_OVMF, packed_sdboot));
+    rows.extend([
+        BootTest::new(
+            "packed-bzimage-sdboot-ovmf2025-strict-nx-secure-boot",
+            packed_secure_boot,
+        ),
+        BootTest::new(
+            "packed-embedded-cmdline-initrd-bare-ovmf2025-strict-nx",
+            |ctx| packed_embedded_bare(ctx, Firmware::Ovmf2025StrictNx),
+        ),
+    ]);
+    rows
+}

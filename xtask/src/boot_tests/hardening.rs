@@ -19,6 +19,7 @@
 //!   loader's options appended without it.
 
 use super::*;
+use crate::fixtures::DebianKernel;
 use crate::report::ProbeReport;
 use std::collections::BTreeSet;
 use zboot_format::header::{HEADER_SIZE, PayloadHeader};
@@ -94,17 +95,22 @@ fn check_ok(p: &ProbeReport, check: &str) -> Result<()> {
     Ok(())
 }
 
+/// The probe with relocations and the LA57 flag, reporting under `efi=debug`.
+fn la57_probe(ctx: &Ctx) -> Result<PathBuf> {
+    pack_probe(
+        ctx,
+        "hardening-probe-la57",
+        "console=ttyS0 efi=debug",
+        &["--la57"],
+    )
+}
+
 /// KASLR with relocations: three boots, each passing every check (relocations applied
 /// correctly for the delta chosen, KASLR_FLAG set, 2 MiB aligned base at or above 16 MiB,
 /// the RNG seed node handed over); the deltas and bases differ between boots; and CR4.LA57 is
 /// on (the image has the LA57 flag, `-cpu max` has LA57), through a RO+X trampoline.
 fn probe_kaslr(ctx: &Ctx) -> Result<()> {
-    let image = pack_probe(
-        ctx,
-        "hardening-probe-la57",
-        "console=ttyS0 efi=debug",
-        &["--la57"],
-    )?;
+    let image = la57_probe(ctx)?;
     let mut deltas = BTreeSet::new();
     let mut bases = BTreeSet::new();
     for i in 0..3 {
@@ -160,12 +166,7 @@ fn probe_kaslr(ctx: &Ctx) -> Result<()> {
 /// there too (the trampoline page is LOADER_CODE, executable by default); which seed source the
 /// firmware offers is printed.
 fn probe_kaslr_ovmf2022(ctx: &Ctx) -> Result<()> {
-    let image = pack_probe(
-        ctx,
-        "hardening-probe-la57",
-        "console=ttyS0 efi=debug",
-        &["--la57"],
-    )?;
+    let image = la57_probe(ctx)?;
     let (p, out) = boot_probe_on(
         ctx,
         Firmware::Ovmf2022,
@@ -370,7 +371,7 @@ fn probe_wx(ctx: &Ctx, fw: Firmware) -> Result<()> {
 /// Debian's own bzImage repacked: the packer finds the kernel takes read-only text (6.1.y with
 /// the backport: NX_COMPAT; 6.12: its release), the stub applies it (its `efi=debug` line), and
 /// the kernel boots to its init on strict-NX OVMF.
-fn linux_wx(ctx: &Ctx, kernel: &crate::fixtures::DebianKernel, tag: &str) -> Result<()> {
+fn linux_wx(ctx: &Ctx, kernel: &DebianKernel, tag: &str) -> Result<()> {
     let fx = ctx.fixtures()?;
     let image = ctx.pack(&format!("{tag}-bzimage"), &kernel.vmlinuz, &[])?;
     let flags = inspect_json(ctx, &image)?["payload"]["flags"].clone();
@@ -430,7 +431,7 @@ pub(crate) fn inspect_json(ctx: &Ctx, file: &std::path::Path) -> Result<serde_js
 /// `zboot-pack extract`, which adds nothing to a bzImage's ELF), packed with no option. 5-level
 /// support must be decided from the kernel's exported symbols (no setup header, no flag), and
 /// the kernel must boot 5-level on `-cpu max` through systemd-boot on strict-NX OVMF.
-fn bare_vmlinux_5level(ctx: &Ctx, kernel: &crate::fixtures::DebianKernel, tag: &str) -> Result<()> {
+fn bare_vmlinux_5level(ctx: &Ctx, kernel: &DebianKernel, tag: &str) -> Result<()> {
     let fx = ctx.fixtures()?;
     let dir = qemu::target_dir().join("boot-tests");
     std::fs::create_dir_all(&dir)?;
@@ -675,79 +676,59 @@ fn overlong_cmdline(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-pub const TESTS: &[BootTest] = &[
-    BootTest {
-        name: "hardening-secure-boot-cmdline-not-utf8-ovmf2025-strict-nx-secure-boot",
-        run: malformed_embedded_cmdline,
-    },
-    BootTest {
-        name: "hardening-cmdline-too-long-ovmf2025-strict-nx",
-        run: overlong_cmdline,
-    },
-    BootTest {
-        name: "hardening-probe-kaslr-la57-ovmf2025-strict-nx",
-        run: probe_kaslr,
-    },
-    BootTest {
-        name: "hardening-probe-kaslr-la57-ovmf2022",
-        run: probe_kaslr_ovmf2022,
-    },
-    BootTest {
-        name: "hardening-probe-nokaslr-ovmf2025-strict-nx",
-        run: probe_nokaslr,
-    },
-    BootTest {
-        name: "hardening-probe-4level-ovmf2025-strict-nx",
-        run: probe_4level,
-    },
-    BootTest {
-        name: "hardening-secure-boot-tampered-ovmf2025-strict-nx-secure-boot",
-        run: secure_boot_tamper,
-    },
-    BootTest {
-        name: "hardening-secure-boot-embedded-cmdline-ovmf2025-strict-nx-secure-boot",
-        run: |ctx| {
-            embedded_cmdline_vs_loader_options(ctx, Firmware::Ovmf2025StrictNxSecureBoot, true)
-        },
-    },
-    BootTest {
-        name: "hardening-embedded-cmdline-loader-options-ovmf2025-strict-nx",
-        run: |ctx| embedded_cmdline_vs_loader_options(ctx, Firmware::Ovmf2025StrictNx, false),
-    },
-    BootTest {
-        name: "hardening-linux-kaslr-5level-ovmf2025-strict-nx",
-        run: linux_kaslr,
-    },
-    BootTest {
-        name: "hardening-linux-nokaslr-ovmf2025-strict-nx",
-        run: linux_nokaslr,
-    },
-    BootTest {
-        name: "hardening-linux-no5lvl-ovmf2025-strict-nx",
-        run: linux_no5lvl,
-    },
-    BootTest {
-        name: "hardening-probe-wx-ovmf2025-strict-nx",
-        run: |ctx| probe_wx(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "hardening-probe-wx-ovmf2022",
-        run: |ctx| probe_wx(ctx, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "hardening-linux-wx-debian61-ovmf2025-strict-nx",
-        run: |ctx| linux_wx(ctx, &ctx.fixtures()?.kernel, "debian61"),
-    },
-    BootTest {
-        name: "hardening-linux-wx-debian612-ovmf2025-strict-nx",
-        run: |ctx| linux_wx(ctx, &ctx.fixtures()?.kernel612, "debian612"),
-    },
-    BootTest {
-        name: "hardening-bare-vmlinux-5level-debian61-ovmf2025-strict-nx",
-        run: |ctx| bare_vmlinux_5level(ctx, &ctx.fixtures()?.kernel, "debian61"),
-    },
-    BootTest {
-        name: "hardening-bare-vmlinux-5level-debian612-ovmf2025-strict-nx",
-        run: |ctx| bare_vmlinux_5level(ctx, &ctx.fixtures()?.kernel612, "debian612"),
-    },
-];
+/// Which of Debian's kernels (a [`Fixtures`] field) a row boots.
+type KernelOf = fn(&Fixtures) -> &DebianKernel;
+
+pub fn tests() -> Vec<BootTest> {
+    let mut rows = vec![
+        BootTest::new(
+            "hardening-secure-boot-cmdline-not-utf8-ovmf2025-strict-nx-secure-boot",
+            malformed_embedded_cmdline,
+        ),
+        BootTest::new(
+            "hardening-cmdline-too-long-ovmf2025-strict-nx",
+            overlong_cmdline,
+        ),
+        BootTest::new("hardening-probe-kaslr-la57-ovmf2025-strict-nx", probe_kaslr),
+        BootTest::new("hardening-probe-kaslr-la57-ovmf2022", probe_kaslr_ovmf2022),
+        BootTest::new("hardening-probe-nokaslr-ovmf2025-strict-nx", probe_nokaslr),
+        BootTest::new("hardening-probe-4level-ovmf2025-strict-nx", probe_4level),
+        BootTest::new(
+            "hardening-secure-boot-tampered-ovmf2025-strict-nx-secure-boot",
+            secure_boot_tamper,
+        ),
+        BootTest::new(
+            "hardening-secure-boot-embedded-cmdline-ovmf2025-strict-nx-secure-boot",
+            |ctx| {
+                embedded_cmdline_vs_loader_options(ctx, Firmware::Ovmf2025StrictNxSecureBoot, true)
+            },
+        ),
+        BootTest::new(
+            "hardening-embedded-cmdline-loader-options-ovmf2025-strict-nx",
+            |ctx| embedded_cmdline_vs_loader_options(ctx, Firmware::Ovmf2025StrictNx, false),
+        ),
+        BootTest::new(
+            "hardening-linux-kaslr-5level-ovmf2025-strict-nx",
+            linux_kaslr,
+        ),
+        BootTest::new("hardening-linux-nokaslr-ovmf2025-strict-nx", linux_nokaslr),
+        BootTest::new("hardening-linux-no5lvl-ovmf2025-strict-nx", linux_no5lvl),
+    ];
+    rows.extend(on_each("hardening-probe-wx", &BOTH_OVMF, probe_wx));
+    // Debian's two kernels, named by their tag.
+    let kernels: [(&str, KernelOf); 2] =
+        [("debian61", |f| &f.kernel), ("debian612", |f| &f.kernel612)];
+    for (tag, kernel) in kernels {
+        rows.push(BootTest::new(
+            format!("hardening-linux-wx-{tag}-ovmf2025-strict-nx"),
+            move |ctx| linux_wx(ctx, kernel(ctx.fixtures()?), tag),
+        ));
+    }
+    for (tag, kernel) in kernels {
+        rows.push(BootTest::new(
+            format!("hardening-bare-vmlinux-5level-{tag}-ovmf2025-strict-nx"),
+            move |ctx| bare_vmlinux_5level(ctx, kernel(ctx.fixtures()?), tag),
+        ));
+    }
+    rows
+}

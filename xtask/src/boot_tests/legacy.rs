@@ -626,121 +626,121 @@ fn qemu_kernel(ctx: &Ctx, name: &str, kernel: Kernel, fw: Firmware) -> Result<()
     Ok(())
 }
 
-/// A kexec row (kexec-tools of Debian 12 unless a set is given): the name is written once.
-macro_rules! kexec_row {
-    ($name:literal, $mode:expr, $second:expr, $fw:expr) => {
-        kexec_row!($name, $mode, $second, $fw, &KEXEC_225)
-    };
-    ($name:literal, $mode:expr, $second:expr, $fw:expr, $set:expr) => {
-        BootTest {
-            name: $name,
-            run: |ctx| kexec_row(ctx, $name, $mode, $second, $fw, $set),
-        }
-    };
+/// A kexec row with Debian 12's kexec-tools: the name is written once.
+fn kexec(name: &'static str, mode: Mode, second: Kernel, fw: Firmware) -> BootTest {
+    kexec_with(name, mode, second, fw, &KEXEC_225)
+}
+
+/// A kexec row with the kexec-tools of `set`.
+fn kexec_with(
+    name: &'static str,
+    mode: Mode,
+    second: Kernel,
+    fw: Firmware,
+    set: &'static KexecSet,
+) -> BootTest {
+    BootTest::new(name, move |ctx| kexec_row(ctx, name, mode, second, fw, set))
 }
 
 /// A QEMU `-kernel` row.
-macro_rules! qemu_kernel_row {
-    ($name:literal, $kernel:expr, $fw:expr) => {
-        BootTest {
-            name: $name,
-            run: |ctx| qemu_kernel(ctx, $name, $kernel, $fw),
-        }
-    };
+fn qemu_kernel_row(name: &'static str, kernel: Kernel, fw: Firmware) -> BootTest {
+    BootTest::new(name, move |ctx| qemu_kernel(ctx, name, kernel, fw))
 }
 
-pub const TESTS: &[BootTest] = &[
-    // Reference rows: Debian's bzImage as the second kernel (the harness works).
-    kexec_row!(
-        "kexec-file-bzimage-ovmf2025-strict-nx",
-        Mode::File,
-        Kernel::BzImage,
-        Firmware::Ovmf2025StrictNx
-    ),
-    kexec_row!(
-        "kexec-load-bzimage-ovmf2025-strict-nx",
-        Mode::Load,
-        Kernel::BzImage,
-        Firmware::Ovmf2025StrictNx
-    ),
-    // Our image as the second kernel: the stub's 64-bit bzImage entry.
-    kexec_row!(
-        "kexec-file-zboot-ovmf2025-strict-nx",
-        Mode::File,
-        Kernel::Zboot,
-        Firmware::Ovmf2025StrictNx
-    ),
-    kexec_row!(
-        "kexec-load-zboot-ovmf2025-strict-nx",
-        Mode::Load,
-        Kernel::Zboot,
-        Firmware::Ovmf2025StrictNx
-    ),
-    // kexec-tools' 32-bit bzImage loader: the stub's 32-bit entry.
-    kexec_row!(
-        "kexec-load32-zboot-ovmf2025-strict-nx",
-        Mode::Load32,
-        Kernel::Zboot,
-        Firmware::Ovmf2025StrictNx
-    ),
-    // Debian 13's kexec-tools 2.0.29 (its own bzImage64 loader and purgatory).
-    kexec_row!(
-        "kexec-load-zboot-kexec229-ovmf2025-strict-nx",
-        Mode::Load,
-        Kernel::Zboot,
-        Firmware::Ovmf2025StrictNx,
-        &KEXEC_229
-    ),
-    // Secure Boot: a locked-down first kernel refuses the unsigned image, boots the signed one.
-    kexec_row!(
-        "kexec-file-signed-zboot-ovmf2025-strict-nx-secure-boot",
-        Mode::FileSigned,
-        Kernel::Zboot,
-        Firmware::Ovmf2025StrictNxSecureBoot
-    ),
-    // The probe kernel through the stub's 64-bit bzImage entry: the entry contract.
-    kexec_row!(
-        "probe-kexec-file-ovmf2025-strict-nx",
-        Mode::File,
-        Kernel::Probe,
-        Firmware::Ovmf2025StrictNx
-    ),
-    kexec_row!(
-        "kdump-zboot-ovmf2025-strict-nx",
-        Mode::Crash,
-        Kernel::Zboot,
-        Firmware::Ovmf2025StrictNx
-    ),
-    kexec_row!(
-        "kexec-file-damaged-zboot-ovmf2025-strict-nx",
-        Mode::File,
-        Kernel::ZbootDamaged,
-        Firmware::Ovmf2025StrictNx
-    ),
-    qemu_kernel_row!(
-        "qemu-kernel-bzimage-seabios",
-        Kernel::BzImage,
-        Firmware::Seabios
-    ),
-    // Our image on SeaBIOS: the 16-bit entry (then the 32-bit one).
-    qemu_kernel_row!(
-        "qemu-kernel-zboot-seabios",
-        Kernel::Zboot,
-        Firmware::Seabios
-    ),
-    qemu_kernel_row!(
-        "qemu-kernel-damaged-zboot-seabios",
-        Kernel::ZbootDamaged,
-        Firmware::Seabios
-    ),
-    qemu_kernel_row!(
-        "qemu-kernel-zboot-ovmf2025-strict-nx",
-        Kernel::Zboot,
-        Firmware::Ovmf2025StrictNx
-    ),
-    qemu_kernel_row!(
-        "qemu-kernel-zboot-ovmf2022",
-        Kernel::Zboot,
-        Firmware::Ovmf2022
-    ),
-];
+pub fn tests() -> Vec<BootTest> {
+    vec![
+        // Reference rows: Debian's bzImage as the second kernel (the harness works).
+        kexec(
+            "kexec-file-bzimage-ovmf2025-strict-nx",
+            Mode::File,
+            Kernel::BzImage,
+            Firmware::Ovmf2025StrictNx,
+        ),
+        kexec(
+            "kexec-load-bzimage-ovmf2025-strict-nx",
+            Mode::Load,
+            Kernel::BzImage,
+            Firmware::Ovmf2025StrictNx,
+        ),
+        // Our image as the second kernel: the stub's 64-bit bzImage entry.
+        kexec(
+            "kexec-file-zboot-ovmf2025-strict-nx",
+            Mode::File,
+            Kernel::Zboot,
+            Firmware::Ovmf2025StrictNx,
+        ),
+        kexec(
+            "kexec-load-zboot-ovmf2025-strict-nx",
+            Mode::Load,
+            Kernel::Zboot,
+            Firmware::Ovmf2025StrictNx,
+        ),
+        // kexec-tools' 32-bit bzImage loader: the stub's 32-bit entry.
+        kexec(
+            "kexec-load32-zboot-ovmf2025-strict-nx",
+            Mode::Load32,
+            Kernel::Zboot,
+            Firmware::Ovmf2025StrictNx,
+        ),
+        // Debian 13's kexec-tools 2.0.29 (its own bzImage64 loader and purgatory).
+        kexec_with(
+            "kexec-load-zboot-kexec229-ovmf2025-strict-nx",
+            Mode::Load,
+            Kernel::Zboot,
+            Firmware::Ovmf2025StrictNx,
+            &KEXEC_229,
+        ),
+        // Secure Boot: a locked-down first kernel refuses the unsigned image, boots the signed one.
+        kexec(
+            "kexec-file-signed-zboot-ovmf2025-strict-nx-secure-boot",
+            Mode::FileSigned,
+            Kernel::Zboot,
+            Firmware::Ovmf2025StrictNxSecureBoot,
+        ),
+        // The probe kernel through the stub's 64-bit bzImage entry: the entry contract.
+        kexec(
+            "probe-kexec-file-ovmf2025-strict-nx",
+            Mode::File,
+            Kernel::Probe,
+            Firmware::Ovmf2025StrictNx,
+        ),
+        kexec(
+            "kdump-zboot-ovmf2025-strict-nx",
+            Mode::Crash,
+            Kernel::Zboot,
+            Firmware::Ovmf2025StrictNx,
+        ),
+        kexec(
+            "kexec-file-damaged-zboot-ovmf2025-strict-nx",
+            Mode::File,
+            Kernel::ZbootDamaged,
+            Firmware::Ovmf2025StrictNx,
+        ),
+        qemu_kernel_row(
+            "qemu-kernel-bzimage-seabios",
+            Kernel::BzImage,
+            Firmware::Seabios,
+        ),
+        // Our image on SeaBIOS: the 16-bit entry (then the 32-bit one).
+        qemu_kernel_row(
+            "qemu-kernel-zboot-seabios",
+            Kernel::Zboot,
+            Firmware::Seabios,
+        ),
+        qemu_kernel_row(
+            "qemu-kernel-damaged-zboot-seabios",
+            Kernel::ZbootDamaged,
+            Firmware::Seabios,
+        ),
+        qemu_kernel_row(
+            "qemu-kernel-zboot-ovmf2025-strict-nx",
+            Kernel::Zboot,
+            Firmware::Ovmf2025StrictNx,
+        ),
+        qemu_kernel_row(
+            "qemu-kernel-zboot-ovmf2022",
+            Kernel::Zboot,
+            Firmware::Ovmf2022,
+        ),
+    ]
+}

@@ -11,6 +11,7 @@
 
 use super::legacy::{Entry, check_bios_report, check_entry, check_five_level};
 use super::*;
+use crate::tools::ToolRoot;
 use std::process::{Command, Stdio};
 
 /// `objcopy` recipe of systemd 252's docs: `.osrel`, `.cmdline`, `.linux`, `.initrd` added to
@@ -231,15 +232,20 @@ fn grub(
     Ok(())
 }
 
-/// A GRUB EFI row of the tool set `$set` (a [`crate::fixtures::Fixtures`] field): the name is
-/// written once.
-macro_rules! grub_efi_row {
-    ($name:literal, $set:ident, $cmds:expr, $fw:expr, $want:expr) => {
-        BootTest {
-            name: $name,
-            run: |ctx| grub(ctx, &ctx.fixtures()?.$set, $name, $cmds, $fw, $want),
-        }
-    };
+/// Which of the fixtures' tool sets a row uses.
+type ToolSet = fn(&Fixtures) -> &ToolRoot;
+
+/// A GRUB EFI row of the tool set `set`: the name is written once.
+fn grub_efi_row(
+    name: &'static str,
+    set: ToolSet,
+    cmds: (&'static str, &'static str),
+    fw: Firmware,
+    want: Entry,
+) -> BootTest {
+    BootTest::new(name, move |ctx| {
+        grub(ctx, set(ctx.fixtures()?), name, cmds, fw, want)
+    })
 }
 
 /// Debian 12's GRUB 2.06 for BIOS as an image QEMU's `-kernel` starts: `lnxboot.img` (a
@@ -343,113 +349,86 @@ fn grub_bios(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
     Ok(())
 }
 
-/// A GRUB BIOS row: the name is written once.
-macro_rules! grub_bios_row {
-    ($name:literal, $zboot:expr) => {
-        BootTest {
-            name: $name,
-            run: |ctx| grub_bios(ctx, $name, $zboot),
-        }
-    };
+/// A GRUB-for-BIOS row: the name is written once.
+fn grub_bios_row(name: &'static str, zboot: bool) -> BootTest {
+    BootTest::new(name, move |ctx| grub_bios(ctx, name, zboot))
 }
 
-pub const TESTS: &[BootTest] = &[
-    BootTest {
-        name: "uki-systemd-stub-252-ovmf2022",
-        run: |ctx| uki_252(ctx, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "uki-systemd-stub-252-ovmf2025-strictnx",
-        run: |ctx| uki_252(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "uki-systemd-stub-252-ovmf2025-secureboot",
-        run: |ctx| uki_252(ctx, Firmware::Ovmf2025StrictNxSecureBoot),
-    },
-    BootTest {
-        name: "uki-ukify-257-ovmf2022",
-        run: |ctx| uki_ukify(ctx, &ctx.fixtures()?.uki257, "257", Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "uki-ukify-257-ovmf2025-strictnx",
-        run: |ctx| {
-            uki_ukify(
-                ctx,
-                &ctx.fixtures()?.uki257,
-                "257",
-                Firmware::Ovmf2025StrictNx,
-            )
-        },
-    },
-    BootTest {
-        name: "uki-ukify-257-ovmf2025-secureboot",
-        run: |ctx| {
-            let set = &ctx.fixtures()?.uki257;
-            uki_ukify(ctx, set, "257", Firmware::Ovmf2025StrictNxSecureBoot)
-        },
-    },
-    BootTest {
-        name: "uki-ukify-unstable-ovmf2022",
-        run: |ctx| uki_ukify(ctx, &ctx.fixtures()?.ukisid, "unstable", Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "uki-ukify-unstable-ovmf2025-strictnx",
-        run: |ctx| {
-            let set = &ctx.fixtures()?.ukisid;
-            uki_ukify(ctx, set, "unstable", Firmware::Ovmf2025StrictNx)
-        },
-    },
-    BootTest {
-        name: "uki-ukify-unstable-ovmf2025-secureboot",
-        run: |ctx| {
-            let set = &ctx.fixtures()?.ukisid;
-            uki_ukify(ctx, set, "unstable", Firmware::Ovmf2025StrictNxSecureBoot)
-        },
-    },
-    grub_efi_row!(
-        "grub-2.06-linuxefi-ovmf2022",
-        grub206,
-        ("linuxefi", "initrdefi"),
-        Firmware::Ovmf2022,
-        Entry::Handover
-    ),
-    grub_efi_row!(
-        "grub-2.06-linuxefi-ovmf2025-strictnx",
-        grub206,
-        ("linuxefi", "initrdefi"),
-        Firmware::Ovmf2025StrictNx,
-        Entry::Handover
-    ),
-    // Debian 12's GRUB 2.06 `linux` without Secure Boot: the bzImage 32-bit protocol.
-    grub_efi_row!(
-        "grub-2.06-linux-zboot-ovmf2022",
-        grub206,
-        ("linux", "initrd"),
-        Firmware::Ovmf2022,
-        Entry::Bzimage32
-    ),
-    grub_efi_row!(
-        "grub-2.06-linux-zboot-ovmf2025-strict-nx",
-        grub206,
-        ("linux", "initrd"),
-        Firmware::Ovmf2025StrictNx,
-        Entry::Bzimage32
-    ),
-    grub_efi_row!(
-        "grub-2.12-linux-ovmf2022",
-        grub212,
-        ("linux", "initrd"),
-        Firmware::Ovmf2022,
-        Entry::Pe
-    ),
-    grub_efi_row!(
-        "grub-2.12-linux-ovmf2025-strictnx",
-        grub212,
-        ("linux", "initrd"),
-        Firmware::Ovmf2025StrictNx,
-        Entry::Pe
-    ),
-    // GRUB 2.06 for BIOS on SeaBIOS (`lnxboot.img` + `core.img` as QEMU's -kernel).
-    grub_bios_row!("grub-bios-zboot-seabios", true),
-    grub_bios_row!("grub-bios-bzimage-seabios", false),
+/// The firmware a UKI row runs on, and its name in the row's name.
+const UKI_FIRMWARE: [(Firmware, &str); 3] = [
+    (Firmware::Ovmf2022, "ovmf2022"),
+    (Firmware::Ovmf2025StrictNx, "ovmf2025-strictnx"),
+    (Firmware::Ovmf2025StrictNxSecureBoot, "ovmf2025-secureboot"),
 ];
+
+/// systemd-stub 252's UKI and ukify's of systemd 257 and unstable, on every UKI firmware.
+fn uki_rows() -> impl Iterator<Item = BootTest> {
+    let ukify: [(&str, ToolSet); 2] = [("257", |f| &f.uki257), ("unstable", |f| &f.ukisid)];
+    UKI_FIRMWARE
+        .into_iter()
+        .map(|(fw, label)| {
+            BootTest::new(format!("uki-systemd-stub-252-{label}"), move |ctx| {
+                uki_252(ctx, fw)
+            })
+        })
+        .chain(ukify.into_iter().flat_map(|(tag, set)| {
+            UKI_FIRMWARE.into_iter().map(move |(fw, label)| {
+                BootTest::new(format!("uki-ukify-{tag}-{label}"), move |ctx| {
+                    uki_ukify(ctx, set(ctx.fixtures()?), tag, fw)
+                })
+            })
+        }))
+}
+
+pub fn tests() -> Vec<BootTest> {
+    let mut rows: Vec<BootTest> = uki_rows().collect();
+    rows.extend([
+        grub_efi_row(
+            "grub-2.06-linuxefi-ovmf2022",
+            |f| &f.grub206,
+            ("linuxefi", "initrdefi"),
+            Firmware::Ovmf2022,
+            Entry::Handover,
+        ),
+        grub_efi_row(
+            "grub-2.06-linuxefi-ovmf2025-strictnx",
+            |f| &f.grub206,
+            ("linuxefi", "initrdefi"),
+            Firmware::Ovmf2025StrictNx,
+            Entry::Handover,
+        ),
+        // Debian 12's GRUB 2.06 `linux` without Secure Boot: the bzImage 32-bit protocol.
+        grub_efi_row(
+            "grub-2.06-linux-zboot-ovmf2022",
+            |f| &f.grub206,
+            ("linux", "initrd"),
+            Firmware::Ovmf2022,
+            Entry::Bzimage32,
+        ),
+        grub_efi_row(
+            "grub-2.06-linux-zboot-ovmf2025-strict-nx",
+            |f| &f.grub206,
+            ("linux", "initrd"),
+            Firmware::Ovmf2025StrictNx,
+            Entry::Bzimage32,
+        ),
+        grub_efi_row(
+            "grub-2.12-linux-ovmf2022",
+            |f| &f.grub212,
+            ("linux", "initrd"),
+            Firmware::Ovmf2022,
+            Entry::Pe,
+        ),
+        grub_efi_row(
+            "grub-2.12-linux-ovmf2025-strictnx",
+            |f| &f.grub212,
+            ("linux", "initrd"),
+            Firmware::Ovmf2025StrictNx,
+            Entry::Pe,
+        ),
+        // GRUB 2.06 for BIOS on SeaBIOS (`lnxboot.img` + `core.img` as QEMU's -kernel).
+        grub_bios_row("grub-bios-zboot-seabios", true),
+        grub_bios_row("grub-bios-bzimage-seabios", false),
+    ]);
+    rows
+}

@@ -228,17 +228,16 @@ fn embedded_bare(ctx: &Ctx, fw: Firmware) -> Result<()> {
     Ok(())
 }
 
-pub const TESTS: &[BootTest] = &[
-    BootTest {
-        name: "measured-sdboot-ovmf2022",
-        run: |ctx| sdboot(ctx, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "measured-sdboot-ovmf2025-strict-nx",
-        run: |ctx| sdboot(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "measured-embedded-bare-ovmf2025-strict-nx",
-        run: |ctx| embedded_bare(ctx, Firmware::Ovmf2025StrictNx),
-    },
-];
+pub fn tests() -> Vec<BootTest> {
+    on_each(
+        "measured-sdboot",
+        &[Firmware::Ovmf2022, Firmware::Ovmf2025StrictNx],
+        sdboot,
+    )
+    .chain(on_each(
+        "measured-embedded-bare",
+        &[Firmware::Ovmf2025StrictNx],
+        embedded_bare,
+    ))
+    .collect()
+}

@@ -1,6 +1,6 @@
 //! The boot tests: tables of named tests, one module per area, each test building a [`BootSpec`]
 //! and asserting on the [`BootOutcome`]. [`all`] is the run order: foundation first, because its
-//! baselines are what later rows compare against. New tests go into their area's `TESTS` table.
+//! baselines are what later rows compare against. New tests go into their area's `tests()` table.
 //!
 //! Shared state lives in [`Ctx`]: the fixtures, the packer binary (built once), and the
 //! parity baselines (Debian's own bzImage booted through systemd-boot, once per firmware).
@@ -16,11 +16,36 @@ use crate::probe::{self, ProbeArtifacts};
 use crate::qemu::{self, BootMode, BootOutcome, BootSpec, Firmware};
 use crate::report::InitReport;
 
+/// What a boot test runs.
+pub type TestFn = Box<dyn Fn(&Ctx) -> Result<()>>;
+
 /// A named boot test.
 pub struct BootTest {
-    pub name: &'static str,
-    pub run: fn(&Ctx) -> Result<()>,
+    pub name: String,
+    pub run: TestFn,
 }
+
+impl BootTest {
+    pub fn new(name: impl Into<String>, run: impl Fn(&Ctx) -> Result<()> + 'static) -> BootTest {
+        BootTest {
+            name: name.into(),
+            run: Box::new(run),
+        }
+    }
+}
+
+/// One row per firmware in `fws`, each named `<name>-<firmware>`.
+pub fn on_each(
+    name: &str,
+    fws: &[Firmware],
+    run: fn(&Ctx, Firmware) -> Result<()>,
+) -> impl Iterator<Item = BootTest> {
+    fws.iter()
+        .map(move |&fw| BootTest::new(format!("{name}-{fw}"), move |ctx| run(ctx, fw)))
+}
+
+/// The two firmware most rows run on: strict-NX OVMF 2025.02 first, then OVMF 2022.11.
+pub const BOTH_OVMF: [Firmware; 2] = [Firmware::Ovmf2025StrictNx, Firmware::Ovmf2022];
 
 /// The kernel option every baseline-style boot carries, to prove the command line arrived.
 pub const MARKER: &str = "zboot.marker=4f1c9a";
@@ -233,16 +258,16 @@ mod reliability;
 mod stub;
 
 /// Every boot test, in run order.
-pub fn all() -> impl Iterator<Item = &'static BootTest> {
+pub fn all() -> impl Iterator<Item = BootTest> {
     [
-        foundation::TESTS,
-        stub::TESTS,
-        hardening::TESTS,
-        reliability::TESTS,
-        loaders::TESTS,
-        measured::TESTS,
-        legacy::TESTS,
-        distro::TESTS,
+        foundation::tests(),
+        stub::tests(),
+        hardening::tests(),
+        reliability::tests(),
+        loaders::tests(),
+        measured::tests(),
+        legacy::tests(),
+        distro::tests(),
     ]
     .into_iter()
     .flatten()

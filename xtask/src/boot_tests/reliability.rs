@@ -104,29 +104,45 @@ enum Spot {
     Descriptor,
 }
 
+impl Spot {
+    /// Its name in the row's name and image file.
+    fn tag(self) -> &'static str {
+        match self {
+            Spot::Header => "header",
+            Spot::StreamStart => "stream-start",
+            Spot::StreamMiddle => "stream-middle",
+            Spot::StreamEnd => "stream-end",
+            Spot::StreamLastByte => "stream-last-byte",
+            Spot::Initrd => "initrd",
+            Spot::Cmdline => "cmdline",
+            Spot::Descriptor => "descriptor",
+        }
+    }
+}
+
 /// Boots the subject with one byte flipped at `spot` on `fw` and checks that the stub refused
 /// it (error line, no kernel output, failed start reported by the firmware).
 fn damaged(ctx: &Ctx, spot: Spot, fw: Firmware) -> Result<()> {
     let s = subject(ctx)?;
-    let (tag, off, want) = match spot {
-        Spot::Header => ("header", s.payload_at + 0x30, "payload header"),
-        Spot::StreamStart => ("stream-start", s.stream_at + 1, ""),
-        Spot::StreamMiddle => ("stream-middle", s.stream_at + s.stream_len / 2, ""),
-        Spot::StreamEnd => ("stream-end", s.stream_at + s.stream_len - 64, ""),
-        Spot::StreamLastByte => ("stream-last-byte", s.stream_at + s.stream_len - 1, ""),
+    let tag = spot.tag();
+    let (off, want) = match spot {
+        Spot::Header => (s.payload_at + 0x30, "payload header"),
+        Spot::StreamStart => (s.stream_at + 1, ""),
+        Spot::StreamMiddle => (s.stream_at + s.stream_len / 2, ""),
+        Spot::StreamEnd => (s.stream_at + s.stream_len - 64, ""),
+        Spot::StreamLastByte => (s.stream_at + s.stream_len - 1, ""),
         Spot::Initrd => (
-            "initrd",
             s.initrd_at + s.initrd_len / 2,
             "embedded command line/initrd",
         ),
-        Spot::Cmdline => ("cmdline", s.cmdline_at + 3, "embedded command line/initrd"),
+        Spot::Cmdline => (s.cmdline_at + 3, "embedded command line/initrd"),
         Spot::Descriptor => {
             let bytes = std::fs::read(&s.image)?;
             let at = bytes
                 .windows(zboot_format::descriptor::MAGIC.len())
                 .position(|w| w == zboot_format::descriptor::MAGIC)
                 .context("no stub descriptor in the image")?;
-            ("descriptor", at + 1, "stub descriptor missing or invalid")
+            (at + 1, "stub descriptor missing or invalid")
         }
     };
     let mut bytes = std::fs::read(&s.image)?;
@@ -268,45 +284,29 @@ fn no_gop(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-pub const TESTS: &[BootTest] = &[
-    BootTest {
-        name: "damaged-header-ovmf2025-strict-nx",
-        run: |ctx| damaged(ctx, Spot::Header, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "damaged-stream-start-ovmf2025-strict-nx",
-        run: |ctx| damaged(ctx, Spot::StreamStart, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "damaged-stream-middle-ovmf2022",
-        run: |ctx| damaged(ctx, Spot::StreamMiddle, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "damaged-stream-end-ovmf2025-strict-nx",
-        run: |ctx| damaged(ctx, Spot::StreamEnd, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "damaged-stream-last-byte-ovmf2022",
-        run: |ctx| damaged(ctx, Spot::StreamLastByte, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "damaged-initrd-ovmf2025-strict-nx",
-        run: |ctx| damaged(ctx, Spot::Initrd, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "damaged-cmdline-ovmf2022",
-        run: |ctx| damaged(ctx, Spot::Cmdline, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "damaged-descriptor-ovmf2025-strict-nx",
-        run: |ctx| damaged(ctx, Spot::Descriptor, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "resource-small-memory-ovmf2022",
-        run: small_memory,
-    },
-    BootTest {
-        name: "resource-no-gop-ovmf2025-strict-nx",
-        run: no_gop,
-    },
-];
+pub fn tests() -> Vec<BootTest> {
+    use Firmware::{Ovmf2022, Ovmf2025StrictNx};
+    let cases = [
+        (Spot::Header, Ovmf2025StrictNx),
+        (Spot::StreamStart, Ovmf2025StrictNx),
+        (Spot::StreamMiddle, Ovmf2022),
+        (Spot::StreamEnd, Ovmf2025StrictNx),
+        (Spot::StreamLastByte, Ovmf2022),
+        (Spot::Initrd, Ovmf2025StrictNx),
+        (Spot::Cmdline, Ovmf2022),
+        (Spot::Descriptor, Ovmf2025StrictNx),
+    ];
+    let mut rows: Vec<BootTest> = cases
+        .into_iter()
+        .map(|(spot, fw)| {
+            BootTest::new(format!("damaged-{}-{fw}", spot.tag()), move |ctx| {
+                damaged(ctx, spot, fw)
+            })
+        })
+        .collect();
+    rows.extend([
+        BootTest::new("resource-small-memory-ovmf2022", small_memory),
+        BootTest::new("resource-no-gop-ovmf2025-strict-nx", no_gop),
+    ]);
+    rows
+}

@@ -21,6 +21,7 @@ use super::*;
 use crate::report::ProbeReport;
 use std::path::Path;
 use std::sync::OnceLock;
+use zboot_format::Codec;
 use zboot_format::testdata::XorShift64;
 
 const MIB2: u64 = 2 << 20;
@@ -720,123 +721,78 @@ fn probe_qemu_kernel_seabios(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-pub const TESTS: &[BootTest] = &[
-    BootTest {
-        name: "probe-qemu-kernel-seabios",
-        run: probe_qemu_kernel_seabios,
-    },
-    BootTest {
-        name: "probe-grub-2.06-linuxefi-ovmf2025-strict-nx",
-        run: |ctx| probe_grub_linuxefi(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "probe-grub-2.06-linuxefi-ovmf2022",
-        run: |ctx| probe_grub_linuxefi(ctx, Firmware::Ovmf2022),
-    },
+pub fn tests() -> Vec<BootTest> {
+    const STRICT: [Firmware; 1] = [Firmware::Ovmf2025StrictNx];
+    let mut rows = vec![BootTest::new(
+        "probe-qemu-kernel-seabios",
+        probe_qemu_kernel_seabios,
+    )];
+    rows.extend(on_each(
+        "probe-grub-2.06-linuxefi",
+        &BOTH_OVMF,
+        probe_grub_linuxefi,
+    ));
     // The probe kernel.
-    BootTest {
-        name: "probe-sdboot-ovmf2025-strict-nx",
-        run: |ctx| probe_sdboot(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "probe-sdboot-ovmf2022",
-        run: |ctx| probe_sdboot(ctx, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "probe-embedded-bare-ovmf2025-strict-nx",
-        run: |ctx| probe_bare_embedded(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "probe-embedded-bare-ovmf2022",
-        run: |ctx| probe_bare_embedded(ctx, Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "probe-sdboot-noinitrd-ovmf2025-strict-nx",
-        run: |ctx| probe_sdboot_noinitrd(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "probe-sdboot-initrd-option-ovmf2025-strict-nx",
-        run: |ctx| probe_sdboot_initrd_option(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "probe-codec-zstd-bare-ovmf2025-strict-nx",
-        run: |ctx| probe_codec_bare(ctx, "zstd"),
-    },
-    BootTest {
-        name: "probe-codec-xz-bare-ovmf2025-strict-nx",
-        run: |ctx| probe_codec_bare(ctx, "xz"),
-    },
-    BootTest {
-        name: "probe-codec-gzip-bare-ovmf2025-strict-nx",
-        run: |ctx| probe_codec_bare(ctx, "gzip"),
-    },
-    BootTest {
-        name: "probe-codec-lz4-bare-ovmf2025-strict-nx",
-        run: |ctx| probe_codec_bare(ctx, "lz4"),
-    },
-    BootTest {
-        name: "probe-codec-none-bare-ovmf2025-strict-nx",
-        run: |ctx| probe_codec_bare(ctx, "none"),
-    },
-    BootTest {
-        name: "probe-shell-initrd-ovmf2022",
-        run: probe_shell_one_file,
-    },
-    BootTest {
-        name: "probe-shell-two-initrds-ovmf2022",
-        run: probe_shell_two_files,
-    },
-    BootTest {
-        name: "probe-shell-embedded-override-ovmf2022",
-        run: probe_shell_embedded_override,
-    },
-    BootTest {
-        name: "probe-shell-noinitrd-ovmf2022",
-        run: probe_shell_noinitrd,
-    },
-    BootTest {
-        name: "probe-shell-missing-initrd-ovmf2022",
-        run: probe_shell_missing_initrd,
-    },
+    rows.extend(on_each("probe-sdboot", &BOTH_OVMF, probe_sdboot));
+    rows.extend(on_each(
+        "probe-embedded-bare",
+        &BOTH_OVMF,
+        probe_bare_embedded,
+    ));
+    rows.extend(on_each(
+        "probe-sdboot-noinitrd",
+        &STRICT,
+        probe_sdboot_noinitrd,
+    ));
+    rows.extend(on_each(
+        "probe-sdboot-initrd-option",
+        &STRICT,
+        probe_sdboot_initrd_option,
+    ));
+    rows.extend(Codec::ALL.map(|codec| {
+        BootTest::new(
+            format!("probe-codec-{}-bare-ovmf2025-strict-nx", codec.name()),
+            move |ctx| probe_codec_bare(ctx, codec.name()),
+        )
+    }));
+    rows.extend([
+        BootTest::new("probe-shell-initrd-ovmf2022", probe_shell_one_file),
+        BootTest::new("probe-shell-two-initrds-ovmf2022", probe_shell_two_files),
+        BootTest::new(
+            "probe-shell-embedded-override-ovmf2022",
+            probe_shell_embedded_override,
+        ),
+        BootTest::new("probe-shell-noinitrd-ovmf2022", probe_shell_noinitrd),
+        BootTest::new(
+            "probe-shell-missing-initrd-ovmf2022",
+            probe_shell_missing_initrd,
+        ),
+    ]);
     // Debian's vmlinux, every codec on strict NX 2025.02; zstd and xz on 2022.11.
-    BootTest {
-        name: "linux-vmlinux-zstd-sdboot-ovmf2025-strict-nx",
-        run: |ctx| linux_vmlinux_sdboot(ctx, "zstd", Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "linux-vmlinux-xz-sdboot-ovmf2025-strict-nx",
-        run: |ctx| linux_vmlinux_sdboot(ctx, "xz", Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "linux-vmlinux-gzip-sdboot-ovmf2025-strict-nx",
-        run: |ctx| linux_vmlinux_sdboot(ctx, "gzip", Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "linux-vmlinux-lz4-sdboot-ovmf2025-strict-nx",
-        run: |ctx| linux_vmlinux_sdboot(ctx, "lz4", Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "linux-vmlinux-none-sdboot-ovmf2025-strict-nx",
-        run: |ctx| linux_vmlinux_sdboot(ctx, "none", Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "linux-vmlinux-zstd-sdboot-ovmf2022",
-        run: |ctx| linux_vmlinux_sdboot(ctx, "zstd", Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "linux-vmlinux-xz-sdboot-ovmf2022",
-        run: |ctx| linux_vmlinux_sdboot(ctx, "xz", Firmware::Ovmf2022),
-    },
-    BootTest {
-        name: "linux-vmlinux-zstd-shell-initrd-ovmf2022",
-        run: linux_vmlinux_shell,
-    },
-    BootTest {
-        name: "linux-vmlinux-zstd-sdboot-initrd-option-ovmf2025-strict-nx",
-        run: |ctx| linux_vmlinux_sdboot_initrd_option(ctx, Firmware::Ovmf2025StrictNx),
-    },
-    BootTest {
-        name: "packed-embedded-cmdline-initrd-bare-ovmf2022",
-        run: |ctx| super::foundation::packed_embedded_bare(ctx, Firmware::Ovmf2022),
-    },
-];
+    let vmlinux_codecs: [(Firmware, &[Codec]); 2] = [
+        (Firmware::Ovmf2025StrictNx, &Codec::ALL),
+        (Firmware::Ovmf2022, &[Codec::Zstd, Codec::Xz]),
+    ];
+    for (fw, codecs) in vmlinux_codecs {
+        rows.extend(codecs.iter().map(|&codec| {
+            BootTest::new(
+                format!("linux-vmlinux-{}-sdboot-{fw}", codec.name()),
+                move |ctx| linux_vmlinux_sdboot(ctx, codec.name(), fw),
+            )
+        }));
+    }
+    rows.extend([
+        BootTest::new(
+            "linux-vmlinux-zstd-shell-initrd-ovmf2022",
+            linux_vmlinux_shell,
+        ),
+        BootTest::new(
+            "linux-vmlinux-zstd-sdboot-initrd-option-ovmf2025-strict-nx",
+            |ctx| linux_vmlinux_sdboot_initrd_option(ctx, Firmware::Ovmf2025StrictNx),
+        ),
+        BootTest::new("packed-embedded-cmdline-initrd-bare-ovmf2022", |ctx| {
+            super::foundation::packed_embedded_bare(ctx, Firmware::Ovmf2022)
+        }),
+    ]);
+    rows
+}
