@@ -31,12 +31,19 @@ fn bzimage_shell(ctx: &Ctx) -> Result<()> {
 /// Secure Boot enforcing (snakeoil keys) on strict-NX 2025.02: signed systemd-boot and a signed
 /// bzImage boot, and the guest sees Secure Boot enabled.
 fn bzimage_secure_boot(ctx: &Ctx) -> Result<()> {
+    let vmlinuz = ctx.fixtures()?.kernel.vmlinuz.clone();
+    boot_under_secure_boot(ctx, "bzimage-sdboot", vmlinuz)
+}
+
+/// `kernel` (signed by the harness) through signed systemd-boot under enforcing Secure Boot on
+/// strict-NX 2025.02: it boots and the guest sees Secure Boot enabled.
+fn boot_under_secure_boot(ctx: &Ctx, name: &str, kernel: PathBuf) -> Result<()> {
     let fx = ctx.fixtures()?;
     let fw = Firmware::Ovmf2025StrictNxSecureBoot;
     let spec = BootSpec::systemd_boot(
-        format!("bzimage-sdboot-{fw}"),
+        format!("{name}-{fw}"),
         fw,
-        &fx.kernel.vmlinuz,
+        kernel,
         Some(fx.initramfs.clone()),
         baseline_options(),
     );
@@ -94,36 +101,27 @@ fn packed_sdboot(ctx: &Ctx, fw: Firmware) -> Result<()> {
 /// strict-NX firmware (sbsign accepts the image; the firmware verifies it).
 fn packed_secure_boot(ctx: &Ctx) -> Result<()> {
     let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNxSecureBoot;
     let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
-    let spec = BootSpec::systemd_boot(
-        format!("packed-bzimage-sdboot-{fw}"),
-        fw,
-        image,
-        Some(fx.initramfs.clone()),
-        baseline_options(),
-    );
-    let out = ctx.boot(&spec)?;
-    let r = check_linux_report(ctx, &out)?;
-    ensure!(
-        r.secure_boot == Some(true),
-        "secure_boot={:?}, want 1",
-        r.raw.get("secure_boot")
-    );
-    Ok(())
+    boot_under_secure_boot(ctx, "packed-bzimage-sdboot", image)
+}
+
+/// Debian's kernel packed with the baseline command line and the test initramfs embedded (one
+/// image per run).
+pub(super) fn packed_embedded(ctx: &Ctx) -> Result<PathBuf> {
+    let fx = ctx.fixtures()?;
+    let cmdline = baseline_options();
+    let initrd = fx.initramfs.display().to_string();
+    ctx.pack(
+        "packed-bzimage-embedded",
+        &fx.kernel.vmlinuz,
+        &["--cmdline", &cmdline, "--initrd", &initrd],
+    )
 }
 
 /// The packed kernel started directly by the firmware (no loader, no load options) uses its
 /// embedded `.cmdline` and `.initrd` (one image per run, booted on each firmware that asks).
 pub(super) fn packed_embedded_bare(ctx: &Ctx, fw: Firmware) -> Result<()> {
-    let fx = ctx.fixtures()?;
-    let cmdline = baseline_options();
-    let initrd = fx.initramfs.display().to_string();
-    let image = ctx.pack(
-        "packed-bzimage-embedded",
-        &fx.kernel.vmlinuz,
-        &["--cmdline", &cmdline, "--initrd", &initrd],
-    )?;
+    let image = packed_embedded(ctx)?;
     let spec = BootSpec::new(
         format!("packed-embedded-bare-{fw}"),
         fw,

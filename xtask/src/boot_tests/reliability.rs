@@ -211,15 +211,8 @@ fn check_refused(out: &BootOutcome, want: &str) -> Result<()> {
 /// the loaded 10.7 MB image there is no such piece. (With `-m 64M` OVMF 2022.11 cannot even load
 /// the image: `BdsDxe: failed to load ... Not Found`, the stub never runs.)
 fn small_memory(ctx: &Ctx) -> Result<()> {
-    let fx = ctx.fixtures()?;
     let fw = Firmware::Ovmf2022;
-    let cmdline = baseline_options();
-    let initrd = fx.initramfs.display().to_string();
-    let image = ctx.pack(
-        "packed-bzimage-embedded",
-        &fx.kernel.vmlinuz,
-        &["--cmdline", &cmdline, "--initrd", &initrd],
-    )?;
+    let image = super::foundation::packed_embedded(ctx)?;
     let mut spec = BootSpec::new(
         format!("resource-small-memory-{fw}"),
         fw,
@@ -239,13 +232,7 @@ fn small_memory(ctx: &Ctx) -> Result<()> {
 fn no_gop(ctx: &Ctx) -> Result<()> {
     let fx = ctx.fixtures()?;
     let fw = Firmware::Ovmf2025StrictNx;
-    let cmdline = baseline_options();
-    let initrd = fx.initramfs.display().to_string();
-    let image = ctx.pack(
-        "packed-bzimage-embedded",
-        &fx.kernel.vmlinuz,
-        &["--cmdline", &cmdline, "--initrd", &initrd],
-    )?;
+    let image = super::foundation::packed_embedded(ctx)?;
     let mut spec = BootSpec::new(
         format!("resource-no-gop-{fw}"),
         fw,

@@ -489,47 +489,28 @@ fn probe_shell_two_files(ctx: &Ctx) -> Result<()> {
     )
 }
 
-/// Embedded command line first, the shell's arguments appended; an `initrd=` file (B) beats
-/// the embedded initrd (A).
-fn probe_shell_embedded_override(ctx: &Ctx) -> Result<()> {
-    let image = pack_probe_embedded(ctx)?;
-    let b = initrd_b()?;
-    let args = "initrd=\\b.img probe.loader=1";
-    let mut want_words = words(&probe_embedded_cmdline());
-    want_words.extend(words(args));
-    probe_shell(
-        ctx,
-        "probe-shell-embedded-override",
-        image,
-        &[("b.img", &b.path)],
-        args,
-        ProbeExpect {
-            cmdline_exact: None,
-            cmdline_words: want_words,
-            initrd: Some(&b.bytes),
-        },
-    )
-}
-
-/// `noinitrd` beats both `initrd=` files and the embedded initrd.
-fn probe_shell_noinitrd(ctx: &Ctx) -> Result<()> {
-    let image = pack_probe_embedded(ctx)?;
-    let b = initrd_b()?;
-    let args = "initrd=\\b.img noinitrd";
-    let mut want_words = words(&probe_embedded_cmdline());
-    want_words.extend(words(args));
-    probe_shell(
-        ctx,
-        "probe-shell-noinitrd",
-        image,
-        &[("b.img", &b.path)],
-        args,
-        ProbeExpect {
-            cmdline_exact: None,
-            cmdline_words: want_words,
-            initrd: None,
-        },
-    )
+/// A shell row over the embedded command line and initrd (A): the embedded line first, the
+/// shell's `args` appended; `initrd=` file B on the volume. `want_b`: the kernel gets B (an
+/// `initrd=` file beats the embedded initrd), else none (`noinitrd` beats both).
+fn shell_over_embedded_row(name: &'static str, args: &'static str, want_b: bool) -> BootTest {
+    BootTest::new(format!("{name}-{}", Firmware::Ovmf2022), move |ctx| {
+        let image = pack_probe_embedded(ctx)?;
+        let b = initrd_b()?;
+        let mut want_words = words(&probe_embedded_cmdline());
+        want_words.extend(words(args));
+        probe_shell(
+            ctx,
+            name,
+            image,
+            &[("b.img", &b.path)],
+            args,
+            ProbeExpect {
+                cmdline_exact: None,
+                cmdline_words: want_words,
+                initrd: want_b.then_some(&b.bytes[..]),
+            },
+        )
+    })
 }
 
 /// A missing `initrd=` file: the stub prints an error naming it and returns to the firmware;
@@ -758,11 +739,12 @@ pub fn tests() -> Vec<BootTest> {
     rows.extend([
         BootTest::new("probe-shell-initrd-ovmf2022", probe_shell_one_file),
         BootTest::new("probe-shell-two-initrds-ovmf2022", probe_shell_two_files),
-        BootTest::new(
-            "probe-shell-embedded-override-ovmf2022",
-            probe_shell_embedded_override,
+        shell_over_embedded_row(
+            "probe-shell-embedded-override",
+            "initrd=\\b.img probe.loader=1",
+            true,
         ),
-        BootTest::new("probe-shell-noinitrd-ovmf2022", probe_shell_noinitrd),
+        shell_over_embedded_row("probe-shell-noinitrd", "initrd=\\b.img noinitrd", false),
         BootTest::new(
             "probe-shell-missing-initrd-ovmf2022",
             probe_shell_missing_initrd,
