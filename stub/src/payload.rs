@@ -113,8 +113,8 @@ pub fn locate_with<'a>(image: &'a [u8], d: &StubDescriptor) -> Result<Payload<'a
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use zboot_format::PAYLOAD_SECTION;
     use zboot_format::header;
-    use zboot_format::{Codec, Flags, PAYLOAD_SECTION};
 
     /// A minimal loaded image with the given sections (name, rva, bytes) at their RVAs and, when
     /// one of them is `.zpayld`, a filled stub descriptor at 0x100 pointing at it.
@@ -142,33 +142,9 @@ pub(crate) mod tests {
 
     pub(crate) fn header_for(decoded: &[u8], compressed_len: usize) -> PayloadHeader {
         PayloadHeader {
-            arch: Arch::X86_64,
-            codec: Codec::None,
-            flags: Flags(0),
             compressed_size: compressed_len as u64,
-            uncompressed_size: decoded.len() as u64,
-            image_size: decoded.len() as u64,
             mem_size: 2 << 20,
-            alignment: 2 << 20,
-            preferred_address: 16 << 20,
-            entry_offset: 0,
-            link_virt_base: zboot_format::X86_START_KERNEL_MAP + (16 << 20),
-            relocs_offset: 0,
-            relocs_count64: 0,
-            relocs_count_inv32: 0,
-            relocs_count32: 0,
-            xloadflags: 0,
-            boot_protocol: 0,
-            cmdline_rva: 0,
-            cmdline_size: 0,
-            initrd_rva: 0,
-            initrd_size: 0,
-            text_size: 0,
-            nx_end: 0,
-            image_sha256: header::sha256(&[decoded]),
-            stream_check: zboot_format::checksum::of(decoded),
-            cmdline_check: zboot_format::checksum::of(&[]),
-            initrd_check: zboot_format::checksum::of(&[]),
+            ..zboot_format::testdata::stored_header(decoded)
         }
     }
 

@@ -85,8 +85,7 @@ fn relocate(h: &PayloadHeader, stream: &mut [u8], delta: u64) -> Result<(), Relo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zboot_format::header::Arch;
-    use zboot_format::{Codec, Flags, checksum};
+    use zboot_format::{Flags, checksum};
 
     struct NoClock;
     impl Clock for NoClock {
@@ -140,33 +139,18 @@ mod tests {
         filters::apply(flags, IMAGE as u64, &mut stream);
         let relocs = flags.has(Flags::RELOCS);
         let h = PayloadHeader {
-            arch: Arch::X86_64,
-            codec: Codec::None,
             flags,
-            compressed_size: stream.len() as u64,
             uncompressed_size: if relocs { stream.len() } else { IMAGE } as u64,
             image_size: IMAGE as u64,
             mem_size: MEM,
             alignment: MEM,
             preferred_address: 0x100_0000,
-            entry_offset: 0,
             link_virt_base: BASE,
             relocs_offset: if relocs { IMAGE as u64 } else { 0 },
             relocs_count64: relocs as u32,
             relocs_count_inv32: relocs as u32,
             relocs_count32: relocs as u32,
-            xloadflags: 0,
-            boot_protocol: 0,
-            cmdline_rva: 0,
-            cmdline_size: 0,
-            initrd_rva: 0,
-            initrd_size: 0,
-            text_size: 0,
-            nx_end: 0,
-            image_sha256: [0; 32],
-            stream_check: 0,
-            cmdline_check: 0,
-            initrd_check: 0,
+            ..zboot_format::testdata::stored_header(&stream)
         };
         let stream = if relocs {
             stream

@@ -1,6 +1,10 @@
 //! Deterministic pseudo-random test data for the tests of every crate in the workspace: one
 //! generator (xorshift64), so that a seed means the same bytes everywhere. Test-only (feature
-//! `testdata`); the stub's boot-time randomness is its own (stub/src/rng.rs).
+//! `testdata`); the stub's boot-time randomness is its own (stub/src/rng.rs). And a valid
+//! payload header for a stored stream, the start of every header a test needs.
+
+use crate::header::{Arch, Flags, PayloadHeader, sha256};
+use crate::{Codec, X86_KERNEL_ALIGN, X86_START_KERNEL_MAP, checksum};
 
 /// Marsaglia's xorshift64 (13, 7, 17). Not for anything but test inputs.
 #[derive(Clone, Debug)]
@@ -47,6 +51,43 @@ impl XorShift64 {
     }
 }
 
+/// A valid x86_64 payload header for `stream` stored as is (codec none, no filters, no
+/// relocations): 2 MiB at 16 MiB, its checksums and digest, no command line or initrd. Tests
+/// change what they exercise with struct update syntax.
+pub fn stored_header(stream: &[u8]) -> PayloadHeader {
+    PayloadHeader {
+        arch: Arch::X86_64,
+        codec: Codec::None,
+        flags: Flags(0),
+        compressed_size: stream.len() as u64,
+        uncompressed_size: stream.len() as u64,
+        image_size: stream.len() as u64,
+        mem_size: X86_KERNEL_ALIGN
+            .max(stream.len() as u64)
+            .next_multiple_of(X86_KERNEL_ALIGN),
+        alignment: X86_KERNEL_ALIGN,
+        preferred_address: 16 << 20,
+        entry_offset: 0,
+        link_virt_base: X86_START_KERNEL_MAP + (16 << 20),
+        relocs_offset: 0,
+        relocs_count64: 0,
+        relocs_count_inv32: 0,
+        relocs_count32: 0,
+        xloadflags: 0,
+        boot_protocol: 0,
+        cmdline_rva: 0,
+        cmdline_size: 0,
+        initrd_rva: 0,
+        initrd_size: 0,
+        text_size: 0,
+        nx_end: 0,
+        image_sha256: sha256(&[stream]),
+        stream_check: checksum::of(stream),
+        cmdline_check: checksum::of(&[]),
+        initrd_check: checksum::of(&[]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +105,11 @@ mod tests {
         let mut z = XorShift64::new(0);
         assert_ne!(z.next_u64(), 0);
         assert_ne!(XorShift64::new(1).next_u64(), XorShift64::new(2).next_u64());
+    }
+
+    #[test]
+    fn stored_header_is_valid() {
+        let h = stored_header(&[1; 5000]);
+        assert_eq!(h.validate(5000), Ok(()));
     }
 }

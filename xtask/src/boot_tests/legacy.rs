@@ -454,11 +454,7 @@ fn kexec_row(
         super::stub::check_probe(
             ctx,
             &out,
-            &super::stub::ProbeExpect {
-                cmdline_exact: None,
-                cmdline_words: super::stub::words(&append),
-                initrd: Some(&initrd),
-            },
+            &super::stub::ProbeExpect::words(&append, Some(&initrd)),
         )?;
         return Ok(());
     }

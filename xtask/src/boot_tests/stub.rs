@@ -135,6 +135,17 @@ pub(super) struct ProbeExpect<'a> {
     pub initrd: Option<&'a [u8]>,
 }
 
+impl<'a> ProbeExpect<'a> {
+    /// The command line holds `line`'s words in order; the kernel gets `initrd`.
+    pub fn words(line: &str, initrd: Option<&'a [u8]>) -> ProbeExpect<'a> {
+        ProbeExpect {
+            cmdline_exact: None,
+            cmdline_words: words(line),
+            initrd,
+        }
+    }
+}
+
 /// `spec`, stopped 2 s after the firmware reports a CPU exception (instead of the timeout).
 fn fail_fast(spec: &BootSpec) -> BootSpec {
     let mut spec = spec.clone();
@@ -310,15 +321,7 @@ fn probe_sdboot(ctx: &Ctx, fw: Firmware) -> Result<()> {
         &options,
     );
     spec.extra_files.push(("decoy.img".into(), b.path.clone()));
-    boot_probe(
-        ctx,
-        &spec,
-        &ProbeExpect {
-            cmdline_exact: None,
-            cmdline_words: words(&options),
-            initrd: Some(&a.bytes),
-        },
-    )?;
+    boot_probe(ctx, &spec, &ProbeExpect::words(&options, Some(&a.bytes)))?;
     Ok(())
 }
 
@@ -334,15 +337,7 @@ fn probe_sdboot_noinitrd(ctx: &Ctx, fw: Firmware) -> Result<()> {
         Some(a.path.clone()),
         &options,
     );
-    boot_probe(
-        ctx,
-        &spec,
-        &ProbeExpect {
-            cmdline_exact: None,
-            cmdline_words: words(&options),
-            initrd: None,
-        },
-    )?;
+    boot_probe(ctx, &spec, &ProbeExpect::words(&options, None))?;
     Ok(())
 }
 
@@ -362,15 +357,7 @@ fn probe_sdboot_initrd_option(ctx: &Ctx, fw: Firmware) -> Result<()> {
     );
     spec.extra_files
         .push(("zboot/b.img".into(), b.path.clone()));
-    boot_probe(
-        ctx,
-        &spec,
-        &ProbeExpect {
-            cmdline_exact: None,
-            cmdline_words: words(&options),
-            initrd: Some(&b.bytes),
-        },
-    )?;
+    boot_probe(ctx, &spec, &ProbeExpect::words(&options, Some(&b.bytes)))?;
     Ok(())
 }
 
@@ -460,11 +447,7 @@ fn probe_shell_one_file(ctx: &Ctx) -> Result<()> {
         image,
         &[("initrd.img", &a.path)],
         &args,
-        ProbeExpect {
-            cmdline_exact: None,
-            cmdline_words: words(&args),
-            initrd: Some(&a.bytes),
-        },
+        ProbeExpect::words(&args, Some(&a.bytes)),
     )
 }
 
@@ -481,11 +464,7 @@ fn probe_shell_two_files(ctx: &Ctx) -> Result<()> {
         image,
         &[("b.img", &b.path), ("sub/a.img", &a.path)],
         &args,
-        ProbeExpect {
-            cmdline_exact: None,
-            cmdline_words: words(&args),
-            initrd: Some(&both),
-        },
+        ProbeExpect::words(&args, Some(&both)),
     )
 }
 
@@ -651,11 +630,10 @@ fn probe_grub_linuxefi(ctx: &Ctx, fw: Firmware) -> Result<()> {
     boot_probe(
         ctx,
         &spec,
-        &ProbeExpect {
-            cmdline_exact: None,
-            cmdline_words: words("BOOT_IMAGE=/zboot/linux.efi console=ttyS0 probe.grub=linuxefi"),
-            initrd: Some(&a.bytes),
-        },
+        &ProbeExpect::words(
+            "BOOT_IMAGE=/zboot/linux.efi console=ttyS0 probe.grub=linuxefi",
+            Some(&a.bytes),
+        ),
     )?;
     Ok(())
 }
@@ -680,15 +658,7 @@ fn probe_qemu_kernel_seabios(ctx: &Ctx) -> Result<()> {
             append: append.clone(),
         },
     );
-    let p = boot_probe(
-        ctx,
-        &spec,
-        &ProbeExpect {
-            cmdline_exact: None,
-            cmdline_words: words(&append),
-            initrd: Some(&a.bytes),
-        },
-    )?;
+    let p = boot_probe(ctx, &spec, &ProbeExpect::words(&append, Some(&a.bytes)))?;
     let attrs = ["text_attr", "rodata_attr", "data_attr"].map(|k| p.get(k).unwrap_or("?"));
     ensure!(
         attrs == ["r-x", "rw-", "rw-"],
