@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const STUB_TARGET: &str = "x86_64-unknown-uefi";
+use zboot_format::stub_build;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=ZBOOT_STUB_EFI");
@@ -21,7 +21,7 @@ fn main() {
         println!("cargo:rustc-env=ZBOOT_STUB_VERSION=external");
         println!("cargo:rerun-if-changed={}", path.display());
         // The prebuilt stub serves every codec.
-        for (name, _) in STUB_VARIANTS {
+        for (name, _) in stub_build::VARIANTS {
             let to = out_dir.join(format!("zboot-stub-{name}.efi"));
             if let Err(e) = fs::copy(&path, &to) {
                 panic!("ZBOOT_STUB_EFI={}: {e}", path.display());
@@ -54,7 +54,7 @@ fn main() {
     let target_dir = stub_target_dir(&out_dir);
     // One stub per codec carrying only that decoder (stub cargo features), plus the all-codec
     // stub for `EMBEDDED_STUB`: see docs/performance.md for the sizes.
-    for (name, features) in STUB_VARIANTS {
+    for (name, features) in stub_build::VARIANTS {
         let built = build_stub(&root, &workspace_manifest, &target_dir, features);
         let to = out_dir.join(format!("zboot-stub-{name}.efi"));
         if let Err(e) = fs::copy(&built, &to) {
@@ -66,17 +66,8 @@ fn main() {
     }
 }
 
-/// (name, `--features` of zboot-stub with default features off).
-const STUB_VARIANTS: [(&str, &str); 6] = [
-    ("all", "zstd,xz,gzip,lz4"),
-    ("none", ""),
-    ("gzip", "gzip"),
-    ("zstd", "zstd"),
-    ("xz", "xz"),
-    ("lz4", "lz4"),
-];
-
-/// `cargo build --profile stub -p zboot-stub --no-default-features --features F`; the .efi built.
+/// `cargo build --profile stub -p zboot-stub --no-default-features --features F`
+/// ([`stub_build::CARGO_ARGS`]); the .efi built.
 fn build_stub(
     root: &Path,
     workspace_manifest: &Path,
@@ -85,10 +76,8 @@ fn build_stub(
 ) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.arg("build")
-        .args(["--profile", "stub", "--no-default-features"])
+    cmd.args(stub_build::CARGO_ARGS)
         .args(["--features", features])
-        .args(["-p", "zboot-stub", "--target", STUB_TARGET])
         .arg("--manifest-path")
         .arg(workspace_manifest)
         .arg("--target-dir")
@@ -129,15 +118,14 @@ fn build_stub(
         .unwrap_or_else(|e| panic!("cannot run cargo for the stub: {e}"));
     if !status.success() {
         panic!(
-            "building the EFI stub (cargo build --profile stub -p zboot-stub --no-default-features \
-             --features {features:?} --target {STUB_TARGET}) failed; \
-             set ZBOOT_STUB_EFI=/path/to/stub.efi to embed a prebuilt stub instead"
+            "building the EFI stub (cargo {} --features {features:?}) failed; \
+             set ZBOOT_STUB_EFI=/path/to/stub.efi to embed a prebuilt stub instead",
+            stub_build::CARGO_ARGS.join(" ")
         );
     }
-    target_dir
-        .join(STUB_TARGET)
-        .join("stub")
-        .join("zboot-stub.efi")
+    stub_build::ARTIFACT
+        .iter()
+        .fold(target_dir.to_path_buf(), |p, c| p.join(c))
 }
 
 /// `<target-dir>/zboot-stub`, next to the outer build's profile directories, so that build, check,

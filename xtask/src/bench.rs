@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::fixtures::Fixtures;
 use crate::qemu::{self, BootSpec, Firmware};
-use zboot_format::Codec;
+use zboot_format::{Codec, stub_build};
 
 /// The codec the packer uses without `--codec`.
 pub const DEFAULT_CODEC: &str = "zstd";
@@ -374,9 +374,9 @@ fn stub_files() -> Vec<(String, PathBuf)> {
     let Some((_, out)) = best else {
         return Vec::new();
     };
-    ["all", "none", "zstd", "xz", "gzip", "lz4"]
+    zboot_format::stub_build::VARIANTS
         .iter()
-        .map(|n| (n.to_string(), out.join(format!("zboot-stub-{n}.efi"))))
+        .map(|(n, _)| (n.to_string(), out.join(format!("zboot-stub-{n}.efi"))))
         .filter(|(_, p)| p.is_file())
         .collect()
 }
@@ -404,15 +404,16 @@ fn rust_alternative(codec: Codec) -> Option<(&'static str, DecodeFn)> {
 fn build_stub_variant(features: &str) -> Result<PathBuf> {
     let target_dir = qemu::target_dir().join("bench-stubs");
     let st = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--quiet", "--profile", "stub", "-p", "zboot-stub"])
-        .args(["--target", "x86_64-unknown-uefi", "--no-default-features"])
-        .args(["--features", features])
+        .args(stub_build::CARGO_ARGS)
+        .args(["--quiet", "--features", features])
         .env("CARGO_TARGET_DIR", &target_dir)
         .env_remove("RUSTFLAGS")
         .current_dir(crate::workspace_root())
         .status()?;
     ensure!(st.success(), "building the {features} stub failed");
-    Ok(target_dir.join("x86_64-unknown-uefi/stub/zboot-stub.efi"))
+    Ok(stub_build::ARTIFACT
+        .iter()
+        .fold(target_dir, |p, c| p.join(c)))
 }
 
 fn secs(d: Duration) -> f64 {

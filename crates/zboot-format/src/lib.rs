@@ -16,6 +16,7 @@
 //! - [`tcg_log`]: the TPM 2.0 event log layout (handed to Linux, replayed by the tests).
 //! - `testdata` (feature `testdata`, tests only): the one pseudo-random generator of the
 //!   workspace's tests.
+//! - [`stub_build`]: how the stub is built (target, profile, the embedded variants).
 //! - [`descriptor`]: the record in the stub's data through which it finds its payload and
 //!   relocates itself (no PE headers, no PE base relocations needed at boot).
 #![no_std]
@@ -32,6 +33,7 @@ pub mod image;
 pub mod measure;
 pub mod pe;
 pub mod relocs;
+pub mod stub_build;
 pub mod tcg_log;
 #[cfg(any(test, feature = "testdata"))]
 pub mod testdata;
