@@ -64,9 +64,9 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
     // points at is read.
     let loader: BootParams = unsafe { core::ptr::read_unaligned(bp_addr as *const BootParams) };
     serial::use_screen(&{ loader.screen_info });
-    let (image, descriptor) =
+    let own =
         crate::image::own().map_err(|e| Error::Payload(payload::PayloadError::Descriptor(e)))?;
-    let base = image.as_ptr() as u64;
+    let (base, descriptor) = (own.base, own.descriptor);
     let ours = (
         base + u64::from(HEADERS_SIZE),
         base + u64::from(descriptor.image_size) + u64::from(BARE_SCRATCH_SIZE),
@@ -85,7 +85,7 @@ fn boot(bp_addr: u64, own_map: bool) -> Result<Infallible, Error> {
 
     // 2. Payload and command line (the loader's appended to the embedded one; under Secure
     //    Boot, as the loader reports it, an embedded line stands alone).
-    let payload = payload::locate_with(image, &descriptor).map_err(Error::Payload)?;
+    let payload = payload::locate_in_parts(own.parts, &descriptor).map_err(Error::Payload)?;
     let h = payload.header;
     let loader_line = match found.cmdline {
         None => alloc::string::String::new(),

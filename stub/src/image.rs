@@ -96,20 +96,39 @@ pub unsafe fn relocate() -> Result<(), DescriptorError> {
     Ok(())
 }
 
-/// Our image (`image_size` bytes from `__ImageBase`) and its descriptor.
-pub fn own() -> Result<(&'static [u8], StubDescriptor), DescriptorError> {
+/// What the stub reads of its own image.
+pub struct OwnImage {
+    /// `__ImageBase`: where the loader put us.
+    pub base: u64,
+    pub descriptor: StubDescriptor,
+    /// The appended parts: `[payload_rva, image_size)` of the image (the payload section
+    /// first, then the embedded command line, initrd and SBAT; `zboot_format::image::Part`).
+    pub parts: &'static [u8],
+}
+
+/// Our descriptor and our image's appended parts. Only the parts are handed out as bytes: the
+/// stub's own sections before them hold the `.data` it writes while it runs.
+pub fn own() -> Result<OwnImage, DescriptorError> {
     let d = descriptor();
     d.validate()?;
+    let start = base() + u64::from(d.payload_rva);
+    let len = (d.image_size - d.payload_rva) as usize;
     // SAFETY: the loader put `image_size` bytes of our image at `__ImageBase` and they stay
-    // mapped until we exit (the kernel takes over after we are done with them).
-    let image = unsafe { core::slice::from_raw_parts(base() as *const u8, d.image_size as usize) };
-    Ok((image, d))
+    // mapped until we exit; `validate` put `payload_rva` inside them. From there on lie only
+    // the appended parts, read-only initialized data the packer writes after the stub's own
+    // sections: nothing in the stub writes to them, so a shared slice of them holds.
+    let parts = unsafe { core::slice::from_raw_parts(start as *const u8, len) };
+    Ok(OwnImage {
+        base: base(),
+        descriptor: d,
+        parts,
+    })
 }
 
 /// The payload our image carries, found and validated through our descriptor.
 pub fn payload() -> Result<zboot_stub::payload::Payload<'static>, crate::error::Error> {
     use crate::error::Error;
     use zboot_stub::payload::{self, PayloadError};
-    let (image, descriptor) = own().map_err(|e| Error::Payload(PayloadError::Descriptor(e)))?;
-    payload::locate_with(image, &descriptor).map_err(Error::Payload)
+    let own = own().map_err(|e| Error::Payload(PayloadError::Descriptor(e)))?;
+    payload::locate_in_parts(own.parts, &own.descriptor).map_err(Error::Payload)
 }

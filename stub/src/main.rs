@@ -1,8 +1,9 @@
 //! zboot-stub: the EFI application that unpacks and boots the kernel carried in `.zpayld`.
 //!
-//! `efi_main` reads as the boot pipeline; each step is one function in its own module. The pure
-//! modules (payload, cmdline, decode, arch::x86_64::{boot_params, e820, kaslr}) are the library
-//! (`lib.rs`), built and tested on the host; the EFI glue here only builds for the UEFI target.
+//! `pipeline::boot` reads as the boot pipeline; each step is one function in its own module. The
+//! pure modules (payload, cmdline, decode, unpack, arch::x86_64::{boot_params, e820, kaslr}) are
+//! the library (`lib.rs`), built and tested on the host; the EFI glue here only builds for the
+//! UEFI target.
 #![cfg_attr(target_os = "uefi", no_std, no_main)]
 
 #[cfg(target_os = "uefi")]

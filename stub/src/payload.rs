@@ -73,12 +73,22 @@ pub fn locate(image: &[u8]) -> Result<Payload<'_>, PayloadError> {
 /// descriptor `d` says.
 pub fn locate_with<'a>(image: &'a [u8], d: &StubDescriptor) -> Result<Payload<'a>, PayloadError> {
     d.validate().map_err(PayloadError::Descriptor)?;
-    let image = image
-        .get(..d.image_size as usize)
+    let parts = image
+        .get(d.payload_rva as usize..d.image_size as usize)
         .ok_or(PayloadError::Descriptor(DescriptorError::OutOfImage))?;
-    let start = d.payload_rva as usize;
-    let section = image
-        .get(start..start + d.payload_size as usize)
+    locate_in_parts(parts, d)
+}
+
+/// [`locate_with`] given only the image's appended parts: `parts` holds the bytes from
+/// `d.payload_rva` (the payload section, the first part) to the end of the image, which is all
+/// the stub reads of its image (`zboot_format::image::Part`: every part lies there, read-only).
+pub fn locate_in_parts<'a>(
+    parts: &'a [u8],
+    d: &StubDescriptor,
+) -> Result<Payload<'a>, PayloadError> {
+    d.validate().map_err(PayloadError::Descriptor)?;
+    let section = parts
+        .get(..d.payload_size as usize)
         .ok_or(PayloadError::Descriptor(DescriptorError::OutOfImage))?;
     let header = PayloadHeader::parse(section).map_err(PayloadError::Header)?;
     if header.arch != Arch::X86_64 {
@@ -88,12 +98,18 @@ pub fn locate_with<'a>(image: &'a [u8], d: &StubDescriptor) -> Result<Payload<'a
         .compressed(section)
         .ok_or(PayloadError::Header(HeaderError::CompressedBeyondSection))?;
 
+    // An embedded part: its RVA made relative to the parts; an absent one is empty.
     let slice = |rva: u32, size: u32| -> Result<&[u8], PayloadError> {
-        let start = rva as usize;
+        if size == 0 {
+            return Ok(&[]);
+        }
+        let start = rva
+            .checked_sub(d.payload_rva)
+            .ok_or(PayloadError::EmbeddedOutOfImage)? as usize;
         let end = start
             .checked_add(size as usize)
             .ok_or(PayloadError::EmbeddedOutOfImage)?;
-        image
+        parts
             .get(start..end)
             .ok_or(PayloadError::EmbeddedOutOfImage)
     };
@@ -203,6 +219,20 @@ pub(crate) mod tests {
         let sec = payload_section(&h, &kernel);
         let img = pe_image(&[(PAYLOAD_SECTION, 0x1000, &sec)]);
         assert_eq!(locate(&img).unwrap_err(), PayloadError::EmbeddedOutOfImage);
+
+        // A part before the payload section would lie in the stub's own sections (its .data,
+        // which it writes): only the appended parts are read.
+        h.initrd_rva = 0x800;
+        let sec = payload_section(&h, &kernel);
+        let sections: [(&[u8; 8], usize, &[u8]); 3] = [
+            (zboot_format::INITRD_SECTION, 0x800, rd),
+            (PAYLOAD_SECTION, 0x1000, &sec),
+            (zboot_format::CMDLINE_SECTION, 0x3000, cmd),
+        ];
+        assert_eq!(
+            locate(&pe_image(&sections)).unwrap_err(),
+            PayloadError::EmbeddedOutOfImage
+        );
     }
 
     #[test]

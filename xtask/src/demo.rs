@@ -31,26 +31,31 @@ pub fn build_packer() -> Result<PathBuf> {
 /// Runs `zboot-pack <input> -o <output> <args...>`.
 pub fn pack(packer: &Path, input: &Path, output: &Path, args: &[&str]) -> Result<()> {
     std::fs::create_dir_all(output.parent().unwrap())?;
+    let mut all = vec![input.as_os_str(), "-o".as_ref(), output.as_os_str()];
+    all.extend(args.iter().map(|a| a.as_ref()));
+    run_packer(packer, &all)?;
+    ensure!(output.is_file(), "zboot-pack wrote no {}", output.display());
+    Ok(())
+}
+
+/// Runs `zboot-pack <args...>` and returns its stdout; a failure names the command, its exit
+/// status and its stderr.
+pub fn run_packer(packer: &Path, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>> {
     let out = Command::new(packer)
-        .arg(input)
-        .arg("-o")
-        .arg(output)
         .args(args)
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {}", packer.display()))?;
     if !out.status.success() {
+        let line: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
         bail!(
-            "zboot-pack {} -o {} {}: {}\n{}",
-            input.display(),
-            output.display(),
-            args.join(" "),
+            "zboot-pack {}: {}\n{}",
+            line.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    ensure!(output.is_file(), "zboot-pack wrote no {}", output.display());
-    Ok(())
+    Ok(out.stdout)
 }
 
 pub fn run(codec: Option<&str>, firmware: Firmware, compare: bool) -> Result<()> {

@@ -93,19 +93,8 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf> {
 }
 
 fn output_of(packer: &Path, args: &[&str]) -> Result<Vec<u8>> {
-    let out = Command::new(packer)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", packer.display()))?;
-    if !out.status.success() {
-        bail!(
-            "zboot-pack {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out.stdout)
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    crate::demo::run_packer(packer, &args)
 }
 
 /// Installs `packer` and its files under `destdir`/`prefix`; returns the files written.
