@@ -32,7 +32,7 @@ pub fn build_packer() -> Result<PathBuf> {
 pub fn pack(packer: &Path, input: &Path, output: &Path, args: &[&str]) -> Result<()> {
     std::fs::create_dir_all(output.parent().unwrap())?;
     let mut all = vec![input.as_os_str(), "-o".as_ref(), output.as_os_str()];
-    all.extend(args.iter().map(|a| a.as_ref()));
+    all.extend(args.iter().map(std::ffi::OsStr::new));
     run_packer(packer, &all)?;
     ensure!(output.is_file(), "zboot-pack wrote no {}", output.display());
     Ok(())

@@ -13,10 +13,9 @@
 //! run with a short PATH). kernel-install reads plugins from `/usr/lib/kernel/install.d` and
 //! `/etc/kernel/install.d` only: with another prefix, a note says where to link it.
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 #[derive(clap::Args, Debug)]
 pub struct InstallArgs {
@@ -93,7 +92,7 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf> {
 }
 
 fn output_of(packer: &Path, args: &[&str]) -> Result<Vec<u8>> {
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     crate::demo::run_packer(packer, &args)
 }
 
