@@ -563,20 +563,16 @@ fn linux_vmlinux_sdboot(ctx: &Ctx, codec: &str, fw: Firmware) -> Result<()> {
     Ok(())
 }
 
-/// Debian's vmlinux (zstd) started from the UEFI shell with `initrd=\initrd.img` (no LoadFile2).
-fn linux_vmlinux_shell(ctx: &Ctx) -> Result<()> {
-    let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2022;
+/// Debian's vmlinux packed with zstd (the default codec).
+fn debian_vmlinux_zstd(ctx: &Ctx) -> Result<PathBuf> {
     let vmlinux = debian_vmlinux(ctx)?;
-    let image = ctx.pack("debian-vmlinux-zstd", &vmlinux, &["--codec", "zstd"])?;
-    let mut spec = BootSpec::new(
-        format!("linux-vmlinux-zstd-shell-initrd-{fw}"),
-        fw,
-        BootMode::Shell {
-            image,
-            args: format!("initrd=\\initrd.img {}", baseline_options()),
-        },
-    );
+    ctx.pack("debian-vmlinux-zstd", &vmlinux, &["--codec", "zstd"])
+}
+
+/// Boots `spec` with the test initramfs as `\initrd.img` on the ESP (the options name it):
+/// the standard Linux checks and MemTotal parity with the bzImage on `fw`.
+fn boot_with_initrd_file(ctx: &Ctx, mut spec: BootSpec, fw: Firmware) -> Result<()> {
+    let fx = ctx.fixtures()?;
     spec.extra_files
         .push(("initrd.img".into(), fx.initramfs.clone()));
     let out = ctx.boot(&spec)?;
@@ -585,25 +581,33 @@ fn linux_vmlinux_shell(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Debian's vmlinux (zstd) started from the UEFI shell with `initrd=\initrd.img` (no LoadFile2).
+fn linux_vmlinux_shell(ctx: &Ctx) -> Result<()> {
+    let fw = Firmware::Ovmf2022;
+    let image = debian_vmlinux_zstd(ctx)?;
+    let spec = BootSpec::new(
+        format!("linux-vmlinux-zstd-shell-initrd-{fw}"),
+        fw,
+        BootMode::Shell {
+            image,
+            args: format!("initrd=\\initrd.img {}", baseline_options()),
+        },
+    );
+    boot_with_initrd_file(ctx, spec, fw)
+}
+
 /// Debian's vmlinux (zstd) through systemd-boot without an `initrd` line: the options'
 /// `initrd=\initrd.img` is read by the stub from the ESP (no LoadFile2), on `fw`.
 fn linux_vmlinux_sdboot_initrd_option(ctx: &Ctx, fw: Firmware) -> Result<()> {
-    let fx = ctx.fixtures()?;
-    let vmlinux = debian_vmlinux(ctx)?;
-    let image = ctx.pack("debian-vmlinux-zstd", &vmlinux, &["--codec", "zstd"])?;
-    let mut spec = BootSpec::systemd_boot(
+    let image = debian_vmlinux_zstd(ctx)?;
+    let spec = BootSpec::systemd_boot(
         format!("linux-vmlinux-zstd-sdboot-initrd-option-{fw}"),
         fw,
         image,
         None,
         format!("initrd=\\initrd.img {}", baseline_options()),
     );
-    spec.extra_files
-        .push(("initrd.img".into(), fx.initramfs.clone()));
-    let out = ctx.boot(&spec)?;
-    let r = check_linux_report(ctx, &out)?;
-    check_memtotal_parity(ctx, fw, r)?;
-    Ok(())
+    boot_with_initrd_file(ctx, spec, fw)
 }
 
 /// The EFI handover protocol seen by the probe: GRUB 2.06 `linuxefi` + `initrdefi` with initrd
