@@ -287,12 +287,10 @@ fn c_decode(codec: Codec, src: &[u8], dst: &mut [u8]) -> Result<()> {
 /// `zboot_stub::payload::locate`.
 pub fn load_pe(file: &[u8]) -> Result<Vec<u8>> {
     let secs = zboot_format::pe::SectionTable::parse(file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let u32_at = |o: usize| -> Result<usize> {
-        Ok(u32::from_le_bytes(file.get(o..o + 4).context("short PE")?.try_into()?) as usize)
-    };
-    let opt = secs.optional_header.0;
-    let size_of_image = u32_at(opt + 56)?;
-    let size_of_headers = u32_at(opt + 60)?;
+    let (size_of_image, size_of_headers) = secs
+        .image_sizes()
+        .map(|(i, h)| (i as usize, h as usize))
+        .context("no SizeOfImage in the optional header")?;
     ensure!(size_of_image <= 1 << 30, "SizeOfImage too large");
     let mut img = vec![0u8; size_of_image];
     let h = size_of_headers.min(file.len()).min(img.len());

@@ -174,6 +174,16 @@ impl<'a> SectionTable<'a> {
         &raw[..raw.len().min(s.virtual_size as usize)]
     }
 
+    /// The optional header's `SizeOfImage` and `SizeOfHeaders` (at 56 and 60, the same in PE32
+    /// and PE32+), when the optional header is long enough to hold them.
+    pub fn image_sizes(&self) -> Option<(u32, u32)> {
+        let (opt, size) = self.optional_header;
+        if size < 64 {
+            return None;
+        }
+        Some((le32(self.data, opt + 56)?, le32(self.data, opt + 60)?))
+    }
+
     /// The file offset of `rva`, when a section's file bytes hold it.
     pub fn rva_to_file(&self, rva: u32) -> Option<usize> {
         let s = self.iter().find(|s| s.contains_rva(rva))?;
@@ -223,6 +233,17 @@ mod tests {
         // Inside VirtualSize but past the file bytes: not in the file.
         assert_eq!(t.rva_to_file(0x1300), None);
         assert_eq!(t.rva_to_file(0x5000), None);
+        let mut b = image();
+        let opt = 0x40 + 4 + 20;
+        b[opt + 56..opt + 60].copy_from_slice(&0x3000u32.to_le_bytes());
+        b[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
+        let t = SectionTable::parse(&b).unwrap();
+        assert_eq!(t.image_sizes(), Some((0x3000, 0x200)));
+        let short = SectionTable {
+            optional_header: (opt, 60),
+            ..t
+        };
+        assert_eq!(short.image_sizes(), None);
     }
 
     #[test]

@@ -341,14 +341,14 @@ mod tests {
             (Box::new(|d| d.extend_from_slice(&[0; 512])), "trailing"),
             (
                 Box::new(|d| {
-                    let o = section_header_offset(d, ".zpayld");
+                    let o = section_header_offset(d, zboot_format::PAYLOAD_SECTION_NAME);
                     set_u32(d, o + 36, READ_ONLY_DATA | IMAGE_SCN_MEM_DISCARDABLE);
                 }),
                 "DISCARDABLE",
             ),
             (
                 Box::new(|d| {
-                    let o = section_header_offset(d, ".zpayld");
+                    let o = section_header_offset(d, zboot_format::PAYLOAD_SECTION_NAME);
                     set_u32(
                         d,
                         o + 36,

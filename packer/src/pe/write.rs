@@ -666,7 +666,7 @@ mod tests {
     #[test]
     fn setup_header_points_at_the_handover_entry() {
         let new = [NewSection {
-            name: name(".zpayld"),
+            name: name(zboot_format::PAYLOAD_SECTION_NAME),
             data: vec![1; 300],
             characteristics: READ_ONLY_DATA,
         }];
