@@ -101,26 +101,18 @@ pub fn cli(args: &[String]) -> Result<(), String> {
 }
 
 // -------------------------------------------------------------------------------------------------
-// A minimal ELF64 little-endian reader (only what the generator needs).
+// The ELF as the generator reads it (headers through the `object` crate).
 
-const PT_LOAD: u32 = 1;
-const SHT_RELA: u32 = 4;
-const SHF_ALLOC: u64 = 2;
-const SHF_EXECINSTR: u64 = 4;
-const SHN_ABS: u16 = 0xfff1;
-const ET_EXEC: u16 = 2;
-const EM_X86_64: u16 = 62;
+use object::LittleEndian as LE;
+use object::elf::{
+    EM_X86_64, ET_EXEC, FileHeader64, PT_LOAD, R_X86_64_32, R_X86_64_32S, R_X86_64_64,
+    R_X86_64_GOTPCREL, R_X86_64_GOTPCRELX, R_X86_64_NONE, R_X86_64_PC32, R_X86_64_PC64,
+    R_X86_64_PLT32, R_X86_64_REX_GOTPCRELX, SHN_ABS, SHT_RELA, SHT_SYMTAB,
+};
+use object::read::elf::{FileHeader as _, ProgramHeader as _, SectionHeader as _, Sym as _};
 
-const R_X86_64_NONE: u32 = 0;
-const R_X86_64_64: u32 = 1;
-const R_X86_64_PC32: u32 = 2;
-const R_X86_64_PLT32: u32 = 4;
-const R_X86_64_GOTPCREL: u32 = 9;
-const R_X86_64_32: u32 = 10;
-const R_X86_64_32S: u32 = 11;
-const R_X86_64_PC64: u32 = 24;
-const R_X86_64_GOTPCRELX: u32 = 41;
-const R_X86_64_REX_GOTPCRELX: u32 = 42;
+const SHF_ALLOC: u64 = object::elf::SHF_ALLOC as u64;
+const SHF_EXECINSTR: u64 = object::elf::SHF_EXECINSTR as u64;
 
 fn rd<const N: usize>(b: &[u8], off: u64) -> Result<[u8; N]> {
     let off = usize::try_from(off)?;
@@ -177,88 +169,58 @@ pub struct Elf {
     pub syms: Vec<Sym>,
 }
 
-fn cstr(b: &[u8], off: u64) -> Result<String> {
-    let s = b
-        .get(usize::try_from(off)?..)
-        .context("string offset out of range")?;
-    let n = s
-        .iter()
-        .position(|&c| c == 0)
-        .context("unterminated string")?;
-    Ok(String::from_utf8_lossy(&s[..n]).into_owned())
-}
-
 impl Elf {
     pub fn parse(b: &[u8]) -> Result<Self> {
-        ensure!(b.len() >= 64 && b[..4] == *b"\x7fELF", "not an ELF file");
-        ensure!(b[4] == 2 && b[5] == 1, "not ELF64 little-endian");
-        ensure!(u16_at(b, 0x10)? == ET_EXEC, "not ET_EXEC");
-        ensure!(u16_at(b, 0x12)? == EM_X86_64, "not x86_64");
-        let entry = u64_at(b, 0x18)?;
-        let (phoff, shoff) = (u64_at(b, 0x20)?, u64_at(b, 0x28)?);
-        let (phentsize, phnum) = (u16_at(b, 0x36)? as u64, u16_at(b, 0x38)? as u64);
-        let (shentsize, shnum, shstrndx) = (
-            u16_at(b, 0x3a)? as u64,
-            u16_at(b, 0x3c)? as u64,
-            u16_at(b, 0x3e)? as u64,
-        );
-        let mut phdrs = Vec::new();
-        for i in 0..phnum {
-            let o = phoff + i * phentsize;
-            phdrs.push(Phdr {
-                typ: u32_at(b, o)?,
-                flags: u32_at(b, o + 4)?,
-                offset: u64_at(b, o + 8)?,
-                vaddr: u64_at(b, o + 16)?,
-                paddr: u64_at(b, o + 24)?,
-                filesz: u64_at(b, o + 32)?,
-                memsz: u64_at(b, o + 40)?,
-                align: u64_at(b, o + 48)?,
-            });
-        }
-        let mut raw = Vec::new();
-        for i in 0..shnum {
-            let o = shoff + i * shentsize;
-            raw.push((
-                u32_at(b, o)?,
-                Shdr {
-                    name: String::new(),
-                    typ: u32_at(b, o + 4)?,
-                    flags: u64_at(b, o + 8)?,
-                    addr: u64_at(b, o + 16)?,
-                    offset: u64_at(b, o + 24)?,
-                    size: u64_at(b, o + 32)?,
-                    link: u32_at(b, o + 40)?,
-                    info: u32_at(b, o + 44)?,
-                    entsize: u64_at(b, o + 56)?,
-                },
-            ));
-        }
-        let strtab_off = raw
-            .get(shstrndx as usize)
-            .context("bad e_shstrndx")?
-            .1
-            .offset;
-        let mut shdrs = Vec::new();
-        for (name, mut sh) in raw {
-            sh.name = cstr(b, strtab_off + name as u64)?;
-            shdrs.push(sh);
-        }
-        let mut syms = Vec::new();
-        if let Some(symtab) = shdrs.iter().find(|s| s.name == ".symtab") {
-            let strtab = shdrs
-                .get(symtab.link as usize)
-                .context("bad .symtab link")?;
-            for i in 0..symtab.size / 24 {
-                let o = symtab.offset + i * 24;
-                syms.push(Sym {
-                    name: cstr(b, strtab.offset + u32_at(b, o)? as u64)?,
-                    value: u64_at(b, o + 8)?,
-                });
-            }
-        }
+        let h = FileHeader64::<LE>::parse(b).context("not an ELF64 little-endian file")?;
+        ensure!(h.e_type(LE) == ET_EXEC, "not ET_EXEC");
+        ensure!(h.e_machine(LE) == EM_X86_64, "not x86_64");
+        let phdrs = h
+            .program_headers(LE, b)
+            .context("program headers")?
+            .iter()
+            .map(|p| Phdr {
+                typ: p.p_type(LE),
+                flags: p.p_flags(LE),
+                offset: p.p_offset(LE),
+                vaddr: p.p_vaddr(LE),
+                paddr: p.p_paddr(LE),
+                filesz: p.p_filesz(LE),
+                memsz: p.p_memsz(LE),
+                align: p.p_align(LE),
+            })
+            .collect();
+        let sections = h.sections(LE, b).context("section headers")?;
+        let name = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
+        let shdrs = sections
+            .iter()
+            .map(|s| {
+                Ok(Shdr {
+                    name: name(sections.section_name(LE, s).context("section name")?),
+                    typ: s.sh_type(LE),
+                    flags: s.sh_flags(LE),
+                    addr: s.sh_addr(LE),
+                    offset: s.sh_offset(LE),
+                    size: s.sh_size(LE),
+                    link: s.sh_link(LE),
+                    info: s.sh_info(LE),
+                    entsize: s.sh_entsize(LE),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let symbols = sections
+            .symbols(LE, b, SHT_SYMTAB)
+            .context("symbol table")?;
+        let syms = symbols
+            .iter()
+            .map(|s| {
+                Ok(Sym {
+                    name: name(symbols.symbol_name(LE, s).context("symbol name")?),
+                    value: s.st_value(LE),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Elf {
-            entry,
+            entry: h.e_entry(LE),
             phdrs,
             shdrs,
             syms,
