@@ -255,20 +255,10 @@ fn place_kernel(
 fn rng_seed_node(params: &mut BootParams, seed: &[u8]) -> Result<(), Error> {
     let len = size_of::<SetupData>() + seed.len();
     let at = take_low(len as u64, "the RNG seed")?;
-    let mut node = SetupData {
-        next: 0,
-        typ: SETUP_RNG_SEED,
-        len: seed.len() as u32,
-    };
-    bp::link_setup_data(params, &mut node, at);
     // SAFETY: `len` bytes just taken from the free RAM.
     let dst = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) };
-    // SAFETY: SetupData is plain data, 16 bytes.
-    dst[..size_of::<SetupData>()].copy_from_slice(unsafe {
-        core::slice::from_raw_parts((&raw const node).cast::<u8>(), size_of::<SetupData>())
-    });
-    dst[size_of::<SetupData>()..].copy_from_slice(seed);
-    Ok(())
+    bp::push_setup_node(params, at, dst, SETUP_RNG_SEED, seed)
+        .ok_or(Error::NoMemory("the RNG seed"))
 }
 
 /// `size` bytes of free RAM, below 4 GiB when there is room (older consumers read 32 bits).

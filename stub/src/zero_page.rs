@@ -100,14 +100,11 @@ impl ZeroPage {
 /// RNG and wipes it).
 fn rng_seed_node(params: &mut BootParams, seed: &[u8]) -> Result<Pages, Error> {
     let mut page = Pages::low(4096, MemoryType::LOADER_DATA).efi("allocate RNG seed")?;
-    let mut node = SetupData {
-        next: 0,
-        typ: SETUP_RNG_SEED,
-        len: seed.len() as u32,
-    };
-    bp::link_setup_data(params, &mut node, page.addr());
-    page.write(0, &node);
-    page.bytes_mut()[size_of::<SetupData>()..][..seed.len()].copy_from_slice(seed);
+    let at = page.addr();
+    bp::push_setup_node(params, at, page.bytes_mut(), SETUP_RNG_SEED, seed).ok_or(Error::Efi(
+        "allocate RNG seed",
+        uefi::Status::BUFFER_TOO_SMALL,
+    ))?;
     Ok(page)
 }
 

@@ -181,6 +181,19 @@ pub struct SetupData {
     pub len: u32,
 }
 
+impl SetupData {
+    /// Its 16 bytes as they sit at the head of a node.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&{ self.next }.to_le_bytes());
+        b[8..12].copy_from_slice(&{ self.typ }.to_le_bytes());
+        b[12..].copy_from_slice(&{ self.len }.to_le_bytes());
+        b
+    }
+}
+
+const _: () = assert!(size_of::<SetupData>() == 16);
+
 /// `struct boot_params`, the 4 KiB "zero page".
 #[derive(Clone, Copy)]
 #[repr(C, packed)]

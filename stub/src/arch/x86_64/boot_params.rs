@@ -126,6 +126,29 @@ pub fn link_setup_data(bp: &mut BootParams, node: &mut SetupData, addr: u64) {
     bp.hdr.setup_data = addr;
 }
 
+/// Writes a `setup_data` node of type `typ` carrying `data` into `dst` (the bytes at physical
+/// `at`: the header, then `data`) and links it first into `bp`. `None` when `dst` cannot hold
+/// it (nothing is written or linked then).
+pub fn push_setup_node(
+    bp: &mut BootParams,
+    at: u64,
+    dst: &mut [u8],
+    typ: u32,
+    data: &[u8],
+) -> Option<()> {
+    let head = size_of::<SetupData>();
+    let dst = dst.get_mut(..head.checked_add(data.len())?)?;
+    let mut node = SetupData {
+        next: 0,
+        typ,
+        len: u32::try_from(data.len()).ok()?,
+    };
+    link_setup_data(bp, &mut node, at);
+    dst[..head].copy_from_slice(&node.to_bytes());
+    dst[head..].copy_from_slice(data);
+    Some(())
+}
+
 /// `boot_params.secure_boot` values (`enum efi_secureboot_mode` in include/linux/efi.h).
 pub mod secure_boot {
     pub const UNSET: u8 = 0;
@@ -315,6 +338,26 @@ mod tests {
         link_setup_data(&mut bp, &mut b, 0x2000);
         assert_eq!({ bp.hdr.setup_data }, 0x2000);
         assert_eq!(({ b.next }, { a.next }), (0x1000, 0));
+
+        // A node with data, written and linked first; one that does not fit, neither.
+        let mut page = [0u8; 64];
+        assert_eq!(
+            push_setup_node(&mut bp, 0x3000, &mut page, SETUP_RNG_SEED, &[7; 32]),
+            Some(())
+        );
+        assert_eq!({ bp.hdr.setup_data }, 0x3000);
+        assert_eq!(page[..8], 0x2000u64.to_le_bytes());
+        assert_eq!(page[8..12], SETUP_RNG_SEED.to_le_bytes());
+        assert_eq!(page[12..16], 32u32.to_le_bytes());
+        assert_eq!(page[16..48], [7; 32]);
+        assert_eq!(page[48..], [0; 16]);
+        let mut small = [0u8; 40];
+        assert_eq!(
+            push_setup_node(&mut bp, 0x4000, &mut small, SETUP_RNG_SEED, &[7; 32]),
+            None
+        );
+        assert_eq!({ bp.hdr.setup_data }, 0x3000);
+        assert_eq!(small, [0; 40]);
     }
 
     #[test]
