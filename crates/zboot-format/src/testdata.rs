@@ -40,11 +40,6 @@ impl XorShift64 {
         (self.next_u64() >> 56) as u8
     }
 
-    /// Fills `buf` with the next bytes.
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        buf.iter_mut().for_each(|b| *b = self.next_u8());
-    }
-
     /// An endless stream of bytes (collect a `take(n)` for a buffer).
     pub fn bytes(mut self) -> impl Iterator<Item = u8> {
         core::iter::from_fn(move || Some(self.next_u8()))
@@ -98,8 +93,8 @@ mod tests {
             let mut g = XorShift64::new(7);
             move |_| g.next_u8()
         });
-        let mut b = [0u8; 64];
-        XorShift64::new(7).fill(&mut b);
+        let mut bytes = XorShift64::new(7).bytes();
+        let b: [u8; 64] = core::array::from_fn(|_| bytes.next().unwrap());
         assert_eq!(a, b);
         assert!(a.iter().any(|&x| x != a[0]));
         let mut z = XorShift64::new(0);
