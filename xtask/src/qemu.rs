@@ -272,13 +272,9 @@ pub fn target_dir() -> PathBuf {
 }
 
 fn qemu_binary() -> Result<PathBuf> {
-    let name = "qemu-system-x86_64";
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| missing(format!("{name} (apt package qemu-system-x86)")))
+    crate::setup::qemu_binary().ok_or_else(|| {
+        missing("qemu-system-x86_64 (apt package qemu-system-x86; `cargo xtask setup` installs it)")
+    })
 }
 
 /// Signs an EFI binary with the snakeoil key that `firmware`'s snakeoil vars enrol (sbsign).

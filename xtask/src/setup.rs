@@ -6,8 +6,15 @@
 //!    the missing ones are installed with `rustup target add` / `rustup component add` for the
 //!    pinned channel.
 //! 2. **Debian packages** ([`PACKAGES`], the one list): the missing ones are installed with
-//!    `apt-get update` (once) and `apt-get install`, as root or through `sudo -n`. Neither possible,
-//!    or not a Debian-family machine: one error naming the exact commands to run.
+//!    `apt-get update` (once) and `apt-get install --no-remove`, as root or through `sudo -n`.
+//!    Neither possible, or not a Debian-family machine: one error naming the exact commands to run.
+//!    **Nothing the machine has is ever removed**: the install is simulated first (`apt-get -s`),
+//!    and a plan that removes a package stops with one line naming it and the package that would
+//!    remove it. The one known case is handled instead of refused: a newer `qemu-utils` (from
+//!    bookworm-backports, as on this project's CI machines) `Breaks` bookworm's
+//!    `qemu-system-common`, so QEMU cannot be installed beside it; then QEMU's own packages
+//!    ([`QEMU_UNPACKED`]) are unpacked into `<cache>/qemu/` (never installed; the harness runs
+//!    that binary, [`qemu_binary`]) and only their libraries are installed.
 //! 3. **cargo-fuzz** (the test suite's `fuzz` step only): `cargo install cargo-fuzz --locked`.
 
 use anyhow::{Context, Result, bail};
@@ -48,7 +55,7 @@ const fn test_pkg(name: &'static str, why: &'static str) -> Package {
 /// Every Debian package the demo and the tests need: the one list (`.ci/run` calls
 /// `cargo xtask setup`, which reads it).
 pub const PACKAGES: &[Package] = &[
-    pkg("qemu-system-x86", "the QEMU boots"),
+    pkg(QEMU_PACKAGE, "the QEMU boots"),
     pkg("ovmf", "OVMF 2022.11 firmware"),
     pkg("systemd-boot-efi", "systemd-boot, the test loader"),
     pkg("busybox-static", "the test initramfs"),
@@ -318,13 +325,21 @@ pub fn plan(missing: &[&str], installer: &Installer) -> Result<Vec<Vec<String>>,
         update.extend(["apt-get", "update", "-q"].map(String::from));
         let mut inst: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
         inst.extend(
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends"].map(String::from),
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "--no-remove",
+            ]
+            .map(String::from),
         );
         inst.extend(missing.iter().map(|s| s.to_string()));
         vec![update, inst]
     };
     let by_hand = format!(
-        "apt-get update && apt-get install --no-install-recommends {}",
+        "apt-get update && apt-get install --no-install-recommends --no-remove {}",
         missing.join(" ")
     );
     match installer {
@@ -344,23 +359,62 @@ pub fn plan(missing: &[&str], installer: &Installer) -> Result<Vec<Vec<String>>,
 
 fn debian_packages(scope: Scope) -> Result<()> {
     let inst = installer();
-    let missing: Vec<&str> = if inst == Installer::NotDebian {
+    if inst == Installer::NotDebian {
         // Nothing to ask dpkg: name what the tests use whose tool is absent.
-        packages(scope)
-            .filter(|p| p.name == "qemu-system-x86" && !on_path("qemu-system-x86_64"))
+        let missing: Vec<&str> = packages(scope)
+            .filter(|p| p.name == QEMU_PACKAGE && !on_path("qemu-system-x86_64"))
             .map(|p| p.name)
-            .collect()
-    } else {
-        packages(scope)
-            .filter(|p| !dpkg_installed(p.name))
-            .map(|p| p.name)
-            .collect()
-    };
-    let cmds = plan(&missing, &inst).map_err(|e| anyhow::anyhow!("setup: {e}"))?;
-    if cmds.is_empty() {
+            .collect();
+        plan(&missing, &inst).map_err(|e| anyhow::anyhow!("setup: {e}"))?;
         return Ok(());
     }
-    eprintln!("setup: installing Debian packages {}", missing.join(" "));
+    let mut install: Vec<String> = packages(scope)
+        .filter(|p| !dpkg_installed(p.name))
+        .map(|p| p.name.to_string())
+        .collect();
+    // QEMU that apt cannot install beside what the machine has: unpacked, its libraries installed.
+    let mut unpack = None;
+    if install.iter().any(|p| p == QEMU_PACKAGE) {
+        let q = simulate(&[QEMU_PACKAGE.to_string()])?;
+        if !q.remove.is_empty() {
+            let (own, libs): (Vec<_>, Vec<_>) = q
+                .install
+                .into_iter()
+                .partition(|(name, _)| QEMU_UNPACKED.contains(&name.as_str()));
+            eprintln!(
+                "setup: {QEMU_PACKAGE} cannot be installed without removing {} ({}); unpacking \
+                 QEMU into the cache instead",
+                q.remove.join(" "),
+                conflicts_of(&q.remove)
+            );
+            install.retain(|p| p != QEMU_PACKAGE);
+            for (name, _) in libs {
+                if !install.contains(&name) {
+                    install.push(name);
+                }
+            }
+            unpack = Some(own);
+        }
+    }
+    install_packages(&install, &inst)?;
+    if let Some(own) = unpack {
+        unpack_qemu(&own)?;
+    }
+    Ok(())
+}
+
+/// `apt-get install` of `names` (missing packages) after a simulation proved it removes nothing.
+fn install_packages(names: &[String], inst: &Installer) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let cmds = plan(&refs, inst).map_err(|e| anyhow::anyhow!("setup: {e}"))?;
+    let sim = simulate(names)?;
+    if !sim.remove.is_empty() {
+        bail!("setup: {}", refusal(names, &sim.remove)?);
+    }
+    eprintln!("setup: installing Debian packages {}", names.join(" "));
     for argv in cmds {
         let st = Command::new(&argv[0])
             .args(&argv[1..])
@@ -373,11 +427,11 @@ fn debian_packages(scope: Scope) -> Result<()> {
                 "setup: `{}` failed ({st}) while installing {} (offline? run it by hand once the \
                  package sources are reachable)",
                 argv.join(" "),
-                missing.join(" ")
+                names.join(" ")
             );
         }
     }
-    let still: Vec<&str> = missing
+    let still: Vec<&str> = refs
         .iter()
         .copied()
         .filter(|p| !dpkg_installed(p))
@@ -385,6 +439,167 @@ fn debian_packages(scope: Scope) -> Result<()> {
     if !still.is_empty() {
         bail!("setup: apt-get install left {} missing", still.join(" "));
     }
+    Ok(())
+}
+
+/// The one line for a plan apt would carry out only by removing `removed`: which of `names`
+/// removes what, and the dependency fields that say why.
+fn refusal(names: &[String], removed: &[String]) -> Result<String> {
+    let mut culprits = Vec::new();
+    for n in names {
+        if !simulate(std::slice::from_ref(n))?.remove.is_empty() {
+            culprits.push(n.as_str());
+        }
+    }
+    Ok(format!(
+        "installing {} would remove {} ({}), and setup never removes a package the machine has: \
+         install them by hand, choosing what to keep",
+        if culprits.is_empty() {
+            names.join(" ")
+        } else {
+            culprits.join(" ")
+        },
+        removed.join(" "),
+        conflicts_of(removed)
+    ))
+}
+
+/// `Breaks`/`Conflicts` of the installed packages `names`, for an error line.
+fn conflicts_of(names: &[String]) -> String {
+    let fields: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Version}|${Breaks}|${Conflicts}", n])
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let mut it = text.split('|');
+            let (version, breaks, conflicts) = (it.next()?, it.next()?, it.next()?);
+            let mut what = vec![format!("{n} {version} installed")];
+            if !breaks.is_empty() {
+                what.push(format!("Breaks: {breaks}"));
+            }
+            if !conflicts.is_empty() {
+                what.push(format!("Conflicts: {conflicts}"));
+            }
+            Some(what.join(", "))
+        })
+        .collect();
+    fields.join("; ")
+}
+
+/// What `apt-get -s install` would do.
+#[derive(Debug, Default, PartialEq)]
+pub struct Simulation {
+    /// (package, version) of every `Inst` line.
+    pub install: Vec<(String, String)>,
+    /// Every package of a `Remv` line.
+    pub remove: Vec<String>,
+}
+
+/// Reads `apt-get -s` output: `Inst NAME [OLD] (VERSION ...)` and `Remv NAME [VERSION]` lines.
+pub fn parse_simulation(text: &str) -> Simulation {
+    let mut sim = Simulation::default();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("Inst ") {
+            let mut words = rest.split_whitespace();
+            let Some(name) = words.next() else { continue };
+            let version = rest
+                .split_once('(')
+                .and_then(|(_, v)| v.split_whitespace().next())
+                .unwrap_or_default();
+            sim.install.push((name.to_string(), version.to_string()));
+        } else if let Some(rest) = line.strip_prefix("Remv ")
+            && let Some(name) = rest.split_whitespace().next()
+        {
+            sim.remove.push(name.to_string());
+        }
+    }
+    sim
+}
+
+/// `apt-get -s install --no-install-recommends NAMES` (needs no root).
+fn simulate(names: &[String]) -> Result<Simulation> {
+    let out = Command::new("apt-get")
+        .args(["-s", "-q", "install", "--no-install-recommends"])
+        .args(names)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .output()
+        .context("running apt-get -s install")?;
+    if !out.status.success() {
+        bail!(
+            "setup: apt cannot install {}: {}",
+            names.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(parse_simulation(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The Debian package of the QEMU the boot tests run.
+pub const QEMU_PACKAGE: &str = "qemu-system-x86";
+/// QEMU's own packages, unpacked into `<cache>/qemu/` when apt cannot install them.
+pub const QEMU_UNPACKED: [&str; 3] = ["qemu-system-x86", "qemu-system-common", "qemu-system-data"];
+
+/// `<cache>/qemu/current`: the unpacked QEMU root in use.
+fn qemu_root() -> std::path::PathBuf {
+    crate::fixtures::cache_dir().join("qemu/current")
+}
+
+/// The QEMU binary: the installed package's on PATH, else the one [`unpack_qemu`] unpacked.
+pub fn qemu_binary() -> Option<std::path::PathBuf> {
+    which("qemu-system-x86_64").or_else(|| {
+        let p = qemu_root().join("usr/bin/qemu-system-x86_64");
+        p.is_file().then_some(p)
+    })
+}
+
+/// Unpacks `own` (QEMU's packages at the versions apt chose) into `<cache>/qemu/<version>/` and
+/// points `<cache>/qemu/current` at it. QEMU finds its data relative to its binary
+/// (`../share/qemu`, `../share/seabios`, `../lib/ipxe/qemu`): the last two are links to the
+/// installed `seabios` and `ipxe-qemu`, which are among the libraries installed beside it.
+fn unpack_qemu(own: &[(String, String)]) -> Result<()> {
+    let version = own
+        .iter()
+        .find(|(n, _)| n == QEMU_PACKAGE)
+        .map(|(_, v)| v.clone())
+        .with_context(|| format!("setup: apt would not install {QEMU_PACKAGE}"))?;
+    let base = crate::fixtures::cache_dir().join("qemu");
+    let dir = base.join(version.replace(['~', ':'], "_"));
+    if !dir.join("usr/bin/qemu-system-x86_64").is_file() {
+        let work = crate::fixtures::cache_dir().join("tmp");
+        std::fs::create_dir_all(&work)?;
+        let stage = tempfile::Builder::new().prefix("qemu-").tempdir_in(&work)?;
+        let apt = crate::fixtures::Apt::default();
+        for (name, v) in own {
+            let (_tmp, deb) = apt.download(&format!("{name}={v}"), &work)?;
+            crate::fixtures::extract_deb(&deb, stage.path(), &[])
+                .with_context(|| format!("unpacking {name}"))?;
+        }
+        for (link, to) in [
+            ("usr/share/seabios", "/usr/share/seabios"),
+            ("usr/lib/ipxe/qemu", "/usr/lib/ipxe/qemu"),
+        ] {
+            let at = stage.path().join(link);
+            if at.symlink_metadata().is_err() {
+                std::fs::create_dir_all(at.parent().unwrap())?;
+                std::os::unix::fs::symlink(to, &at)?;
+            }
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir_all(&base)?;
+        std::fs::rename(stage.keep(), &dir)?;
+    }
+    let current = qemu_root();
+    let _ = std::fs::remove_file(&current);
+    std::os::unix::fs::symlink(dir.file_name().unwrap(), &current)?;
+    eprintln!("setup: QEMU {version} in {}", dir.display());
     Ok(())
 }
 
@@ -464,6 +679,7 @@ mod tests {
                 "-y",
                 "-q",
                 "--no-install-recommends",
+                "--no-remove",
                 "ovmf",
                 "clang"
             ]
@@ -483,6 +699,31 @@ mod tests {
         assert!(
             e.contains("not a Debian-family") && e.contains("qemu-system-x86"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn simulation_lists_installs_and_removals() {
+        let text = "NOTE: This is only a simulation!\n\
+            Remv qemu-utils [1:10.0.2+ds-2+deb13u1~bpo12+1]\n\
+            Inst libc6 [2.36-9+deb12u13] (2.36-9+deb12u14 Debian:12.13/stable [amd64])\n\
+            Inst qemu-system-x86 (1:7.2+dfsg-7+deb12u18+b3 Debian:12.13/stable [amd64])\n\
+            Conf qemu-system-x86 (1:7.2+dfsg-7+deb12u18+b3 Debian:12.13/stable [amd64])\n";
+        let sim = parse_simulation(text);
+        assert_eq!(sim.remove, ["qemu-utils"]);
+        assert_eq!(
+            sim.install,
+            [
+                ("libc6".to_string(), "2.36-9+deb12u14".to_string()),
+                (
+                    "qemu-system-x86".to_string(),
+                    "1:7.2+dfsg-7+deb12u18+b3".to_string()
+                )
+            ]
+        );
+        assert_eq!(
+            parse_simulation("0 upgraded, 0 newly installed\n"),
+            Simulation::default()
         );
     }
 
