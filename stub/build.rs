@@ -93,7 +93,16 @@ fn main() {
         // writable memory, so read-only data joins `.data` (the image stays W^X: `.text` is
         // R+X, `.data` R+W). Linked at ImageBase 0, as Linux's own PE image is (systemd-stub
         // 258.x-259.1 load `.linux` only when it is 0).
-        for arg in ["/MERGE:.rdata=.data", "/MERGE:.eh_frame=.data", "/BASE:0"] {
+        // `/Brepro`: the COFF timestamp and the debug directory's PDB signature derived from
+        // the contents, not the clock, so the stub is the same bytes wherever and whenever it
+        // is built (its sha256 is what `zboot-pack --version` names).
+        for arg in [
+            "/MERGE:.rdata=.data",
+            "/MERGE:.eh_frame=.data",
+            "/BASE:0",
+            "/Brepro",
+            "/DEBUG:NONE",
+        ] {
             println!("cargo:rustc-link-arg-bins={arg}");
         }
     }

@@ -121,6 +121,9 @@ pub struct Fixtures {
     pub grubpc206: Option<ToolRoot>,
     pub uki257: ToolRoot,
     pub ukisid: ToolRoot,
+    /// Debian 13's kernel-install 257 (`None` until `cargo xtask fixtures` fetched it: only the
+    /// `layout=uki` row needs it, see [`Fixtures::kernel_install_257`]).
+    pub ki257: Option<ToolRoot>,
     /// Debian 12's and 13's kexec-tools for the guest (`None` until `cargo xtask fixtures`
     /// fetched them: only the kexec rows need them, see [`Fixtures::kexec`]).
     pub kexec225: Option<KexecTools>,
@@ -143,6 +146,14 @@ impl Fixtures {
                 "kexec-tools set `{}`; run `cargo xtask fixtures`",
                 set.name
             ))
+        })
+    }
+
+    /// Debian 13's kernel-install 257, or a [`Missing`] error naming the command that fetches
+    /// it.
+    pub fn kernel_install_257(&self) -> Result<&ToolRoot> {
+        self.ki257.as_ref().ok_or_else(|| {
+            missing("kernel-install 257 (tool set `ki257`); run `cargo xtask fixtures`")
         })
     }
 
@@ -239,6 +250,7 @@ impl Fixtures {
             grubpc206: tools::load(root, &m, &tools::GRUB_PC_206).ok(),
             uki257: tools::load(root, &m, &tools::UKI_257)?,
             ukisid: tools::load(root, &m, &tools::UKI_SID)?,
+            ki257: tools::load(root, &m, &tools::KERNEL_INSTALL_257).ok(),
             kexec225: tools::load_kexec(root, &m, &tools::KEXEC_225).ok(),
             kexec229: tools::load_kexec(root, &m, &tools::KEXEC_229).ok(),
             seabios: path("seabios.bios")

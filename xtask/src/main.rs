@@ -16,12 +16,15 @@
 //! * `install` — the packer, man pages, completions, make fragment and kernel-install plugin in
 //!   FHS places (see `install.rs`).
 //! * `man` — write the packer's man pages to `target/man/`.
+//! * `dist` — the offline source release: the tree, every crate vendored, a config that uses
+//!   them (see `dist.rs`).
 
 // The harness modules are a library-style API for later boot tests: not every item is used yet.
 
 mod bench;
 mod boot_tests;
 mod demo;
+mod dist;
 mod docs_check;
 mod fixtures;
 mod fuzz;
@@ -99,6 +102,9 @@ enum Cmd {
     DocsCheck,
     /// Write the zboot-pack man pages (clap_mangen) to target/man/.
     Man,
+    /// Write the offline source release: target/dist/zboot-pack-<version>.tar.gz with every
+    /// crate vendored and a .cargo/config.toml that builds from them with no network.
+    Dist(dist::DistArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -189,6 +195,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::KernelBuild => kernel_build::test(&boot_tests::Ctx::new()),
         Cmd::DocsCheck => docs_check::run(&boot_tests::Ctx::new()),
         Cmd::Man => man(),
+        Cmd::Dist(a) => dist::cli(&a),
         Cmd::Probe { args } => {
             if let Err(e) = probe::cli(&args) {
                 bail!("probe: {e:#}");

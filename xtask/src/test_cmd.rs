@@ -109,7 +109,10 @@ type InProcess = (&'static str, fn(&Ctx) -> Result<()>);
 
 /// Steps run in-process after the cargo steps (`--boot-only` skips them): they need the fixtures
 /// and the release packer but boot nothing.
-const XTASK_STEPS: &[InProcess] = &[("docs-check", crate::docs_check::run)];
+const XTASK_STEPS: &[InProcess] = &[
+    ("docs-check", crate::docs_check::run),
+    ("reproducible", crate::dist::test),
+];
 
 /// Run after the boot tests (`--no-boot` skips them): they boot QEMU. `kernel-build` reuses the
 /// kernel tree cached in `<cache>/kernel-build` (a first build takes tens of minutes).

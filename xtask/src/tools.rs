@@ -91,8 +91,33 @@ pub const UKI_SID: ToolSet = ToolSet {
     probe: "usr/lib/systemd/boot/efi/linuxx64.efi.stub",
 };
 
+/// Debian 13's `kernel-install` (systemd 257, a C program since 254) with its plugins
+/// (`90-uki-copy.install` from `systemd`, `60-ukify.install` from `systemd-ukify`): the
+/// `layout=uki` install flow. It runs with the
+/// root's libc, `libsystemd-shared` and libcrypto (257 needs OpenSSL 3.4 symbols); the other
+/// libraries it links are the machine's, under the same sonames.
+pub const KERNEL_INSTALL_257: ToolSet = ToolSet {
+    name: "ki257",
+    suite: Some("trixie"),
+    packages: &[
+        "systemd",
+        "systemd-ukify",
+        "libsystemd-shared",
+        "libc6",
+        "libssl3t64",
+    ],
+    probe: "usr/lib/kernel/install.d/60-ukify.install",
+};
+
 /// Every tool set the boot tests use.
-pub const ALL: [&ToolSet; 5] = [&GRUB_212, &GRUB_206, &GRUB_PC_206, &UKI_257, &UKI_SID];
+pub const ALL: [&ToolSet; 6] = [
+    &GRUB_212,
+    &GRUB_206,
+    &GRUB_PC_206,
+    &UKI_257,
+    &UKI_SID,
+    &KERNEL_INSTALL_257,
+];
 
 /// An unpacked tool set.
 #[derive(Debug, Clone)]
@@ -118,9 +143,14 @@ impl ToolRoot {
         } else {
             PathBuf::from("/lib64/ld-linux-x86-64.so.2")
         };
-        let libs = ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"]
-            .map(|d| self.root.join(d).display().to_string())
-            .join(":");
+        let libs = [
+            "usr/lib/x86_64-linux-gnu",
+            "lib/x86_64-linux-gnu",
+            // systemd's private library (its binaries' RUNPATH, which names the host's path).
+            "usr/lib/x86_64-linux-gnu/systemd",
+        ]
+        .map(|d| self.root.join(d).display().to_string())
+        .join(":");
         let mut c = Command::new(loader);
         c.arg("--library-path").arg(libs).arg(self.root.join(rel));
         c
@@ -184,7 +214,12 @@ pub fn fetch(
     set: &ToolSet,
 ) -> Result<()> {
     let dir_key = format!("tool.{}.dir", set.name);
-    if fixtures::cached(root, m, &[&dir_key]) && !opts.refresh {
+    // Cached only if the recorded root has the set's probe (a set whose package list grew is
+    // fetched again).
+    let complete = m
+        .get(&dir_key)
+        .is_some_and(|d| root.join(d).join(set.probe).exists());
+    if fixtures::cached(root, m, &[&dir_key]) && complete && !opts.refresh {
         let v = &m[&format!("tool.{}.version", set.name)];
         eprintln!("fixtures: {} {v} (cached)", set.name);
         return Ok(());

@@ -1,11 +1,12 @@
 //! The distribution's install flow: `cargo xtask install` into a staging root, and the
-//! kernel-install plugin driven by Debian's own `kernel-install` (systemd 252) into a scratch
-//! `$BOOT_ROOT` that then boots through systemd-boot.
+//! kernel-install plugin driven by Debian's own `kernel-install` into a scratch `$BOOT_ROOT` that
+//! then boots through systemd-boot: Debian 12's (systemd 252, `layout=bls`) and Debian 13's
+//! (systemd 257, `layout=uki`, with systemd's own ukify plugins).
 
 use super::*;
 use crate::install::{self, LAYOUT, PLUGIN};
 use crate::setup::which;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Runs `cmd`, returns stdout; any failure names the command and its stderr.
@@ -102,40 +103,54 @@ fn install_destdir(ctx: &Ctx) -> Result<()> {
 }
 
 /// The shell script run in a private mount namespace: `$BOOT_ROOT` is a fresh tmpfs (a mount
-/// point, as an ESP is, so 90-loaderentry writes ESP-relative paths), `kernel-install add`, a
-/// copy of the result to `$SNAP`, `kernel-install remove`, and a listing of what is left.
+/// point, as an ESP is, so 90-loaderentry writes ESP-relative paths), `kernel-install add` (the
+/// command is the script's arguments), a copy of the result to `$SNAP`, `kernel-install remove`,
+/// and a listing of what is left.
 const KERNEL_INSTALL_SCRIPT: &str = r#"
 set -eu
 mount -t tmpfs zboot-esp "$BOOT_ROOT"
-kernel-install --verbose add "$KVER" "$KIMAGE" "$KINITRD"
+"$@" --verbose add "$KVER" "$KIMAGE" "$KINITRD"
 cp -r "$BOOT_ROOT/." "$SNAP/"
-kernel-install --verbose remove "$KVER"
+"$@" --verbose remove "$KVER"
 (cd "$BOOT_ROOT" && find . -type f) > "$LEFT"
 "#;
 
-/// Debian's kernel-install (systemd 252) with our plugin after its 90-loaderentry.install, a
-/// scratch BOOT_ROOT and configuration root (layout=bls, /etc/kernel/cmdline, zboot-pack.conf
-/// choosing the codec): the entry's `linux` is a zboot-pack image of Debian's bzImage, the ESP
-/// boots through systemd-boot to the reporting init with the entry's options and initrd, and
-/// `kernel-install remove` leaves no file behind.
-fn kernel_install_bls(ctx: &Ctx) -> Result<()> {
-    need_tool("kernel-install", "systemd")?;
+/// The machine ID the kernel-install rows install for (entries and UKIs are named after it).
+const MACHINE_ID: &str = "0123456789abcdef0123456789abcdef";
+
+/// One kernel-install flow: the `layout=` of install.conf, the kernel-install command, the
+/// plugins it runs (ours is added last) and more environment.
+struct KernelInstall {
+    layout: &'static str,
+    command: Vec<std::ffi::OsString>,
+    plugins: Vec<PathBuf>,
+    env: Vec<(&'static str, std::ffi::OsString)>,
+}
+
+/// What a [`KernelInstall`] left: its scratch directory and a copy of the ESP after `add`.
+struct Installed {
+    tmp: tempfile::TempDir,
+    esp: PathBuf,
+}
+
+/// Runs `ki` with our plugin (installed by `cargo xtask install` into a staging root), a scratch
+/// BOOT_ROOT and configuration root (the layout, /etc/kernel/cmdline, zboot-pack.conf choosing
+/// the codec), Debian's bzImage and the test initramfs; checks that our plugin ran and that
+/// `kernel-install remove` left no file behind.
+fn kernel_install(ctx: &Ctx, ki: KernelInstall) -> Result<Installed> {
     need_tool("unshare", "util-linux")?;
     let fx = ctx.fixtures()?;
-    let loaderentry = Path::new("/usr/lib/kernel/install.d/90-loaderentry.install");
-    ensure!(loaderentry.is_file(), "{} not found", loaderentry.display());
-
     let tmp = tempfile::tempdir()?;
     let dest = tmp.path().join("dest");
     install::install(&ctx.packer()?, Path::new("/usr"), Some(&dest))?;
     let conf = tmp.path().join("etc-kernel");
     let boot_root = tmp.path().join("boot");
-    let snap = qemu::target_dir().join("boot-tests/kernel-install-esp");
-    let _ = std::fs::remove_dir_all(&snap);
-    for d in [&conf, &boot_root, &snap] {
+    let esp = qemu::target_dir().join(format!("boot-tests/kernel-install-{}-esp", ki.layout));
+    let _ = std::fs::remove_dir_all(&esp);
+    for d in [&conf, &boot_root, &esp] {
         std::fs::create_dir_all(d)?;
     }
-    std::fs::write(conf.join("install.conf"), "layout=bls\n")?;
+    std::fs::write(conf.join("install.conf"), format!("layout={}\n", ki.layout))?;
     std::fs::write(conf.join("cmdline"), format!("{}\n", baseline_options()))?;
     std::fs::write(
         conf.join("zboot-pack.conf"),
@@ -144,61 +159,126 @@ fn kernel_install_bls(ctx: &Ctx) -> Result<()> {
             dest.join("usr").join(LAYOUT.bin).display()
         ),
     )?;
-    let machine_id = "0123456789abcdef0123456789abcdef";
     let left = tmp.path().join("left.txt");
-    let plugins = format!(
-        "{} {}",
-        loaderentry.display(),
-        dest.join("usr").join(LAYOUT.plugin).display()
-    );
+    let mut plugins: Vec<String> = ki.plugins.iter().map(|p| p.display().to_string()).collect();
+    plugins.push(dest.join("usr").join(LAYOUT.plugin).display().to_string());
     let root = crate::setup::is_root();
     let mut cmd = Command::new("unshare");
     cmd.args(if root { &["-m"][..] } else { &["-r", "-m"][..] })
-        .args(["sh", "-c", KERNEL_INSTALL_SCRIPT])
+        .args(["sh", "-c", KERNEL_INSTALL_SCRIPT, "sh"])
+        .args(&ki.command)
         .env("BOOT_ROOT", &boot_root)
         .env("KERNEL_INSTALL_CONF_ROOT", &conf)
-        .env("KERNEL_INSTALL_PLUGINS", &plugins)
-        .env("MACHINE_ID", machine_id)
+        .env("KERNEL_INSTALL_PLUGINS", plugins.join(" "))
+        .env("MACHINE_ID", MACHINE_ID)
         .env("KVER", &fx.kernel.release)
         .env("KIMAGE", &fx.kernel.vmlinuz)
         .env("KINITRD", &fx.initramfs)
-        .env("SNAP", &snap)
+        .env("SNAP", &esp)
         .env("LEFT", &left);
+    for (k, v) in &ki.env {
+        cmd.env(k, v);
+    }
     let log = run_ok(&mut cmd)?;
+    // The plugin's own last line under --verbose (kernel-install 257 logs plugin names to
+    // stderr, 252 to stdout: this line is the plugin's, on stdout in both).
     ensure!(
-        log.contains(PLUGIN),
-        "kernel-install did not run {PLUGIN}:\n{log}"
-    );
-
-    let entry_dir = snap.join(machine_id).join(&fx.kernel.release);
-    let linux = entry_dir.join("linux");
-    let image = std::fs::read(&linux).with_context(|| format!("{} missing", linux.display()))?;
-    ensure!(
-        image.get(4..8) == Some(&b"zimg"[..]),
-        "{} is not a zboot-pack image (no zimg header)",
-        linux.display()
-    );
-    let inspect = run_ok(Command::new(ctx.packer()?).arg("inspect").arg(&linux))?;
-    ensure!(
-        inspect.contains("zstd"),
-        "ZBOOT_CODEC=zstd not honoured:\n{inspect}"
-    );
-    let entry_file = snap
-        .join("loader/entries")
-        .join(format!("{machine_id}-{}.conf", fx.kernel.release));
-    let entry = std::fs::read_to_string(&entry_file)
-        .with_context(|| format!("{} missing", entry_file.display()))?;
-    let rel = format!("/{machine_id}/{}/linux", fx.kernel.release);
-    ensure!(
-        entry
-            .lines()
-            .any(|l| l.split_whitespace().eq(["linux", rel.as_str()])),
-        "entry does not boot {rel}:\n{entry}"
+        log.contains("is now a zboot-pack"),
+        "{PLUGIN} did not replace the installed kernel:\n{log}"
     );
     let leftover = std::fs::read_to_string(&left)?;
     ensure!(
         leftover.trim().is_empty(),
         "kernel-install remove left files behind:\n{leftover}"
+    );
+    Ok(Installed { tmp, esp })
+}
+
+/// Boots the ESP kernel-install wrote, as systemd-boot finds its entries, to the reporting init;
+/// the options of /etc/kernel/cmdline and the machine ID arrive.
+fn boot_installed(ctx: &Ctx, layout: &str, installed: &Installed) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let fw = Firmware::Ovmf2025StrictNx;
+    let mut spec = BootSpec::new(
+        format!("kernel-install-{layout}-{fw}"),
+        fw,
+        BootMode::Bare {
+            image: fx.systemd_boot.clone(),
+        },
+    );
+    let loader_conf = installed.tmp.path().join("loader.conf");
+    std::fs::write(&loader_conf, "timeout 0\nconsole-mode keep\neditor no\n")?;
+    spec.extra_files
+        .push(("loader/loader.conf".into(), loader_conf));
+    for f in walk(&installed.esp)? {
+        let rel = f
+            .strip_prefix(&installed.esp)?
+            .to_string_lossy()
+            .into_owned();
+        spec.extra_files.push((rel, f));
+    }
+    let out = ctx.boot(&spec)?;
+    let r = check_linux_report(ctx, &out)?;
+    ensure!(
+        r.cmdline_has(&format!("systemd.machine_id={MACHINE_ID}")),
+        "the entry's options did not arrive: {:?}",
+        r.cmdline
+    );
+    Ok(())
+}
+
+/// Checks that `image` is a zboot-pack image whose codec is zstd (zboot-pack.conf's choice).
+fn check_zboot_image(ctx: &Ctx, image: &[u8], what: &Path) -> Result<()> {
+    ensure!(
+        image.get(4..8) == Some(&b"zimg"[..]),
+        "{} is not a zboot-pack image (no zimg header)",
+        what.display()
+    );
+    let copy = tempfile::NamedTempFile::new()?;
+    std::fs::write(copy.path(), image)?;
+    let inspect = run_ok(Command::new(ctx.packer()?).arg("inspect").arg(copy.path()))?;
+    ensure!(
+        inspect.contains("zstd"),
+        "ZBOOT_CODEC=zstd not honoured in {}:\n{inspect}",
+        what.display()
+    );
+    Ok(())
+}
+
+/// Debian's kernel-install (systemd 252) with our plugin after its 90-loaderentry.install
+/// (`layout=bls`): the entry's `linux` is a zboot-pack image of Debian's bzImage, the ESP boots
+/// through systemd-boot to the reporting init with the entry's options and initrd, and
+/// `kernel-install remove` leaves no file behind.
+fn kernel_install_bls(ctx: &Ctx) -> Result<()> {
+    need_tool("kernel-install", "systemd")?;
+    let fx = ctx.fixtures()?;
+    let loaderentry = PathBuf::from("/usr/lib/kernel/install.d/90-loaderentry.install");
+    ensure!(loaderentry.is_file(), "{} not found", loaderentry.display());
+    let installed = kernel_install(
+        ctx,
+        KernelInstall {
+            layout: "bls",
+            command: vec!["kernel-install".into()],
+            plugins: vec![loaderentry],
+            env: Vec::new(),
+        },
+    )?;
+    let entry_dir = installed.esp.join(MACHINE_ID).join(&fx.kernel.release);
+    let linux = entry_dir.join("linux");
+    let image = std::fs::read(&linux).with_context(|| format!("{} missing", linux.display()))?;
+    check_zboot_image(ctx, &image, &linux)?;
+    let entry_file = installed
+        .esp
+        .join("loader/entries")
+        .join(format!("{MACHINE_ID}-{}.conf", fx.kernel.release));
+    let entry = std::fs::read_to_string(&entry_file)
+        .with_context(|| format!("{} missing", entry_file.display()))?;
+    let rel = format!("/{MACHINE_ID}/{}/linux", fx.kernel.release);
+    ensure!(
+        entry
+            .lines()
+            .any(|l| l.split_whitespace().eq(["linux", rel.as_str()])),
+        "entry does not boot {rel}:\n{entry}"
     );
     println!(
         "    entry {} -> zboot-pack image {} bytes (bzImage {} bytes); remove left nothing",
@@ -206,32 +286,95 @@ fn kernel_install_bls(ctx: &Ctx) -> Result<()> {
         image.len(),
         std::fs::metadata(&fx.kernel.vmlinuz)?.len()
     );
+    boot_installed(ctx, "bls", &installed)
+}
 
-    // Boot the ESP kernel-install produced, as systemd-boot finds it.
-    let fw = Firmware::Ovmf2025StrictNx;
-    let mut spec = BootSpec::new(
-        format!("kernel-install-bls-{fw}"),
-        fw,
-        BootMode::Bare {
-            image: fx.systemd_boot.clone(),
+/// Debian 13's kernel-install 257 (`layout=uki`) with its own 60-ukify.install and
+/// 90-uki-copy.install, ukify and systemd-stub 257, and our plugin: the one file in
+/// `EFI/Linux/` is `<machine-id>-<release>.efi`, a UKI whose `.linux` is a zboot-pack image of
+/// Debian's bzImage, with `.uname` the release, `.osrel` and `.cmdline` (/etc/kernel/cmdline and
+/// the machine ID) as ukify writes them; systemd-boot lists it with no entry file (Type #2) and
+/// boots it to the reporting init; `kernel-install remove` leaves no file behind.
+fn kernel_install_uki(ctx: &Ctx) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let ki = fx.kernel_install_257()?;
+    let uki = &fx.uki257;
+    let plugin = |name: &str| ki.path(&format!("usr/lib/kernel/install.d/{name}"));
+    let mut command = vec![
+        ki.command("usr/bin/kernel-install")
+            .get_program()
+            .to_owned(),
+    ];
+    command.extend(
+        ki.command("usr/bin/kernel-install")
+            .get_args()
+            .map(|a| a.to_owned()),
+    );
+    let installed = kernel_install(
+        ctx,
+        KernelInstall {
+            layout: "uki",
+            command,
+            plugins: vec![plugin("60-ukify.install"), plugin("90-uki-copy.install")],
+            env: vec![
+                // ukify and 60-ukify.install are Python run as `python3`: Debian's, which has
+                // python3-pefile (not a python of the user's that PATH may name first).
+                ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                ("KERNEL_INSTALL_UKIFY", uki.path("usr/bin/ukify").into()),
+                (
+                    "KERNEL_INSTALL_BOOT_STUB",
+                    uki.path("usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+                        .into(),
+                ),
+            ],
         },
-    );
-    let loader_conf = tmp.path().join("loader.conf");
-    std::fs::write(&loader_conf, "timeout 0\nconsole-mode keep\neditor no\n")?;
-    spec.extra_files
-        .push(("loader/loader.conf".into(), loader_conf));
-    for f in walk(&snap)? {
-        let rel = f.strip_prefix(&snap)?.to_string_lossy().into_owned();
-        spec.extra_files.push((rel, f));
-    }
-    let out = ctx.boot(&spec)?;
-    let r = check_linux_report(ctx, &out)?;
+    )?;
+    let dir = installed.esp.join("EFI/Linux");
+    let ukis = walk(&dir)?;
+    let want = dir.join(format!("{MACHINE_ID}-{}.efi", fx.kernel.release));
     ensure!(
-        r.cmdline_has(&format!("systemd.machine_id={machine_id}")),
-        "the entry's options did not arrive: {:?}",
-        r.cmdline
+        ukis == [want.clone()],
+        "EFI/Linux holds {ukis:?}, want only {}",
+        want.display()
     );
-    Ok(())
+    let file = std::fs::read(&want)?;
+    let pe = zboot_format::pe::SectionTable::parse(&file)
+        .map_err(|e| anyhow::anyhow!("{}: not a PE image: {e:?}", want.display()))?;
+    let section = |name: &str| -> Result<&[u8]> {
+        pe.find(name)
+            .map(|s| pe.contents(&s))
+            .with_context(|| format!("{} has no {name} section", want.display()))
+    };
+    check_zboot_image(ctx, section(".linux")?, &want)?;
+    let text = |name: &str| -> Result<String> {
+        Ok(String::from_utf8_lossy(section(name)?)
+            .trim_end_matches('\0')
+            .trim()
+            .to_string())
+    };
+    ensure!(
+        text(".uname")? == fx.kernel.release,
+        ".uname is {:?}, want {}",
+        text(".uname")?,
+        fx.kernel.release
+    );
+    ensure!(
+        text(".osrel")?.contains("ID="),
+        ".osrel holds no os-release"
+    );
+    let cmdline = text(".cmdline")?;
+    ensure!(
+        cmdline.contains(baseline_options().trim())
+            && cmdline.contains(&format!("systemd.machine_id={MACHINE_ID}")),
+        ".cmdline is {cmdline:?}"
+    );
+    println!(
+        "    {} -> UKI {} bytes, .linux a zboot-pack image of {} bytes; remove left nothing",
+        want.file_name().unwrap_or_default().to_string_lossy(),
+        file.len(),
+        section(".linux")?.len()
+    );
+    boot_installed(ctx, "uki", &installed)
 }
 
 /// The README's main command on a fresh machine's Rust: a fresh `RUSTUP_HOME` holding only the
@@ -359,5 +502,6 @@ pub fn tests() -> Vec<BootTest> {
         BootTest::new("fresh-rustup-demo", fresh_rustup_demo),
         BootTest::new("install-destdir", install_destdir),
         BootTest::new("kernel-install-bls-ovmf2025-strictnx", kernel_install_bls),
+        BootTest::new("kernel-install-uki-ovmf2025-strictnx", kernel_install_uki),
     ]
 }
