@@ -102,7 +102,7 @@ enum Cmd {
     DocsCheck,
     /// Write the zboot-pack man pages (clap_mangen) to target/man/.
     Man,
-    /// Write the offline source release: target/dist/zboot-pack-<version>.tar.gz with every
+    /// Write the offline source release: `target/dist/zboot-pack-<version>.tar.gz` with every
     /// crate vendored and a .cargo/config.toml that builds from them with no network.
     Dist(dist::DistArgs),
 }
