@@ -3,7 +3,10 @@
 //!
 //! * Builds with `cargo fuzz build -O` (AddressSanitizer, debug assertions) on the pinned stable
 //!   toolchain: `RUSTC_BOOTSTRAP=1` lets stable accept the `-Z` sanitizer flags cargo-fuzz passes.
-//!   The fuzz project has its own target directory (`fuzz/target`).
+//!   The fuzz project builds into `<cache>/fuzz-target` ([`fuzz_target_dir`], the fixture
+//!   cache's directory, shared by every clone on the machine): cargo's fingerprints keep the
+//!   sanitizer builds of the registry crates and the UEFI stubs the packer's build script makes
+//!   across clones, so a fresh clone rebuilds only its own crates.
 //! * Each target starts from its committed seeds (`fuzz/corpus/<target>`, read only here) plus
 //!   a working corpus in `fuzz/target/work-corpus/<target>` (kept between runs, not committed).
 //! * A crash, leak, timeout (> 10 s for one input) or out-of-memory (> 2 GiB) is a finding:
@@ -50,12 +53,17 @@ fn fuzz_dir() -> PathBuf {
     crate::workspace_root().join("fuzz")
 }
 
-/// `cargo` in `fuzz/`, with the main build's target directory and flags removed.
+/// Where the fuzz project builds: `<cache>/fuzz-target`.
+pub fn fuzz_target_dir() -> PathBuf {
+    crate::fixtures::cache_dir().join("fuzz-target")
+}
+
+/// `cargo` in `fuzz/`, building into [`fuzz_target_dir`], the main build's flags removed.
 fn cargo(args: &[&str]) -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.args(args)
         .current_dir(fuzz_dir())
-        .env_remove("CARGO_TARGET_DIR")
+        .env("CARGO_TARGET_DIR", fuzz_target_dir())
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env("RUSTC_BOOTSTRAP", "1")
