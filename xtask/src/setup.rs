@@ -69,6 +69,15 @@ pub const PACKAGES: &[Package] = &[
     pkg("gcc", "C code of host crates"),
     pkg("libc6-dev", "C code of host crates"),
     test_pkg("sbsigntool", "Secure Boot signing and sbverify"),
+    test_pkg("pesign", "the second signing tool whose digest must agree"),
+    test_pkg(
+        "libnss3-tools",
+        "certutil and pk12util: pesign's key database",
+    ),
+    test_pkg(
+        "osslsigncode",
+        "the third signing tool whose digest must agree",
+    ),
     test_pkg("swtpm", "the software TPM of the measured-boot rows"),
     test_pkg("openssl", "throwaway signing keys"),
     test_pkg("python3-pefile", "the independent PE checks"),

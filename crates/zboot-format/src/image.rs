@@ -262,9 +262,10 @@ impl Part {
         }
     }
 
-    /// Largest section (`VirtualSize`): [`Part::max_size`] padded to [`FILE_ALIGNMENT`].
+    /// Largest section (`VirtualSize`): [`Part::max_size`] padded to [`SECTION_ALIGNMENT`] (a
+    /// section's raw data reaches the next section's start: the file has no gaps).
     pub const fn max_section_size(self) -> u64 {
-        self.max_size().next_multiple_of(FILE_ALIGNMENT as u64)
+        self.max_size().next_multiple_of(SECTION_ALIGNMENT as u64)
     }
 
     /// Check a part's contents before they become a section: not empty, within
@@ -398,8 +399,8 @@ mod tests {
                 Characteristics(Part::Payload, scn::READ_ONLY_DATA | scn::MEM_DISCARDABLE),
             ),
             (
-                &[sec(Part::Payload, 5), sec(Part::Cmdline, 2049)],
-                TooLarge(Part::Cmdline, 2049),
+                &[sec(Part::Payload, 5), sec(Part::Cmdline, 4097)],
+                TooLarge(Part::Cmdline, 4097),
             ),
             (&[sec(Part::Payload, 0)], Empty(Part::Payload)),
         ];

@@ -289,6 +289,17 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         o.header.number_of_linenumbers = U16::new(LE, 0);
         pos = pos.checked_add(raw).context("image too large")?;
     }
+    // No gaps: each section's raw data reaches the next section's (its RVA), so every byte of
+    // the file is in a section and covered by the Authenticode digest that every signing tool
+    // computes the same way (sbverify warns of gaps, osslsigncode hashes them, pesign and
+    // sbsign skip them). The padding is zeros, as the gap was.
+    for i in 1..out_sections.len() {
+        let next = out_sections[i].header.pointer_to_raw_data.get(LE);
+        let o = &mut out_sections[i - 1];
+        let raw = next - o.header.pointer_to_raw_data.get(LE);
+        o.data.resize(raw as usize, 0);
+        o.header.size_of_raw_data = U32::new(LE, raw);
+    }
     let file_size = pos as usize;
     // No section holds more file bytes than it spans in memory (systemd-stub >= 258 refuses
     // that): the memory size covers the file-aligned raw size. Code spans whole pages: a loader

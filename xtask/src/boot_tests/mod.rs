@@ -255,6 +255,7 @@ mod legacy;
 mod loaders;
 mod measured;
 mod reliability;
+mod signing;
 mod stub;
 
 /// Every boot test, in run order.
@@ -268,6 +269,7 @@ pub fn all() -> impl Iterator<Item = BootTest> {
         measured::tests(),
         legacy::tests(),
         distro::tests(),
+        signing::tests(),
     ]
     .into_iter()
     .flatten()

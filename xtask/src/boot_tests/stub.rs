@@ -87,7 +87,7 @@ fn pack_probe_embedded(ctx: &Ctx) -> Result<PathBuf> {
 
 /// Debian's vmlinux (ELF + appended relocation table), extracted from the vmlinuz once per run
 /// with `zboot-pack extract`.
-fn debian_vmlinux(ctx: &Ctx) -> Result<PathBuf> {
+pub(super) fn debian_vmlinux(ctx: &Ctx) -> Result<PathBuf> {
     static V: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     let fx = ctx.fixtures()?;
     let packer = ctx.packer()?;
