@@ -79,10 +79,13 @@ pub fn embedded<'a>(pe: &PeFile<'a>, h: &PayloadHeader) -> Result<(&'a [u8], &'a
 /// Size of the header in front of the compressed stream.
 pub const HEADER_LEN: usize = HEADER_SIZE;
 
-/// The "Linux version ..." banner inside a decoded kernel, if any.
+/// The "Linux version ..." banner inside a decoded kernel, if any: the first one whose version
+/// carries a build number ("... #1 SMP ..."), as `linux_banner` does (a kernel may hold an
+/// earlier copy without it, e.g. "# SMP" in Debian's 6.1), else the first.
 pub fn kernel_version(image: &[u8]) -> Option<String> {
     let needle = b"Linux version ";
     let mut from = 0;
+    let mut first = None;
     while let Some(pos) = image[from..]
         .windows(needle.len())
         .position(|w| w == needle)
@@ -96,9 +99,26 @@ pub fn kernel_version(image: &[u8]) -> Option<String> {
         let text = &rest[..end];
         // Skip format strings such as "Linux version %s".
         if !text.contains(&b'%') && text.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-            return Some(String::from_utf8_lossy(text).into_owned());
+            let banner = String::from_utf8_lossy(text).into_owned();
+            let numbered = banner
+                .split_once(" #")
+                .is_some_and(|(_, v)| v.starts_with(|c: char| c.is_ascii_digit()));
+            if numbered {
+                return Some(banner);
+            }
+            first.get_or_insert(banner);
         }
         from = start + 1;
     }
-    None
+    first
+}
+
+/// The version string for the setup header (`RELEASE (USER@HOST) #N ...`, as a bzImage
+/// carries it) from the banner in a decoded kernel; `None` if there is none or it does not fit.
+pub fn header_version(image: &[u8]) -> Option<String> {
+    let banner = kernel_version(image)?;
+    let v = zboot_format::image::KernelVersion::from_banner(&banner)?.to_string();
+    zboot_format::image::check_kernel_version(v.as_bytes())
+        .ok()
+        .map(|()| v)
 }

@@ -10,12 +10,15 @@
 //! vtable's function pointers, so any formatting) is the link-time value.
 
 use core::ffi::c_void;
+use zboot_format::bootparam::{KERNEL_INFO_SIZE, KernelInfo, SETUP_TYPE_MAX_DEFAULT};
 use zboot_format::descriptor::{DescriptorError, StubDescriptor};
 
 /// The descriptor and, right after it (`descriptor::HANDOVER_AT`), the address of our EFI
 /// handover entry, which the packer turns into the setup header's `handover_offset`; then
 /// (`ENTRY64_AT`, `ENTRY32_AT`) those of the bzImage entries, which the packer checks, and
-/// (`REAL_MODE_AT`) the bounds of the 16-bit entry's code, which it copies into the headers.
+/// (`REAL_MODE_AT`) the bounds of the 16-bit entry's code, which it copies into the headers;
+/// then (`KERNEL_INFO_AT`) the image's kernel_info block, which the setup header names and
+/// whose `setup_type_max` the packer writes (boot loaders read it; the stub never does).
 #[repr(C)]
 struct StubRecord {
     descriptor: StubDescriptor,
@@ -23,10 +26,17 @@ struct StubRecord {
     entry64: unsafe extern "C" fn(),
     entry32: unsafe extern "C" fn(),
     real_mode: [&'static u8; 2],
+    kernel_info: [u8; KERNEL_INFO_SIZE],
 }
 
 /// `extern "sysv64" fn(image handle, system table, boot_params) -> EFI status` (main.rs).
 type HandoverEntry = unsafe extern "sysv64" fn(*mut c_void, *const c_void, *mut c_void) -> usize;
+
+// The packer finds the fields after the descriptor at zboot-format's offsets.
+const _: () = assert!(
+    core::mem::offset_of!(StubRecord, kernel_info) == zboot_format::descriptor::KERNEL_INFO_AT
+        && core::mem::size_of::<StubRecord>() == zboot_format::descriptor::RECORD_SIZE
+);
 
 /// Filled in by zboot-pack; its magic lets the packer find it. In writable data: [`relocate`]
 /// records the applied base in it.
@@ -39,6 +49,10 @@ static mut ZBOOT_STUB_DESCRIPTOR: StubRecord = StubRecord {
     entry32: zboot_entry32,
     // SAFETY: only the labels' addresses are taken.
     real_mode: unsafe { [&zboot_real_start, &zboot_real_end] },
+    kernel_info: KernelInfo {
+        setup_type_max: SETUP_TYPE_MAX_DEFAULT,
+    }
+    .to_bytes(),
 };
 
 unsafe extern "C" {

@@ -47,6 +47,51 @@ pub const SETUP_RNG_SEED: u32 = 9;
 /// naming data elsewhere.
 pub const SETUP_INDIRECT: u32 = 1 << 31;
 
+/// `setup_type_max` of the kernel_info an image carries when the kernel's own is not known (a
+/// vmlinux input): what Linux 6.1 declares, the newest type the stub knows, with indirect nodes.
+pub const SETUP_TYPE_MAX_DEFAULT: u32 = SETUP_INDIRECT | SETUP_RNG_SEED;
+
+/// `kernel_info` (boot protocol 2.15, Documentation/arch/x86/boot.rst): the "LToP" header, its
+/// fixed size, its size with variable data (none here) and `setup_type_max`.
+pub const KERNEL_INFO_MAGIC: [u8; 4] = *b"LToP";
+pub const KERNEL_INFO_SIZE: usize = 16;
+
+/// The kernel_info block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelInfo {
+    /// The largest setup_data type the kernel accepts, with [`SETUP_INDIRECT`] when it takes
+    /// indirect nodes.
+    pub setup_type_max: u32,
+}
+
+impl KernelInfo {
+    pub const fn to_bytes(&self) -> [u8; KERNEL_INFO_SIZE] {
+        let size = (KERNEL_INFO_SIZE as u32).to_le_bytes();
+        let max = self.setup_type_max.to_le_bytes();
+        let m = KERNEL_INFO_MAGIC;
+        [
+            m[0], m[1], m[2], m[3], size[0], size[1], size[2], size[3], size[0], size[1], size[2],
+            size[3], max[0], max[1], max[2], max[3],
+        ]
+    }
+
+    /// A kernel_info block at the start of `b`: the magic, a fixed size of at least 16 bytes
+    /// and a total size not below it.
+    pub fn parse(b: &[u8]) -> Option<KernelInfo> {
+        let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+        if b.get(..4)? != KERNEL_INFO_MAGIC {
+            return None;
+        }
+        let (size, total) = (u32_at(4)?, u32_at(8)?);
+        if (size as usize) < KERNEL_INFO_SIZE || total < size {
+            return None;
+        }
+        Some(KernelInfo {
+            setup_type_max: u32_at(12)?,
+        })
+    }
+}
+
 /// Number of e820 entries that fit in the zero page.
 pub const E820_MAX_ENTRIES_ZEROPAGE: usize = 128;
 
@@ -163,6 +208,61 @@ pub struct SetupHeader {
     pub kernel_info_offset: u32,
 }
 
+/// Every field of [`SetupHeader`] as (name, offset in the file, size), in order: for tools and
+/// tests that compare two headers field by field.
+pub const SETUP_HEADER_FIELDS: [(&str, usize, usize); 39] = setup_fields!(
+    setup_sects: u8,
+    root_flags: u16,
+    syssize: u32,
+    ram_size: u16,
+    vid_mode: u16,
+    root_dev: u16,
+    boot_flag: u16,
+    jump: u16,
+    header: u32,
+    version: u16,
+    realmode_swtch: u32,
+    start_sys_seg: u16,
+    kernel_version: u16,
+    type_of_loader: u8,
+    loadflags: u8,
+    setup_move_size: u16,
+    code32_start: u32,
+    ramdisk_image: u32,
+    ramdisk_size: u32,
+    bootsect_kludge: u32,
+    heap_end_ptr: u16,
+    ext_loader_ver: u8,
+    ext_loader_type: u8,
+    cmd_line_ptr: u32,
+    initrd_addr_max: u32,
+    kernel_alignment: u32,
+    relocatable_kernel: u8,
+    min_alignment: u8,
+    xloadflags: u16,
+    cmdline_size: u32,
+    hardware_subarch: u32,
+    hardware_subarch_data: u64,
+    payload_offset: u32,
+    payload_length: u32,
+    setup_data: u64,
+    pref_address: u64,
+    init_size: u32,
+    handover_offset: u32,
+    kernel_info_offset: u32
+);
+
+macro_rules! setup_fields {
+    ($($f:ident: $t:ty),* $(,)?) => {
+        [$((
+            stringify!($f),
+            SETUP_HEADER_OFFSET + core::mem::offset_of!(SetupHeader, $f),
+            core::mem::size_of::<$t>(),
+        )),*]
+    };
+}
+use setup_fields;
+
 /// `struct boot_e820_entry` (20 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C, packed)]
@@ -272,6 +372,16 @@ impl BootParams {
 }
 
 impl SetupHeader {
+    /// File offset of the protected-mode part: `(setup_sects + 1) * 512`, where a
+    /// `setup_sects` of 0 means 4 (boot.rst).
+    pub fn protected_mode_offset(&self) -> usize {
+        let sects = match self.setup_sects {
+            0 => 4,
+            n => usize::from(n),
+        };
+        (sects + 1) * 512
+    }
+
     /// Its bytes, as they sit at [`SETUP_HEADER_OFFSET`].
     pub fn to_bytes(&self) -> [u8; size_of::<SetupHeader>()] {
         let mut b = [0u8; size_of::<SetupHeader>()];
@@ -375,5 +485,36 @@ mod tests {
             }]
         );
         assert_eq!(&bp.as_bytes()[0x202..0x206], b"HdrS");
+    }
+
+    #[test]
+    fn kernel_info_round_trip() {
+        let k = KernelInfo {
+            setup_type_max: SETUP_TYPE_MAX_DEFAULT,
+        };
+        let b = k.to_bytes();
+        // Linux 6.1's bzImage: "LToP", 0x10, 0x10, 0x80000009.
+        assert_eq!(
+            b,
+            [
+                0x4c, 0x54, 0x6f, 0x50, 0x10, 0, 0, 0, 0x10, 0, 0, 0, 9, 0, 0, 0x80
+            ]
+        );
+        assert_eq!(KernelInfo::parse(&b), Some(k));
+        assert_eq!(KernelInfo::parse(&b[..15]), None);
+        let mut bad = b;
+        bad[4] = 8;
+        assert_eq!(KernelInfo::parse(&bad), None);
+    }
+
+    #[test]
+    fn setup_header_fields_tile_the_header() {
+        let mut at = SETUP_HEADER_OFFSET;
+        for (name, off, size) in SETUP_HEADER_FIELDS {
+            assert_eq!(off, at, "{name}");
+            at += size;
+        }
+        assert_eq!(at, SETUP_HEADER_OFFSET + size_of::<SetupHeader>());
+        assert!(SETUP_HEADER_FIELDS.contains(&("kernel_version", 0x20e, 2)));
     }
 }

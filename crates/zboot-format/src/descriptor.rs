@@ -50,8 +50,12 @@ pub const ENTRY32_AT: usize = SIZE + 16;
 /// Then the link-time addresses of the start and end of the stub's 16-bit entry code, which
 /// the packer copies into the headers at `image::REAL_MODE_AT`.
 pub const REAL_MODE_AT: usize = SIZE + 24;
-/// Bytes of descriptor + entry addresses.
-pub const RECORD_SIZE: usize = SIZE + 40;
+/// Then the image's `kernel_info` block ([`crate::bootparam::KernelInfo`], 16 bytes), which
+/// the setup header's `kernel_info_offset` names (it must lie in the protected-mode part) and
+/// whose `setup_type_max` the packer writes.
+pub const KERNEL_INFO_AT: usize = SIZE + 40;
+/// Bytes of descriptor + entry addresses + kernel_info.
+pub const RECORD_SIZE: usize = KERNEL_INFO_AT + crate::bootparam::KERNEL_INFO_SIZE;
 
 /// The descriptor as the stub declares it (`#[repr(C)]`, matching [`layout`]).
 #[repr(C, align(8))]

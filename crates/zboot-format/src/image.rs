@@ -18,8 +18,8 @@
 //! reserves).
 
 use crate::bootparam::{
-    HDRS_MAGIC, LOADED_HIGH, SetupHeader, XLF_5LEVEL, XLF_CAN_BE_LOADED_ABOVE_4G,
-    XLF_EFI_HANDOVER_64, XLF_EFI_KEXEC, XLF_KERNEL_64,
+    HDRS_MAGIC, LOADED_HIGH, SetupHeader, XLF_5LEVEL, XLF_5LEVEL_ENABLED,
+    XLF_CAN_BE_LOADED_ABOVE_4G, XLF_EFI_HANDOVER_64, XLF_EFI_KEXEC, XLF_KERNEL_64,
 };
 
 /// Bytes before the first section: headers, in file and in memory.
@@ -68,8 +68,163 @@ pub const SETUP_HEADER_END: usize =
 /// jump at 0x200 lands (a real-mode loader enters the setup at `segment + 0x20 : 0`, i.e.
 /// 0x200, as Linux's `start_of_setup`).
 pub const REAL_MODE_AT: usize = SETUP_HEADER_END;
-/// Room for it before the first section.
-pub const REAL_MODE_MAX: usize = HEADERS_SIZE as usize - REAL_MODE_AT;
+/// Where the kernel's version string lies in the headers (`kernel_version` = this - 0x200, as
+/// the boot protocol counts it), NUL-terminated: the last 256 bytes of the headers page.
+pub const KERNEL_VERSION_AT: usize = HEADERS_SIZE as usize - 0x100;
+/// Longest version string (its NUL fills the page).
+pub const KERNEL_VERSION_MAX: usize = HEADERS_SIZE as usize - KERNEL_VERSION_AT - 1;
+/// Room for the 16-bit entry's code before the version string.
+pub const REAL_MODE_MAX: usize = KERNEL_VERSION_AT - REAL_MODE_AT;
+/// Setup header fields that describe the kernel, not our layout, as Linux's header.S writes
+/// them: `root_flags` (ROOT_RDONLY: the root mounts read-only unless `rw`), `vid_mode`
+/// (NORMAL_VGA), `start_sys_seg` (SYSSEG) and `setup_move_size` (obsolete, kept equal).
+pub const ROOT_FLAGS: u16 = 1;
+pub const VID_MODE: u16 = 0xffff;
+pub const START_SYS_SEG: u16 = 0x1000;
+pub const SETUP_MOVE_SIZE: u16 = 0x8000;
+
+/// The setup header fields whose value in an image differs from the kernel's own bzImage of
+/// the same kernel, and why: each describes the image's own layout or entries, not the kernel.
+/// Every other field is the kernel's (a test compares them with Debian's bzImage).
+pub const LAYOUT_FIELDS: [(&str, &str); 13] = [
+    (
+        "setup_sects",
+        "the headers page: the protected-mode part starts at 0x1000",
+    ),
+    (
+        "syssize",
+        "the protected-mode part is the image after the headers page",
+    ),
+    (
+        "kernel_version",
+        "the same string, at 0xf00 of the headers page",
+    ),
+    (
+        "heap_end_ptr",
+        "the end of the kernel's real-mode heap; the 16-bit entry uses none (no CAN_USE_HEAP)",
+    ),
+    (
+        "kernel_alignment",
+        "the stub runs at any 4 KiB-aligned address; it places the kernel at the kernel's own alignment",
+    ),
+    ("min_alignment", "as kernel_alignment"),
+    (
+        "xloadflags",
+        "the image's entries: no 32-bit EFI handover (EFI_HANDOVER_32) yet; EFI_KEXEC and 5LEVEL_ENABLED are the kernel's",
+    ),
+    ("payload_offset", "the image's compressed stream"),
+    ("payload_length", "the image's compressed stream"),
+    (
+        "pref_address",
+        "the stub's load address; the kernel's is in the payload header",
+    ),
+    (
+        "init_size",
+        "the stub's image, stack and page tables; the stub allocates the kernel's memory itself",
+    ),
+    ("handover_offset", "the stub's EFI handover entry"),
+    (
+        "kernel_info_offset",
+        "the image's kernel_info block, in the stub's data (same contents)",
+    ),
+];
+
+/// Why a kernel version string cannot go into the headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionError {
+    Empty,
+    TooLong(usize),
+    /// Not printable ASCII (the byte at this index).
+    Byte(usize),
+}
+
+impl core::fmt::Display for VersionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            VersionError::Empty => write!(f, "kernel version string is empty"),
+            VersionError::TooLong(n) => write!(
+                f,
+                "kernel version string of {n} bytes, at most {KERNEL_VERSION_MAX}"
+            ),
+            VersionError::Byte(i) => {
+                write!(f, "kernel version string: byte {i} is not printable ASCII")
+            }
+        }
+    }
+}
+
+/// Check a version string for the headers: 1..=[`KERNEL_VERSION_MAX`] printable ASCII bytes.
+pub fn check_kernel_version(v: &[u8]) -> Result<(), VersionError> {
+    if v.is_empty() {
+        return Err(VersionError::Empty);
+    }
+    if v.len() > KERNEL_VERSION_MAX {
+        return Err(VersionError::TooLong(v.len()));
+    }
+    match v.iter().position(|b| !(0x20..0x7f).contains(b)) {
+        Some(i) => Err(VersionError::Byte(i)),
+        None => Ok(()),
+    }
+}
+
+/// The version string a bzImage carries (`UTS_RELEASE (USER@HOST) UTS_VERSION`, as
+/// arch/x86/boot/version.c writes it), taken apart from the kernel's `linux_banner`
+/// (`Linux version UTS_RELEASE (USER@HOST) (COMPILER) UTS_VERSION\n`); its `Display` is the
+/// string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelVersion<'a> {
+    pub release: &'a str,
+    pub by: &'a str,
+    pub version: &'a str,
+}
+
+impl<'a> KernelVersion<'a> {
+    /// `None` when `banner` is not a `linux_banner`.
+    pub fn from_banner(banner: &'a str) -> Option<KernelVersion<'a>> {
+        let rest = banner.strip_prefix("Linux version ")?;
+        let (release, rest) = rest.split_once(" (")?;
+        // "(USER@HOST) (COMPILER) VERSION": two balanced groups (the compiler's has its own).
+        let (by, rest) = balanced(rest)?;
+        let rest = rest.strip_prefix(' ')?;
+        let rest = match rest.strip_prefix('(') {
+            Some(r) => balanced(r)?.1.strip_prefix(' ')?,
+            None => rest,
+        };
+        let version = rest.trim_end_matches(['\n', '\0']).trim_end();
+        if release.is_empty() || release.contains(' ') || version.is_empty() {
+            return None;
+        }
+        Some(KernelVersion {
+            release,
+            by,
+            version,
+        })
+    }
+}
+
+impl core::fmt::Display for KernelVersion<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({}) {}", self.release, self.by, self.version)
+    }
+}
+
+/// `s` starts inside a parenthesis: (its contents, what follows the closing one).
+fn balanced(s: &str) -> Option<(&str, &str)> {
+    let mut depth = 1usize;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some((&s[..i], &s[i + 1..]));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
 /// Boot protocol version declared: 2.15, the version of Linux 6.1's header (`handover_offset`
 /// since 2.11, `xloadflags` 2.12, `kernel_info_offset` 2.15).
 pub const BOOT_PROTOCOL: u16 = 0x020f;
@@ -91,6 +246,10 @@ pub struct SetupFacts {
     /// The kernel's own `xloadflags` (payload header): [`XLF_EFI_KEXEC`] is declared when the
     /// kernel declares it (the stub hands the EFI information kexec passes on to the kernel).
     pub kernel_xloadflags: u16,
+    /// A version string lies at [`KERNEL_VERSION_AT`].
+    pub kernel_version: bool,
+    /// RVA of the kernel_info block (in the stub's record, `descriptor::KERNEL_INFO_AT`).
+    pub kernel_info_rva: u32,
 }
 
 /// The setup header an image carries at 0x1f1: the EFI handover entry, the 32- and 64-bit
@@ -116,7 +275,7 @@ pub fn setup_header(f: &SetupFacts) -> SetupHeader {
             | XLF_CAN_BE_LOADED_ABOVE_4G
             | XLF_EFI_HANDOVER_64
             | XLF_5LEVEL
-            | (f.kernel_xloadflags & XLF_EFI_KEXEC),
+            | (f.kernel_xloadflags & (XLF_EFI_KEXEC | XLF_5LEVEL_ENABLED)),
         cmdline_size: CMDLINE_SIZE,
         payload_offset: f
             .payload_offset
@@ -125,6 +284,16 @@ pub fn setup_header(f: &SetupFacts) -> SetupHeader {
         pref_address: PREF_ADDRESS,
         init_size: f.image_size - HEADERS_SIZE + BARE_SCRATCH_SIZE,
         handover_offset: handover_offset(f.handover_rva),
+        kernel_info_offset: f.kernel_info_rva.saturating_sub(HEADERS_SIZE),
+        kernel_version: if f.kernel_version {
+            (KERNEL_VERSION_AT - 0x200) as u16
+        } else {
+            0
+        },
+        root_flags: ROOT_FLAGS,
+        vid_mode: VID_MODE,
+        start_sys_seg: START_SYS_SEG,
+        setup_move_size: SETUP_MOVE_SIZE,
         ..SetupHeader::default()
     }
 }
@@ -333,8 +502,15 @@ mod tests {
             payload_offset: 0x1_8100,
             payload_size: 0x7000,
             kernel_xloadflags: 0x7f,
+            kernel_version: true,
+            kernel_info_rva: 0x2_3258,
         });
         assert_eq!({ h.xloadflags } & XLF_EFI_KEXEC, XLF_EFI_KEXEC);
+        // The readers of kernel_version (file(1), mkinitcpio, ukify) add 0x200; kernel_info is
+        // counted from the protected-mode part.
+        assert_eq!(usize::from(h.kernel_version) + 0x200, KERNEL_VERSION_AT);
+        assert_eq!({ h.kernel_info_offset } + HEADERS_SIZE, 0x2_3258);
+        assert_eq!(({ h.root_flags }, { h.vid_mode }), (1, 0xffff));
         // GRUB linuxefi: copy = file + (setup_sects + 1) * 512; call copy + handover_offset + 512.
         let copy_at = (u32::from(h.setup_sects) + 1) * 512;
         assert_eq!(copy_at, HEADERS_SIZE);
@@ -411,5 +587,39 @@ mod tests {
                 "{sections:?}"
             );
         }
+    }
+
+    #[test]
+    fn kernel_version_from_the_banner() {
+        let b = "Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian \
+                 12.2.0-14+deb12u1) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP \
+                 PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-11-26)\n";
+        let v = KernelVersion::from_banner(b).unwrap();
+        extern crate std;
+        use std::string::ToString;
+        assert_eq!(
+            v.to_string(),
+            "6.1.0-57-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC Debian \
+             6.1.192-3 (2026-11-26)"
+        );
+        assert_eq!(v.release, "6.1.0-57-amd64");
+        // Without a compiler group (old banners), or not a banner at all.
+        let v = KernelVersion::from_banner("Linux version 2.6.32 (me@box) #3 Mon").unwrap();
+        assert_eq!(v.version, "#3 Mon");
+        for bad in [
+            "",
+            "Linux version ",
+            "Linux version 6.1 (unclosed",
+            "Linux 6.1 (a) #1",
+        ] {
+            assert_eq!(KernelVersion::from_banner(bad), None, "{bad:?}");
+        }
+        assert_eq!(check_kernel_version(b"6.1 (a@b) #1"), Ok(()));
+        assert_eq!(check_kernel_version(b""), Err(VersionError::Empty));
+        assert_eq!(check_kernel_version(b"6.1\n"), Err(VersionError::Byte(3)));
+        assert_eq!(
+            check_kernel_version(&[b'x'; KERNEL_VERSION_MAX + 1]),
+            Err(VersionError::TooLong(KERNEL_VERSION_MAX + 1))
+        );
     }
 }

@@ -187,7 +187,7 @@ pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
         // A zimg image with a setup header: ours (a bzImage too: docs/format.md byte map).
         if { h.header } == zboot_format::bootparam::HDRS_MAGIC {
             use zboot_format::image;
-            let pm_start = (u32::from(h.setup_sects) + 1) * 512;
+            let pm_start = h.protected_mode_offset() as u32;
             let (jump, loadflags, code32_start, kernel_alignment) =
                 (h.jump, h.loadflags, h.code32_start, h.kernel_alignment);
             let (relocatable, pref_address, init_size, cmdline_size) = (
@@ -203,9 +203,31 @@ pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
                 h.syssize,
             );
             let version = h.version;
+            let (root_flags, vid_mode, kernel_info_offset) =
+                (h.root_flags, h.vid_mode, h.kernel_info_offset);
+            let kernel_version = match h.kernel_version {
+                0 => None,
+                off => data.get(usize::from(off) + 0x200..).and_then(|b| {
+                    let n = b
+                        .iter()
+                        .take(image::KERNEL_VERSION_MAX + 1)
+                        .position(|&c| c == 0)?;
+                    Some(String::from_utf8_lossy(&b[..n]).into_owned())
+                }),
+            };
+            let setup_type_max = data
+                .get(h.protected_mode_offset() + kernel_info_offset as usize..)
+                .filter(|_| kernel_info_offset != 0)
+                .and_then(zboot_format::bootparam::KernelInfo::parse)
+                .map(|k| hex(k.setup_type_max));
             root.insert(
                 "setup_header".into(),
                 json!({
+                    "kernel_version": kernel_version,
+                    "root_flags": root_flags,
+                    "vid_mode": hex(vid_mode),
+                    "kernel_info_offset": hex(kernel_info_offset),
+                    "setup_type_max": setup_type_max,
                     "boot_protocol": format!("{}.{:02}", version >> 8, version & 0xff),
                     "setup_sects": h.setup_sects,
                     "jump": hex(jump),

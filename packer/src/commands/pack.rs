@@ -217,6 +217,8 @@ pub fn build(o: &Options) -> Result<(Vec<u8>, String)> {
             comp_type: o.codec.zimg_type(),
             kernel_xloadflags: header.xloadflags,
         }),
+        kernel_version: kernel.facts.kernel_version.clone(),
+        setup_type_max: kernel.facts.setup_type_max,
     };
     let image =
         write::write(stub_bytes, &new, &opts).with_context(|| o.output.display().to_string())?;

@@ -48,12 +48,22 @@ fn setup_header(
             return;
         }
     };
+    let kernel_info_rva = match crate::pe::write::kernel_info_rva(pe) {
+        Ok(r) => r,
+        Err(e) => {
+            v.push(format!("setup header: {e:#}"));
+            return;
+        }
+    };
+    kernel_info_and_version(data, &have, kernel_info_rva, v);
     let want = zboot_format::image::setup_header(&zboot_format::image::SetupFacts {
         image_size: pe.opt.size_of_image.get(LE),
         handover_rva,
         payload_offset: z.payload_offset,
         payload_size: z.payload_size,
         kernel_xloadflags,
+        kernel_version: have.kernel_version != 0,
+        kernel_info_rva,
     });
     if have.to_bytes() != want.to_bytes() {
         v.push(format!(
@@ -63,6 +73,39 @@ fn setup_header(
             { have.init_size },
             { want.init_size }
         ));
+    }
+}
+
+/// The kernel_info block the image carries (file = RVA) and the version string the header
+/// names, if it names one: in the headers page, NUL-terminated printable ASCII.
+fn kernel_info_and_version(
+    data: &[u8],
+    have: &zboot_format::bootparam::SetupHeader,
+    kernel_info_rva: u32,
+    v: &mut Vec<String>,
+) {
+    use zboot_format::bootparam::KernelInfo;
+    use zboot_format::image::{KERNEL_VERSION_AT, KERNEL_VERSION_MAX, check_kernel_version};
+    if data
+        .get(kernel_info_rva as usize..)
+        .and_then(KernelInfo::parse)
+        .is_none()
+    {
+        v.push(format!(
+            "no kernel_info block at {kernel_info_rva:#x} (\"LToP\", sizes 16)"
+        ));
+    }
+    if have.kernel_version != 0 {
+        let text = data
+            .get(KERNEL_VERSION_AT..KERNEL_VERSION_AT + KERNEL_VERSION_MAX + 1)
+            .and_then(|b| b.iter().position(|&c| c == 0).map(|n| &b[..n]));
+        match text.map(check_kernel_version) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => v.push(format!("setup header: {e}")),
+            None => v.push(format!(
+                "setup header: no NUL-terminated kernel version string at {KERNEL_VERSION_AT:#x}"
+            )),
+        }
     }
 }
 

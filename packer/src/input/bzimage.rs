@@ -2,7 +2,7 @@
 //! (codec detected by magic) and reads the ELF + appended relocation table inside.
 
 use anyhow::{Context, Result, bail};
-use zboot_format::bootparam::{HDRS_MAGIC, HDRS_OFFSET, SetupHeader, XLF_5LEVEL};
+use zboot_format::bootparam::{HDRS_MAGIC, HDRS_OFFSET, KernelInfo, SetupHeader, XLF_5LEVEL};
 
 use super::{KernelImage, SourceKind, elf};
 use crate::compress;
@@ -28,12 +28,7 @@ pub fn info(data: &[u8]) -> Result<BzInfo> {
     if version < 0x0208 {
         bail!("bzImage boot protocol {version:#06x} too old (payload location needs >= 2.08)");
     }
-    let setup_sects = if hdr.setup_sects == 0 {
-        4
-    } else {
-        usize::from(hdr.setup_sects)
-    };
-    let payload_offset = (setup_sects + 1) * 512 + hdr.payload_offset as usize;
+    let payload_offset = hdr.protected_mode_offset() + hdr.payload_offset as usize;
     let payload_length = hdr.payload_length as usize;
     if payload_length == 0
         || payload_offset
@@ -112,5 +107,35 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
     }
     k.facts.init_size = Some(hdr.init_size);
     k.facts.bz_codec = Some(codec);
+    if let Some(v) = header_version(data, &hdr) {
+        k.facts.kernel_version = Some(v);
+    }
+    k.facts.setup_type_max = header_kernel_info(data, &hdr).map(|i| i.setup_type_max);
     Ok(k)
+}
+
+/// The version string the header names (`kernel_version` + 0x200, NUL-terminated), if the
+/// headers of an image can carry it.
+fn header_version(data: &[u8], hdr: &SetupHeader) -> Option<String> {
+    let at = match hdr.kernel_version {
+        0 => return None,
+        off => usize::from(off) + 0x200,
+    };
+    let rest = data.get(at..)?;
+    let len = rest
+        .iter()
+        .take(zboot_format::image::KERNEL_VERSION_MAX + 1)
+        .position(|&b| b == 0)?;
+    let v = &rest[..len];
+    zboot_format::image::check_kernel_version(v).ok()?;
+    Some(String::from_utf8_lossy(v).into_owned())
+}
+
+/// The header's kernel_info block (boot protocol >= 2.15, counted from the protected-mode part).
+fn header_kernel_info(data: &[u8], hdr: &SetupHeader) -> Option<KernelInfo> {
+    if hdr.version < 0x020f || hdr.kernel_info_offset == 0 {
+        return None;
+    }
+    let at = hdr.protected_mode_offset() + hdr.kernel_info_offset as usize;
+    KernelInfo::parse(data.get(at..)?)
 }

@@ -260,6 +260,7 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
     };
 
     let mut facts = Facts::elf();
+    facts.kernel_version = crate::payload::header_version(data);
     if let Some(n) = note {
         facts.mem_size = Some(n.mem_size);
         facts.alignment = Some(n.alignment);

@@ -55,6 +55,11 @@ pub struct Facts {
     pub text: Option<TextRange>,
     /// Why the kernel is known to tolerate entry with its text read-only (`None`: not known).
     pub text_ro_source: Option<String>,
+    /// The version string for the setup header (`RELEASE (USER@HOST) #N ...`): a bzImage's own,
+    /// else derived from the kernel's banner.
+    pub kernel_version: Option<String>,
+    /// The kernel_info `setup_type_max` of a bzImage (protocol >= 2.15).
+    pub setup_type_max: Option<u32>,
 }
 
 /// The kernel's text and the range after it that holds no early-run code, as offsets from the
@@ -81,6 +86,8 @@ impl Facts {
             mem_size: None,
             text: None,
             text_ro_source: None,
+            kernel_version: None,
+            setup_type_max: None,
         }
     }
 }

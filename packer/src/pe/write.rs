@@ -11,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use object::pe::*;
 use object::pod::bytes_of;
 use object::{LittleEndian as LE, U16, U32};
-use zboot_format::bootparam::SETUP_HEADER_OFFSET;
+use zboot_format::bootparam::{
+    KERNEL_INFO_SIZE, KernelInfo, SETUP_HEADER_OFFSET, SETUP_TYPE_MAX_DEFAULT,
+};
 use zboot_format::descriptor::{self, StubDescriptor};
 use zboot_format::image;
 use zboot_format::zimg::{self, ZimgHeader};
@@ -51,12 +53,18 @@ pub struct ZimgSpec {
     pub kernel_xloadflags: u16,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// COFF TimeDateStamp.
     pub timestamp: u32,
     /// Where the payload is (also what the stub descriptor records).
     pub zimg: Option<ZimgSpec>,
+    /// With `zimg`: the kernel's version string for the setup header's `kernel_version`
+    /// (`image::KERNEL_VERSION_AT`).
+    pub kernel_version: Option<String>,
+    /// With `zimg`: the kernel_info `setup_type_max` (default
+    /// `bootparam::SETUP_TYPE_MAX_DEFAULT`).
+    pub setup_type_max: Option<u32>,
 }
 
 /// The stub's base relocations as RVAs of 64-bit absolute addresses (`IMAGE_REL_BASED_DIR64`;
@@ -108,7 +116,7 @@ fn find_descriptor(stub: &PeFile) -> Result<Option<(usize, usize)>> {
             if s.characteristics() & IMAGE_SCN_MEM_WRITE == 0 {
                 bail!("stub: its descriptor is in read-only section {}", s.name());
             }
-            if stub.raw(s).len() < off + descriptor::SIZE {
+            if stub.raw(s).len() < off + descriptor::RECORD_SIZE {
                 bail!("stub: its descriptor is truncated");
             }
             Ok(Some((*i, *off)))
@@ -367,6 +375,21 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
             opts,
             &rvas,
         )?;
+        if opts.zimg.is_some() {
+            let info =
+                &mut out_sections[i].data[off + descriptor::KERNEL_INFO_AT..][..KERNEL_INFO_SIZE];
+            if KernelInfo::parse(info).is_none() {
+                bail!(
+                    "stub: no kernel_info block after its descriptor (a stub from an older zboot-pack?)"
+                );
+            }
+            info.copy_from_slice(
+                &KernelInfo {
+                    setup_type_max: opts.setup_type_max.unwrap_or(SETUP_TYPE_MAX_DEFAULT),
+                }
+                .to_bytes(),
+            );
+        }
     }
     let dropped_relocs = descriptor_at.is_some();
     for i in [
@@ -425,11 +448,19 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
                 + z.offset,
             payload_size: z.size,
             kernel_xloadflags: z.kernel_xloadflags,
+            kernel_version: opts.kernel_version.is_some(),
+            kernel_info_rva: kernel_info_rva(&stub)?,
         });
         out.resize(SETUP_HEADER_OFFSET, 0);
         out.extend_from_slice(&setup.to_bytes());
         debug_assert_eq!(out.len(), image::REAL_MODE_AT);
         out.extend_from_slice(real_mode_code(&stub)?);
+        if let Some(v) = &opts.kernel_version {
+            image::check_kernel_version(v.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            out.resize(image::KERNEL_VERSION_AT, 0);
+            out.extend_from_slice(v.as_bytes());
+            out.push(0);
+        }
     }
     out.resize(size_of_headers as usize, 0);
     for o in &out_sections {
@@ -453,6 +484,14 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         );
     }
     Ok(out)
+}
+
+/// RVA of the kernel_info block in the stub's record (`descriptor::KERNEL_INFO_AT`), in a stub
+/// or in an image written from one (the sections keep their RVAs).
+pub fn kernel_info_rva(stub: &PeFile) -> Result<u32> {
+    let (i, off) = find_descriptor(stub)?.context("stub: no descriptor")?;
+    let rva = stub.sections[i].va() as usize + off + descriptor::KERNEL_INFO_AT;
+    u32::try_from(rva).context("stub: kernel_info beyond 4 GiB")
 }
 
 /// RVA of the stub's EFI handover entry: the link-time address after its descriptor (in a stub
@@ -688,8 +727,36 @@ mod tests {
             comp_type: "zstd22",
             kernel_xloadflags: 0,
         });
-        let out = write(EMBEDDED_STUB, &new, &Options { timestamp: 0, zimg }).unwrap();
+        let version = "6.1.0-57-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC";
+        let opts = Options {
+            zimg,
+            kernel_version: Some(version.into()),
+            setup_type_max: Some(0x8000_000a),
+            ..Options::default()
+        };
+        let out = write(EMBEDDED_STUB, &new, &opts).unwrap();
         let h = zboot_format::bootparam::SetupHeader::read(&out).unwrap();
+        // kernel_version + 0x200 names the NUL-terminated string (file(1), mkinitcpio, ukify);
+        // kernel_info_offset counts from the protected-mode part and finds "LToP".
+        let at = usize::from(h.kernel_version) + 0x200;
+        assert_eq!(
+            &out[at..at + version.len() + 1],
+            [version.as_bytes(), &[0]].concat()
+        );
+        let info = h.protected_mode_offset() + { h.kernel_info_offset } as usize;
+        assert_eq!(
+            zboot_format::bootparam::KernelInfo::parse(&out[info..]),
+            Some(zboot_format::bootparam::KernelInfo {
+                setup_type_max: 0x8000_000a
+            })
+        );
+        let bad = Options {
+            kernel_version: Some("two\nlines".into()),
+            ..opts.clone()
+        };
+        assert!(
+            format!("{:#}", write(EMBEDDED_STUB, &new, &bad).unwrap_err()).contains("printable")
+        );
         let stub = PeFile::parse(EMBEDDED_STUB).unwrap();
         let entry = (u32::from(h.setup_sects) + 1) * 512 + { h.handover_offset } + 512;
         assert_eq!(entry, handover_rva(&stub).unwrap());
@@ -745,7 +812,7 @@ mod tests {
                 })
                 .collect();
             let zimg = (!new.is_empty()).then_some(ZimgSpec { section: 0, offset: 0, size: 1, comp_type: "zstd22", kernel_xloadflags: 0 });
-            let opts = Options { timestamp: ts, zimg };
+            let opts = Options { timestamp: ts, zimg, ..Options::default() };
             let out = write(EMBEDDED_STUB, &new, &opts).unwrap();
             prop_assert!(rules::check(&out).is_empty());
             prop_assert_eq!(&out, &write(EMBEDDED_STUB, &new, &opts).unwrap());

@@ -254,6 +254,7 @@ pub(crate) mod hardening;
 mod legacy;
 mod loaders;
 mod measured;
+mod readers;
 mod reliability;
 mod signing;
 mod stub;
@@ -270,6 +271,7 @@ pub fn all() -> impl Iterator<Item = BootTest> {
         legacy::tests(),
         distro::tests(),
         signing::tests(),
+        readers::tests(),
     ]
     .into_iter()
     .flatten()
