@@ -78,6 +78,10 @@ pub const PACKAGES: &[Package] = &[
         "osslsigncode",
         "the third signing tool whose digest must agree",
     ),
+    test_pkg(
+        "file",
+        "file(1), a reader of the setup header's kernel version",
+    ),
     test_pkg("swtpm", "the software TPM of the measured-boot rows"),
     test_pkg("openssl", "throwaway signing keys"),
     test_pkg("python3-pefile", "the independent PE checks"),
