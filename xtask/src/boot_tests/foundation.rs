@@ -49,12 +49,7 @@ fn boot_under_secure_boot(ctx: &Ctx, name: &str, kernel: PathBuf) -> Result<()> 
     );
     ensure!(spec.sign, "images must be signed for {fw}");
     let out = ctx.boot(&spec)?;
-    let r = check_linux_report(ctx, &out)?;
-    ensure!(
-        r.secure_boot == Some(true),
-        "secure_boot={:?}, want 1",
-        r.raw.get("secure_boot")
-    );
+    check_secure_boot_report(ctx, &out)?;
     Ok(())
 }
 

@@ -215,6 +215,18 @@ pub fn check_linux_report<'a>(ctx: &Ctx, out: &'a BootOutcome) -> Result<&'a Ini
     Ok(r)
 }
 
+/// [`check_linux_report`], and the init saw Secure Boot enabled (`boot_params.secure_boot`).
+pub fn check_secure_boot_report<'a>(ctx: &Ctx, out: &'a BootOutcome) -> Result<&'a InitReport> {
+    let r = check_linux_report(ctx, out)?;
+    ensure!(
+        r.secure_boot == Some(true),
+        "{}: secure_boot={:?}, want 1",
+        out.name,
+        r.raw.get("secure_boot")
+    );
+    Ok(r)
+}
+
 /// A bare boot of `image` (used as is, never signed) that enforcing Secure Boot must refuse:
 /// capped at 90 s and stopped as soon as OVMF reports the refusal or gives up on its options.
 pub fn refused_image_spec(name: impl Into<String>, fw: Firmware, image: PathBuf) -> BootSpec {

@@ -293,12 +293,7 @@ fn signed_by_boots(ctx: &Ctx, signer: Signer) -> Result<()> {
     );
     spec.sign = false; // signed by the tool under test
     let out = ctx.boot(&spec)?;
-    let r = check_linux_report(ctx, &out)?;
-    ensure!(
-        r.secure_boot == Some(true),
-        "secure_boot={:?}, want 1",
-        r.raw.get("secure_boot")
-    );
+    check_secure_boot_report(ctx, &out)?;
     Ok(())
 }
 
