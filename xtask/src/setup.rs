@@ -294,19 +294,21 @@ fn installer() -> Installer {
     if is_root() {
         return Installer::Root;
     }
-    let sudo_ok = on_path("sudo")
-        && Command::new("sudo")
-            .args(["-n", "true"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+    let sudo_ok = on_path("sudo") && succeeds(Command::new("sudo").args(["-n", "true"]));
     if sudo_ok {
         Installer::Sudo
     } else {
         Installer::None
     }
+}
+
+/// Whether `cmd` runs and exits 0, with no input and its output discarded.
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Whether this process runs as root (`id -u`: xtask has no unsafe code).
@@ -618,13 +620,7 @@ fn unpack_qemu(own: &[(String, String)]) -> Result<()> {
 
 fn cargo_fuzz() -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let present = Command::new(&cargo)
-        .args(["fuzz", "--version"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let present = succeeds(Command::new(&cargo).args(["fuzz", "--version"]));
     if present {
         return Ok(());
     }
