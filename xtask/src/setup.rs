@@ -329,6 +329,17 @@ fn dpkg_installed(name: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).ends_with(" installed"))
 }
 
+/// The install command: no recommends, and never a removal (`--no-remove` makes apt stop
+/// instead; the plan was simulated first).
+const APT_INSTALL: [&str; 6] = [
+    "apt-get",
+    "install",
+    "-y",
+    "-q",
+    "--no-install-recommends",
+    "--no-remove",
+];
+
 /// What to do about `missing` packages with `installer`: the commands to run, or the error to
 /// give. Pure, so the decision is unit-tested.
 pub fn plan(missing: &[&str], installer: &Installer) -> Result<Vec<Vec<String>>, String> {
@@ -339,17 +350,7 @@ pub fn plan(missing: &[&str], installer: &Installer) -> Result<Vec<Vec<String>>,
         let mut update: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
         update.extend(["apt-get", "update", "-q"].map(String::from));
         let mut inst: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
-        inst.extend(
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "--no-remove",
-            ]
-            .map(String::from),
-        );
+        inst.extend(APT_INSTALL.map(String::from));
         inst.extend(missing.iter().map(|s| s.to_string()));
         vec![update, inst]
     };
@@ -680,19 +681,9 @@ mod tests {
         assert!(plan(&[], &Installer::None).unwrap().is_empty());
         let root = plan(&["ovmf", "clang"], &Installer::Root).unwrap();
         assert_eq!(root[0], ["apt-get", "update", "-q"]);
-        assert_eq!(
-            root[1],
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "--no-remove",
-                "ovmf",
-                "clang"
-            ]
-        );
+        assert!(APT_INSTALL.contains(&"--no-remove") && APT_INSTALL[..2] == ["apt-get", "install"]);
+        assert_eq!(root[1][..APT_INSTALL.len()], APT_INSTALL);
+        assert_eq!(root[1][APT_INSTALL.len()..], ["ovmf", "clang"]);
         let sudo = plan(&["ovmf"], &Installer::Sudo).unwrap();
         assert!(sudo.iter().all(|c| c[..2] == ["sudo", "-n"]));
     }
