@@ -114,10 +114,9 @@ pub fn kernel_version(image: &[u8]) -> Option<String> {
 }
 
 /// The version string for the setup header (`RELEASE (USER@HOST) #N ...`, as a bzImage
-/// carries it) from the banner in a decoded kernel; `None` if there is none or it does not fit.
-pub fn header_version(image: &[u8]) -> Option<String> {
-    let banner = kernel_version(image)?;
-    let v = zboot_format::image::KernelVersion::from_banner(&banner)?.to_string();
+/// carries it) from a kernel's banner ([`kernel_version`]); `None` if it does not fit.
+pub fn header_version(banner: &str) -> Option<String> {
+    let v = zboot_format::image::KernelVersion::from_banner(banner)?.to_string();
     zboot_format::image::check_kernel_version(v.as_bytes())
         .ok()
         .map(|()| v)

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::boot_tests::Ctx;
-use crate::fixtures::missing;
+use crate::fixtures::{missing, run_capture};
 
 /// The name both builds give the crate sources in the binaries they write.
 pub const REMAP_DEPS: &str = "/rust/deps";
@@ -74,23 +74,17 @@ pub fn write(out: &Path) -> Result<PathBuf> {
     let top = stage.path().join(&name);
     copy_tracked(&root, &top)?;
     eprintln!("dist: cargo vendor --locked --versioned-dirs vendor");
-    let out_vendor = cargo_clean_env()
-        .args([
-            "vendor",
-            "--locked",
-            "--versioned-dirs",
-            "--quiet",
-            "vendor",
-        ])
-        .current_dir(&top)
-        .stdin(Stdio::null())
-        .output()
-        .context("running cargo vendor")?;
-    ensure!(
-        out_vendor.status.success(),
-        "cargo vendor: {}",
-        String::from_utf8_lossy(&out_vendor.stderr).trim()
-    );
+    run_capture(
+        cargo_clean_env()
+            .args([
+                "vendor",
+                "--locked",
+                "--versioned-dirs",
+                "--quiet",
+                "vendor",
+            ])
+            .current_dir(&top),
+    )?;
     let config = top.join(".cargo/config.toml");
     let mut text = fs::read_to_string(&config).unwrap_or_default();
     text.push_str(VENDOR_CONFIG);
@@ -134,13 +128,13 @@ fn source_date_epoch(root: &Path) -> Result<u64> {
             .parse()
             .with_context(|| format!("SOURCE_DATE_EPOCH={s}: not a number of seconds"));
     }
-    let out = Command::new("git")
-        .args(["log", "-1", "--format=%ct"])
-        .current_dir(root)
-        .output()
-        .context("running git log")?;
-    ensure!(out.status.success(), "git log -1: not a git checkout?");
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    let out = run_capture(
+        Command::new("git")
+            .args(["log", "-1", "--format=%ct"])
+            .current_dir(root),
+    )
+    .context("the commit time of HEAD (not a git checkout?)")?;
+    Ok(out.trim().parse()?)
 }
 
 /// Copies what git tracks (and new files it does not ignore), as they are in the work tree, from

@@ -382,6 +382,32 @@ impl SetupHeader {
         (sects + 1) * 512
     }
 
+    /// The version string `kernel_version` names in `file` (at `kernel_version + 0x200`), without
+    /// its NUL; `None` when the field is 0 or no NUL ends it within
+    /// [`crate::image::KERNEL_VERSION_MAX`] bytes.
+    pub fn kernel_version_bytes<'a>(&self, file: &'a [u8]) -> Option<&'a [u8]> {
+        let at = match self.kernel_version {
+            0 => return None,
+            off => usize::from(off) + 0x200,
+        };
+        let rest = file.get(at..)?;
+        let len = rest
+            .iter()
+            .take(crate::image::KERNEL_VERSION_MAX + 1)
+            .position(|&b| b == 0)?;
+        Some(&rest[..len])
+    }
+
+    /// The kernel_info block `kernel_info_offset` names in `file` (boot protocol >= 2.15,
+    /// counted from the protected-mode part).
+    pub fn kernel_info(&self, file: &[u8]) -> Option<KernelInfo> {
+        if self.version < 0x020f || self.kernel_info_offset == 0 {
+            return None;
+        }
+        let at = self.protected_mode_offset() + self.kernel_info_offset as usize;
+        KernelInfo::parse(file.get(at..)?)
+    }
+
     /// Its bytes, as they sit at [`SETUP_HEADER_OFFSET`].
     pub fn to_bytes(&self) -> [u8; size_of::<SetupHeader>()] {
         let mut b = [0u8; size_of::<SetupHeader>()];
@@ -516,5 +542,32 @@ mod tests {
         }
         assert_eq!(at, SETUP_HEADER_OFFSET + size_of::<SetupHeader>());
         assert!(SETUP_HEADER_FIELDS.contains(&("kernel_version", 0x20e, 2)));
+    }
+
+    #[test]
+    fn header_names_its_version_string_and_kernel_info() {
+        let mut file = [0u8; 0x2000];
+        let h = SetupHeader {
+            setup_sects: 7,
+            version: 0x020f,
+            kernel_version: 0xd00,
+            kernel_info_offset: 0x40,
+            ..SetupHeader::default()
+        };
+        file[0xf00..0xf05].copy_from_slice(b"6.1 x");
+        assert_eq!(h.kernel_version_bytes(&file), Some(&b"6.1 x"[..]));
+        let info = KernelInfo { setup_type_max: 7 };
+        file[0x1040..0x1050].copy_from_slice(&info.to_bytes());
+        assert_eq!(h.kernel_info(&file), Some(info));
+        // No NUL within the limit, no field, an older protocol: nothing.
+        file[0xf00..0x1000].fill(b'x');
+        assert_eq!(h.kernel_version_bytes(&file), None);
+        let none = SetupHeader {
+            kernel_version: 0,
+            version: 0x020e,
+            ..h
+        };
+        assert_eq!(none.kernel_version_bytes(&file), None);
+        assert_eq!(none.kernel_info(&file), None);
     }
 }

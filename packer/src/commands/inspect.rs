@@ -205,21 +205,10 @@ pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
             let version = h.version;
             let (root_flags, vid_mode, kernel_info_offset) =
                 (h.root_flags, h.vid_mode, h.kernel_info_offset);
-            let kernel_version = match h.kernel_version {
-                0 => None,
-                off => data.get(usize::from(off) + 0x200..).and_then(|b| {
-                    let n = b
-                        .iter()
-                        .take(image::KERNEL_VERSION_MAX + 1)
-                        .position(|&c| c == 0)?;
-                    Some(String::from_utf8_lossy(&b[..n]).into_owned())
-                }),
-            };
-            let setup_type_max = data
-                .get(h.protected_mode_offset() + kernel_info_offset as usize..)
-                .filter(|_| kernel_info_offset != 0)
-                .and_then(zboot_format::bootparam::KernelInfo::parse)
-                .map(|k| hex(k.setup_type_max));
+            let kernel_version = h
+                .kernel_version_bytes(data)
+                .map(|b| String::from_utf8_lossy(b).into_owned());
+            let setup_type_max = h.kernel_info(data).map(|k| hex(k.setup_type_max));
             root.insert(
                 "setup_header".into(),
                 json!({

@@ -77,7 +77,8 @@ fn setup_header(
 }
 
 /// The kernel_info block the image carries (file = RVA) and the version string the header
-/// names, if it names one: in the headers page, NUL-terminated printable ASCII.
+/// names, if it names one: NUL-terminated printable ASCII (where it lies, 0xf00, is checked
+/// with the rest of the header).
 fn kernel_info_and_version(
     data: &[u8],
     have: &zboot_format::bootparam::SetupHeader,
@@ -85,7 +86,7 @@ fn kernel_info_and_version(
     v: &mut Vec<String>,
 ) {
     use zboot_format::bootparam::KernelInfo;
-    use zboot_format::image::{KERNEL_VERSION_AT, KERNEL_VERSION_MAX, check_kernel_version};
+    use zboot_format::image::{KERNEL_VERSION_AT, check_kernel_version};
     if data
         .get(kernel_info_rva as usize..)
         .and_then(KernelInfo::parse)
@@ -96,10 +97,7 @@ fn kernel_info_and_version(
         ));
     }
     if have.kernel_version != 0 {
-        let text = data
-            .get(KERNEL_VERSION_AT..KERNEL_VERSION_AT + KERNEL_VERSION_MAX + 1)
-            .and_then(|b| b.iter().position(|&c| c == 0).map(|n| &b[..n]));
-        match text.map(check_kernel_version) {
+        match have.kernel_version_bytes(data).map(check_kernel_version) {
             Some(Ok(())) => {}
             Some(Err(e)) => v.push(format!("setup header: {e}")),
             None => v.push(format!(

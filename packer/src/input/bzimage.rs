@@ -2,7 +2,7 @@
 //! (codec detected by magic) and reads the ELF + appended relocation table inside.
 
 use anyhow::{Context, Result, bail};
-use zboot_format::bootparam::{HDRS_MAGIC, HDRS_OFFSET, KernelInfo, SetupHeader, XLF_5LEVEL};
+use zboot_format::bootparam::{HDRS_MAGIC, HDRS_OFFSET, SetupHeader, XLF_5LEVEL};
 
 use super::{KernelImage, SourceKind, elf};
 use crate::compress;
@@ -110,32 +110,13 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
     if let Some(v) = header_version(data, &hdr) {
         k.facts.kernel_version = Some(v);
     }
-    k.facts.setup_type_max = header_kernel_info(data, &hdr).map(|i| i.setup_type_max);
+    k.facts.setup_type_max = hdr.kernel_info(data).map(|i| i.setup_type_max);
     Ok(k)
 }
 
-/// The version string the header names (`kernel_version` + 0x200, NUL-terminated), if the
-/// headers of an image can carry it.
+/// The version string the header names, if the headers of an image can carry it.
 fn header_version(data: &[u8], hdr: &SetupHeader) -> Option<String> {
-    let at = match hdr.kernel_version {
-        0 => return None,
-        off => usize::from(off) + 0x200,
-    };
-    let rest = data.get(at..)?;
-    let len = rest
-        .iter()
-        .take(zboot_format::image::KERNEL_VERSION_MAX + 1)
-        .position(|&b| b == 0)?;
-    let v = &rest[..len];
+    let v = hdr.kernel_version_bytes(data)?;
     zboot_format::image::check_kernel_version(v).ok()?;
     Some(String::from_utf8_lossy(v).into_owned())
-}
-
-/// The header's kernel_info block (boot protocol >= 2.15, counted from the protected-mode part).
-fn header_kernel_info(data: &[u8], hdr: &SetupHeader) -> Option<KernelInfo> {
-    if hdr.version < 0x020f || hdr.kernel_info_offset == 0 {
-        return None;
-    }
-    let at = hdr.protected_mode_offset() + hdr.kernel_info_offset as usize;
-    KernelInfo::parse(data.get(at..)?)
 }

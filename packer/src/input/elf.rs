@@ -260,7 +260,9 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
     };
 
     let mut facts = Facts::elf();
-    facts.kernel_version = crate::payload::header_version(data);
+    // One search of the whole ELF for the banner serves the header's version and the text check.
+    let banner = crate::payload::kernel_version(data);
+    facts.kernel_version = banner.as_deref().and_then(crate::payload::header_version);
     if let Some(n) = note {
         facts.mem_size = Some(n.mem_size);
         facts.alignment = Some(n.alignment);
@@ -281,8 +283,7 @@ pub fn parse(data: &[u8]) -> Result<KernelImage> {
             facts.la57_source = Some(d.source);
         }
         facts.text = text_range(data, &segments, link_virt_base, entry - first);
-        facts.text_ro_source =
-            crate::payload::kernel_version(data).and_then(|v| detect::text_ro_from_version(&v));
+        facts.text_ro_source = banner.and_then(|v| detect::text_ro_from_version(&v));
     }
     Ok(KernelImage {
         segments,

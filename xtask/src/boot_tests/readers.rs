@@ -45,29 +45,19 @@ fn ukify_scrape_x86(ctx: &Ctx, path: &Path) -> Result<String> {
                   m = types.ModuleType('ukify')\n\
                   exec(compile(open(sys.argv[1]).read(), sys.argv[1], 'exec'), m.__dict__)\n\
                   print(m.Uname.scrape_x86(pathlib.Path(sys.argv[2])))\n";
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .arg(&ukify)
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .context("running python3 with ukify")?;
-    ensure!(
-        out.status.success(),
-        "ukify's Uname.scrape_x86 failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = crate::fixtures::run_capture(
+        Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(&ukify)
+            .arg(path),
+    )
+    .with_context(|| format!("ukify's Uname.scrape_x86 on {}", path.display()))?;
+    Ok(out.trim().to_string())
 }
 
 /// The kernel_info block a header names, from the file.
 fn kernel_info(data: &[u8]) -> Option<KernelInfo> {
-    let h = SetupHeader::read(data)?;
-    let at = h.protected_mode_offset() + h.kernel_info_offset as usize;
-    (h.kernel_info_offset != 0)
-        .then(|| KernelInfo::parse(data.get(at..)?))
-        .flatten()
+    SetupHeader::read(data)?.kernel_info(data)
 }
 
 /// `file`, mkinitcpio and ukify read the same release from the packed bzImage and the packed
