@@ -539,21 +539,14 @@ pub fn parse_simulation(text: &str) -> Simulation {
 
 /// `apt-get -s install --no-install-recommends NAMES` (needs no root).
 fn simulate(names: &[String]) -> Result<Simulation> {
-    let out = Command::new("apt-get")
-        .args(["-s", "-q", "install", "--no-install-recommends"])
-        .args(names)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(Stdio::null())
-        .output()
-        .context("running apt-get -s install")?;
-    if !out.status.success() {
-        bail!(
-            "setup: apt cannot install {}: {}",
-            names.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(parse_simulation(&String::from_utf8_lossy(&out.stdout)))
+    let out = crate::fixtures::run_capture(
+        Command::new("apt-get")
+            .args(["-s", "-q", "install", "--no-install-recommends"])
+            .args(names)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| format!("setup: apt cannot install {}", names.join(" ")))?;
+    Ok(parse_simulation(&out))
 }
 
 /// The Debian package of the QEMU the boot tests run.
