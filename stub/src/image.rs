@@ -13,11 +13,12 @@ use core::ffi::c_void;
 use zboot_format::bootparam::{KERNEL_INFO_SIZE, KernelInfo, SETUP_TYPE_MAX_DEFAULT};
 use zboot_format::descriptor::{DescriptorError, StubDescriptor};
 
-/// The descriptor and, right after it (`descriptor::HANDOVER_AT`), the address of our EFI
-/// handover entry, which the packer turns into the setup header's `handover_offset`; then
+/// The descriptor and, right after it (`descriptor::HANDOVER_AT`), the address of our 64-bit
+/// EFI handover entry, which the packer turns into the setup header's `handover_offset`; then
 /// (`ENTRY64_AT`, `ENTRY32_AT`) those of the bzImage entries, which the packer checks, and
 /// (`REAL_MODE_AT`) the bounds of the 16-bit entry's code, which it copies into the headers;
-/// then (`KERNEL_INFO_AT`) the image's kernel_info block, which the setup header names and
+/// then (`HANDOVER32_AT`) the 32-bit EFI handover entry, which the packer checks lies where
+/// `handover_offset` points; then (`KERNEL_INFO_AT`) the image's kernel_info block, which the setup header names and
 /// whose `setup_type_max` the packer writes (boot loaders read it; the stub never does).
 #[repr(C)]
 struct StubRecord {
@@ -26,10 +27,12 @@ struct StubRecord {
     entry64: unsafe extern "C" fn(),
     entry32: unsafe extern "C" fn(),
     real_mode: [&'static u8; 2],
+    handover32: unsafe extern "C" fn(),
     kernel_info: [u8; KERNEL_INFO_SIZE],
 }
 
-/// `extern "sysv64" fn(image handle, system table, boot_params) -> EFI status` (main.rs).
+/// `extern "sysv64" fn(image handle, system table, boot_params) -> EFI status`
+/// (arch/x86_64/efi_handover.rs, which jumps to main.rs).
 type HandoverEntry = unsafe extern "sysv64" fn(*mut c_void, *const c_void, *mut c_void) -> usize;
 
 // The packer finds the fields after the descriptor at zboot-format's offsets.
@@ -44,11 +47,12 @@ const _: () = assert!(
 #[unsafe(no_mangle)]
 static mut ZBOOT_STUB_DESCRIPTOR: StubRecord = StubRecord {
     descriptor: StubDescriptor::EMPTY,
-    handover: zboot_handover_entry,
+    handover: zboot_handover64,
     entry64: zboot_entry64,
     entry32: zboot_entry32,
     // SAFETY: only the labels' addresses are taken.
     real_mode: unsafe { [&zboot_real_start, &zboot_real_end] },
+    handover32: zboot_handover32,
     kernel_info: KernelInfo {
         setup_type_max: SETUP_TYPE_MAX_DEFAULT,
     }
@@ -70,8 +74,15 @@ unsafe extern "C" {
 }
 
 unsafe extern "sysv64" {
-    /// The EFI handover entry (main.rs).
-    fn zboot_handover_entry(handle: *mut c_void, st: *const c_void, bp: *mut c_void) -> usize;
+    /// The 64-bit EFI handover entry (arch/x86_64/efi_handover.rs; main.rs's
+    /// `zboot_handover_entry` behind a jump).
+    fn zboot_handover64(handle: *mut c_void, st: *const c_void, bp: *mut c_void) -> usize;
+}
+
+unsafe extern "C" {
+    /// The 32-bit EFI handover entry (efi_handover.rs), `HANDOVER_ENTRY_BIAS` bytes before the
+    /// 64-bit one; never called from Rust.
+    fn zboot_handover32();
 }
 
 /// Where our image starts in memory.

@@ -119,6 +119,10 @@ pub struct Fixtures {
     /// Debian 12's GRUB 2.06 for BIOS (`None` until `cargo xtask fixtures` fetched it: only the
     /// GRUB BIOS rows need it, see [`Fixtures::grub_pc`]).
     pub grubpc206: Option<ToolRoot>,
+    /// Debian 12's GRUB 2.06 for 32-bit UEFI and its 32-bit OVMF (`None` until `cargo xtask
+    /// fixtures` fetched them: only the ia32 rows need them, see [`Fixtures::ia32`]).
+    pub grubia32206: Option<ToolRoot>,
+    pub ovmfia32: Option<ToolRoot>,
     pub uki257: ToolRoot,
     pub ukisid: ToolRoot,
     /// Debian 13's kernel-install 257 (`None` until `cargo xtask fixtures` fetched it: only the
@@ -163,6 +167,19 @@ impl Fixtures {
         self.grubpc206.as_ref().ok_or_else(|| {
             missing("tool set `grubpc206` (GRUB 2.06 i386-pc); run `cargo xtask fixtures`")
         })
+    }
+
+    /// Debian 12's GRUB 2.06 for 32-bit UEFI and 32-bit OVMF, or a [`Missing`] error naming
+    /// the command that fetches them.
+    pub fn ia32(&self) -> Result<(&ToolRoot, &ToolRoot)> {
+        self.grubia32206
+            .as_ref()
+            .zip(self.ovmfia32.as_ref())
+            .ok_or_else(|| {
+                missing(
+                    "tool sets `grubia32206` and `ovmfia32` (GRUB 2.06 i386-efi, OVMF ia32); run `cargo xtask fixtures`",
+                )
+            })
     }
 
     /// SeaBIOS `bios-256k.bin` and its package version.
@@ -248,6 +265,8 @@ impl Fixtures {
             grub212: tools::load(root, &m, &tools::GRUB_212)?,
             grub206: tools::load(root, &m, &tools::GRUB_206)?,
             grubpc206: tools::load(root, &m, &tools::GRUB_PC_206).ok(),
+            grubia32206: tools::load(root, &m, &tools::GRUB_IA32_206).ok(),
+            ovmfia32: tools::load(root, &m, &tools::OVMF_IA32).ok(),
             uki257: tools::load(root, &m, &tools::UKI_257)?,
             ukisid: tools::load(root, &m, &tools::UKI_SID)?,
             ki257: tools::load(root, &m, &tools::KERNEL_INSTALL_257).ok(),

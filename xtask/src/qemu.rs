@@ -31,6 +31,10 @@ pub enum Firmware {
     /// `OVMF_CODE_4M.secboot.strictnx.fd` + `OVMF_VARS_4M.snakeoil.fd`: Secure Boot enforcing
     /// with the snakeoil keys; every image must be signed (see [`BootSpec::sign`]).
     Ovmf2025StrictNxSecureBoot,
+    /// Debian 12's 32-bit OVMF 2022.11 (`ovmf-ia32`): `OVMF32_CODE_4M.secboot.fd` with plain
+    /// vars (Secure Boot not enforcing), an IA32 UEFI on the same x86_64 CPU: it starts only
+    /// IA32 EFI applications (`\EFI\BOOT\BOOTIA32.EFI`).
+    Ovmf2022Ia32,
     /// SeaBIOS `bios-256k.bin` (Debian's `seabios`, QEMU's default BIOS): no UEFI, so only
     /// [`BootMode::Direct`] (QEMU's `-kernel`, the 16-bit boot protocol) boots on it.
     Seabios,
@@ -46,6 +50,13 @@ impl Firmware {
     pub fn files(self, fx: &Fixtures) -> Result<(PathBuf, PathBuf)> {
         let (ovmf, code, vars) = match self {
             Firmware::Seabios => bail!("SeaBIOS has no pflash code and vars"),
+            Firmware::Ovmf2022Ia32 => {
+                let (_, ovmf) = fx.ia32()?;
+                return Ok((
+                    ovmf.path("usr/share/OVMF/OVMF32_CODE_4M.secboot.fd"),
+                    ovmf.path("usr/share/OVMF/OVMF32_VARS_4M.fd"),
+                ));
+            }
             Firmware::Ovmf2022 => (&fx.ovmf2022, "OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
             Firmware::Ovmf2022SecureBoot => (
                 &fx.ovmf2022,
@@ -71,7 +82,10 @@ impl Firmware {
     /// and gets 2022.11's).
     pub fn ovmf(self, fx: &Fixtures) -> &crate::fixtures::Ovmf {
         match self {
-            Firmware::Ovmf2022 | Firmware::Ovmf2022SecureBoot | Firmware::Seabios => &fx.ovmf2022,
+            Firmware::Ovmf2022
+            | Firmware::Ovmf2022SecureBoot
+            | Firmware::Ovmf2022Ia32
+            | Firmware::Seabios => &fx.ovmf2022,
             _ => &fx.ovmf2025,
         }
     }
@@ -104,7 +118,17 @@ impl Firmware {
             Firmware::Ovmf2025 => "ovmf2025",
             Firmware::Ovmf2025StrictNx => "ovmf2025-strict-nx",
             Firmware::Ovmf2025StrictNxSecureBoot => "ovmf2025-strict-nx-secure-boot",
+            Firmware::Ovmf2022Ia32 => "ovmf2022-ia32",
             Firmware::Seabios => "seabios",
+        }
+    }
+
+    /// The removable-media path the firmware starts (UEFI spec 3.5.1.1).
+    pub fn default_boot_path(self) -> &'static str {
+        if self == Firmware::Ovmf2022Ia32 {
+            "EFI/BOOT/BOOTIA32.EFI"
+        } else {
+            "EFI/BOOT/BOOTX64.EFI"
         }
     }
 }
@@ -344,7 +368,7 @@ fn populate_esp(fx: &Fixtures, spec: &BootSpec, esp: &Path) -> Result<()> {
             fs::write(esp.join("loader/entries/zboot.conf"), entry)?;
         }
         BootMode::Bare { image } => {
-            place(fx, esp, "EFI/BOOT/BOOTX64.EFI", image, sign)?;
+            place(fx, esp, spec.firmware.default_boot_path(), image, sign)?;
         }
         BootMode::Direct { .. } => {}
         BootMode::Shell { image, args } => {

@@ -77,6 +77,30 @@ pub const GRUB_PC_206: ToolSet = ToolSet {
     probe: "usr/lib/grub/i386-pc/lnxboot.img",
 };
 
+/// Debian 12's GRUB 2.06 for 32-bit UEFI (`grub-efi-ia32-bin`: the i386-efi modules, its
+/// `linuxefi`), with the same `grub-common` and libraries as [`GRUB_206`].
+pub const GRUB_IA32_206: ToolSet = ToolSet {
+    name: "grubia32206",
+    suite: None,
+    packages: &[
+        "grub-efi-ia32-bin",
+        "grub-common",
+        "libdevmapper1.02.1",
+        "libefivar1",
+        "libefiboot1",
+    ],
+    probe: "usr/lib/grub/i386-efi/linuxefi.mod",
+};
+
+/// Debian 12's 32-bit OVMF (`ovmf-ia32`, 2022.11): `OVMF32_CODE_4M.secboot.fd` (SMM, no keys
+/// enrolled in `OVMF32_VARS_4M.fd`: Secure Boot not enforcing).
+pub const OVMF_IA32: ToolSet = ToolSet {
+    name: "ovmfia32",
+    suite: None,
+    packages: &["ovmf-ia32"],
+    probe: "usr/share/OVMF/OVMF32_CODE_4M.secboot.fd",
+};
+
 pub const UKI_257: ToolSet = ToolSet {
     name: "uki257",
     suite: Some("trixie"),
@@ -110,10 +134,12 @@ pub const KERNEL_INSTALL_257: ToolSet = ToolSet {
 };
 
 /// Every tool set the boot tests use.
-pub const ALL: [&ToolSet; 6] = [
+pub const ALL: [&ToolSet; 8] = [
     &GRUB_212,
     &GRUB_206,
     &GRUB_PC_206,
+    &GRUB_IA32_206,
+    &OVMF_IA32,
     &UKI_257,
     &UKI_SID,
     &KERNEL_INSTALL_257,

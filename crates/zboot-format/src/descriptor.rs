@@ -50,10 +50,14 @@ pub const ENTRY32_AT: usize = SIZE + 16;
 /// Then the link-time addresses of the start and end of the stub's 16-bit entry code, which
 /// the packer copies into the headers at `image::REAL_MODE_AT`.
 pub const REAL_MODE_AT: usize = SIZE + 24;
+/// Then the link-time address of the stub's 32-bit EFI handover entry, which the packer checks
+/// lies `image::HANDOVER_ENTRY_BIAS` bytes before the 64-bit one (where `handover_offset`
+/// points: a 32-bit loader calls it there).
+pub const HANDOVER32_AT: usize = SIZE + 40;
 /// Then the image's `kernel_info` block ([`crate::bootparam::KernelInfo`], 16 bytes), which
 /// the setup header's `kernel_info_offset` names (it must lie in the protected-mode part) and
 /// whose `setup_type_max` the packer writes.
-pub const KERNEL_INFO_AT: usize = SIZE + 40;
+pub const KERNEL_INFO_AT: usize = SIZE + 48;
 /// Bytes of descriptor + entry addresses + kernel_info.
 pub const RECORD_SIZE: usize = KERNEL_INFO_AT + crate::bootparam::KERNEL_INFO_SIZE;
 

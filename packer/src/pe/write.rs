@@ -500,10 +500,20 @@ pub fn handover_rva(stub: &PeFile) -> Result<u32> {
     entry_rva(stub, descriptor::HANDOVER_AT, "handover entry")
 }
 
-/// Check that the stub's bzImage entries sit where the setup header promises them (the first
-/// bytes of the protected-mode part, as in Linux's bzImage): a stub linked otherwise cannot
-/// be booted by kexec or a 32-bit loader.
+/// Check that every entry the setup header advertises is one of the stub's: the bzImage entries
+/// at the first bytes of the protected-mode part (as in Linux's bzImage; a stub linked
+/// otherwise cannot be booted by kexec or a 32-bit loader), and the 32-bit EFI handover entry
+/// `HANDOVER_ENTRY_BIAS` bytes before the 64-bit one, where `handover_offset` points (a 32-bit
+/// GRUB calls it there).
 pub fn check_bzimage_entries(stub: &PeFile) -> Result<()> {
+    let handover64 = handover_rva(stub)?;
+    let handover32 = entry_rva(stub, descriptor::HANDOVER32_AT, "32-bit EFI handover entry")?;
+    if handover64.checked_sub(handover32) != Some(image::HANDOVER_ENTRY_BIAS) {
+        bail!(
+            "stub: 32-bit EFI handover entry at RVA {handover32:#x}, handover_offset needs it {:#x} bytes before the 64-bit one at {handover64:#x}",
+            image::HANDOVER_ENTRY_BIAS
+        );
+    }
     for (at, what, want) in [
         (
             descriptor::ENTRY64_AT,

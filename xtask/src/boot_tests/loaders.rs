@@ -162,6 +162,16 @@ pub(super) fn grub_standalone(
     tag: &str,
     cfg: &str,
 ) -> Result<PathBuf> {
+    grub_standalone_for(set, "x86_64-efi", tag, cfg)
+}
+
+/// [`grub_standalone`] for GRUB platform `platform` (`x86_64-efi`, `i386-efi`).
+fn grub_standalone_for(
+    set: &crate::tools::ToolRoot,
+    platform: &str,
+    tag: &str,
+    cfg: &str,
+) -> Result<PathBuf> {
     let dir = qemu::target_dir().join("boot-tests/grub");
     std::fs::create_dir_all(&dir)?;
     let cfg_path = dir.join(format!("{tag}.cfg"));
@@ -172,9 +182,9 @@ pub(super) fn grub_standalone(
     std::fs::write(&cfg_path, cfg)?;
     let o = set
         .command("usr/bin/grub-mkstandalone")
-        .args(["-O", "x86_64-efi", "--locales=", "--fonts=", "--themes="])
+        .args(["-O", platform, "--locales=", "--fonts=", "--themes="])
         .arg("-d")
-        .arg(set.path("usr/lib/grub/x86_64-efi"))
+        .arg(set.path(&format!("usr/lib/grub/{platform}")))
         .arg("-o")
         .arg(&out)
         .arg(format!("boot/grub/grub.cfg={}", cfg_path.display()))
@@ -349,6 +359,79 @@ fn grub_bios(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
     Ok(())
 }
 
+/// What GRUB prints after `boot` returned to its script (the loader got an error back).
+const BACK_IN_GRUB: &str = "zboot test: back in GRUB";
+/// The line of the stub's 32-bit EFI handover entry (stub/src/arch/x86_64/efi_handover.rs).
+const NO_MIXED_MODE: &str = "zboot: error: 32-bit UEFI firmware: this image boots on 64-bit UEFI only";
+
+/// Debian 12's GRUB 2.06 for 32-bit UEFI on 32-bit OVMF: `linuxefi` + `initrdefi` + `boot` on
+/// Debian's bzImage of the 6.1 kernel (`zboot == false`: Linux's `efi32_stub_entry` at
+/// `handover_offset`, EFI mixed mode, boots to init: the reference that GRUB really enters
+/// there) or on our image (`zboot == true`): GRUB calls the same offset in 32-bit mode, where
+/// the stub's 32-bit handover entry prints its one error line and returns `EFI_UNSUPPORTED`,
+/// and GRUB's script goes on after `boot` within seconds, no hang and no kernel output.
+fn grub_ia32(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let (grub_set, ovmf) = fx.ia32()?;
+    println!("    GRUB {} (i386-efi), OVMF ia32 {}", grub_set.version, ovmf.version);
+    let image = if zboot {
+        ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?
+    } else {
+        fx.kernel.vmlinuz.clone()
+    };
+    let cfg = format!(
+        "set timeout=0\ninsmod part_gpt\ninsmod part_msdos\ninsmod fat\n\
+         search --no-floppy --file --set=root /zboot/linux.efi\n\
+         echo \"zboot test: linuxefi $root\"\n\
+         linuxefi /zboot/linux.efi {}\ninitrdefi /zboot/initrd.img\nboot\n\
+         echo \"{BACK_IN_GRUB}\"\n",
+        baseline_options()
+    );
+    let grub = grub_standalone_for(grub_set, "i386-efi", name, &cfg)?;
+    let mut spec = BootSpec::new(name, Firmware::Ovmf2022Ia32, BootMode::Bare { image: grub });
+    spec.extra_files = vec![
+        ("zboot/linux.efi".into(), image),
+        ("zboot/initrd.img".into(), fx.initramfs.clone()),
+    ];
+    if zboot {
+        spec.stop_on.push(BACK_IN_GRUB.into());
+        spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
+    }
+    let out = ctx.boot(&spec)?;
+    ensure!(
+        out.log.contains("zboot test: linuxefi"),
+        "GRUB's config did not run (log {})",
+        out.log_path.display()
+    );
+    if !zboot {
+        let r = check_linux_report(ctx, &out)?;
+        println!("    Debian's bzImage booted in EFI mixed mode: efi_runtime {:?}", r.efi_runtime);
+        return Ok(());
+    }
+    let (Some(error), Some(back)) = (out.log.find(NO_MIXED_MODE), out.log.find(BACK_IN_GRUB)) else {
+        bail!(
+            "want the stub's line {NO_MIXED_MODE:?} and then GRUB's {BACK_IN_GRUB:?} (log {})",
+            out.log_path.display()
+        );
+    };
+    ensure!(
+        error < back && out.report.is_none() && !out.log.contains("Linux version"),
+        "the stub's error must come before GRUB's script goes on, with no kernel output (log {})",
+        out.log_path.display()
+    );
+    println!(
+        "    {} then {BACK_IN_GRUB:?} after {:.1} s",
+        NO_MIXED_MODE,
+        out.duration.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A GRUB ia32 row: the name is written once.
+fn grub_ia32_row(name: &'static str, zboot: bool) -> BootTest {
+    BootTest::new(name, move |ctx| grub_ia32(ctx, name, zboot))
+}
+
 /// A GRUB-for-BIOS row: the name is written once.
 fn grub_bios_row(name: &'static str, zboot: bool) -> BootTest {
     BootTest::new(name, move |ctx| grub_bios(ctx, name, zboot))
@@ -429,6 +512,9 @@ pub fn tests() -> Vec<BootTest> {
         // GRUB 2.06 for BIOS on SeaBIOS (`lnxboot.img` + `core.img` as QEMU's -kernel).
         grub_bios_row("grub-bios-zboot-seabios", true),
         grub_bios_row("grub-bios-bzimage-seabios", false),
+        // GRUB 2.06 for 32-bit UEFI (`linuxefi`: the 32-bit EFI handover entry).
+        grub_ia32_row("grub-ia32-linuxefi-zboot-ovmf2022-ia32", true),
+        grub_ia32_row("grub-ia32-linuxefi-bzimage-ovmf2022-ia32", false),
     ]);
     rows
 }

@@ -8,5 +8,9 @@ pub mod handoff;
 pub mod kaslr;
 #[cfg(target_os = "uefi")]
 pub mod legacy;
+// After `legacy`: module-level assembly is emitted in this order, and the bzImage entries must
+// be the first bytes of `.text` (the packer refuses a stub where they are not).
+#[cfg(target_os = "uefi")]
+pub mod efi_handover;
 pub mod own_map;
 pub mod paging;
