@@ -4,7 +4,7 @@
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use zboot_format::bootparam::ScreenInfo;
+use zboot_format::bootparam::{ScreenInfo, VIDEO_IS_VGA_TEXT};
 use zboot_stub::arch::x86_64::legacy::{inb, outb};
 
 const COM1: u16 = 0x3f8;
@@ -12,8 +12,6 @@ const COM1: u16 = 0x3f8;
 const LSR_THRE: u8 = 0x20;
 /// The VGA text buffer.
 const VGA_TEXT: u64 = 0xb8000;
-/// `orig_video_isVGA` of a VGA text screen (what the kernel's real-mode setup reports).
-const VIDEO_TYPE_VGA_TEXT: u8 = 1;
 
 /// The text screen as (columns << 16 | lines << 8), 0 when there is none; and the cursor as
 /// (row << 8 | column).
@@ -26,7 +24,9 @@ pub fn use_screen(si: &ScreenInfo) {
         u32::from(si.orig_video_cols),
         u32::from(si.orig_video_lines),
     );
-    if si.orig_video_is_vga == VIDEO_TYPE_VGA_TEXT
+    // Text modes 0-3 and 7 (a BIOS graphics mode on a VGA says VGA too).
+    if si.orig_video_is_vga == VIDEO_IS_VGA_TEXT
+        && matches!(si.orig_video_mode, 0..=3 | 7)
         && (40..=132).contains(&cols)
         && (25..=60).contains(&lines)
     {

@@ -25,6 +25,61 @@ pub const VIDEO_CAPABILITY_SKIP_QUIRKS: u32 = 1 << 0;
 pub const LOADED_HIGH: u8 = 1 << 0;
 pub const KASLR_FLAG: u8 = 1 << 1;
 pub const QUIET_FLAG: u8 = 1 << 5;
+
+/// What an x86-64 kernel requires of the CPU before it can run (the kernel's
+/// `arch/x86/include/asm/required-features.h` for a 64-bit distribution kernel, as its
+/// real-mode `validate_cpu` and its 32-bit entry's `verify_cpu` check them): CPUID leaf 1 EDX
+/// must have FPU, MSR, PAE, CX8, CMOV, FXSR, SSE and SSE2 ...
+pub const REQUIRED_CPUID1_EDX: u32 = 0x0700_8161;
+/// ... and leaf 0x8000_0001 EDX long mode (LM).
+pub const REQUIRED_CPUID_EXT1_EDX: u32 = 1 << 29;
+/// The names the kernel prints for the bits of [`REQUIRED_CPUID1_EDX`] it misses, in bit
+/// order (x86_cap_flags).
+pub const REQUIRED_CPUID1_EDX_NAMES: [(u8, &str); 8] = [
+    (0, "fpu"),
+    (5, "msr"),
+    (6, "pae"),
+    (8, "cx8"),
+    (15, "cmov"),
+    (24, "fxsr"),
+    (25, "sse"),
+    (26, "sse2"),
+];
+
+/// `hdr.vid_mode` values (the loader stores `vga=` there; Linux's uapi/asm/boot.h, video.h).
+pub mod vid_mode {
+    /// `vga=normal`: the 80x25 text mode the loader left.
+    pub const NORMAL_VGA: u16 = 0xffff;
+    /// `vga=ext`: 80x50 text (the 8x8 font).
+    pub const EXTENDED_VGA: u16 = 0xfffe;
+    /// `vga=ask`: the kernel's mode menu.
+    pub const ASK_VGA: u16 = 0xfffd;
+    /// 80x25, 80x50 and "leave the mode as it is" by the kernel's special numbers.
+    pub const SPECIAL_80X25: u16 = 0x0f00;
+    pub const SPECIAL_8POINT: u16 = 0x0f01;
+    pub const CURRENT: u16 = 0x0f04;
+    /// `0x100 + n`: BIOS mode n (0..0x7f).
+    pub const BIOS_FIRST: u16 = 0x0100;
+    pub const BIOS_LAST: u16 = 0x017f;
+    /// `0x200 + n`: VESA mode n (0..0x1ff), e.g. `vga=788` = 0x314 = VESA 0x114 (800x600x16).
+    pub const VESA_FIRST: u16 = 0x0200;
+    pub const VESA_LAST: u16 = 0x03ff;
+}
+
+/// `screen_info.orig_video_isVGA` as the real-mode setup writes it: 1 for a VGA text screen,
+/// `VIDEO_TYPE_VLFB` for a VESA linear framebuffer.
+pub const VIDEO_IS_VGA_TEXT: u8 = 1;
+pub const VIDEO_TYPE_VLFB: u8 = 0x23;
+
+/// The boot_params EDD area (Linux's uapi/linux/edd.h): up to [`EDD_MAX_INFO`] `struct
+/// edd_info` of [`EDD_INFO_SIZE`] bytes in `eddbuf`, the MBR signatures of BIOS drives
+/// 0x80.. 0x80 + [`EDD_MBR_SIG_MAX`] - 1 in `edd_mbr_sig_buffer`.
+pub const EDD_MAX_INFO: usize = 6;
+pub const EDD_INFO_SIZE: usize = 82;
+pub const EDD_MBR_SIG_MAX: usize = 16;
+/// `edd_device_params.length` asked of INT 13h AH=48h, and where the MBR signature lies.
+pub const EDD_PARAMS_SIZE: u16 = 74;
+pub const EDD_MBR_SIG_OFFSET: usize = 0x1b8;
 pub const KEEP_SEGMENTS: u8 = 1 << 6;
 pub const CAN_USE_HEAP: u8 = 1 << 7;
 

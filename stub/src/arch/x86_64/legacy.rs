@@ -1,6 +1,7 @@
 //! The bzImage entries (boot.rst: the 32-bit and 64-bit boot protocols) and the few CPU
 //! instructions the firmware-less path needs: port I/O for the serial console, the descriptor
-//! tables it must not overwrite, halting. With `handoff.rs` the only assembly of the stub.
+//! tables it must not overwrite, halting. With `real_mode.rs` (the 16-bit entry),
+//! `efi_handover.rs` and `handoff.rs` the only assembly of the stub.
 //!
 //! Both entries sit at fixed places, as in Linux's own bzImage: the 32-bit one at the first byte
 //! of the protected-mode part (`code32_start`, `zboot_format::image::ENTRY32_RVA`), the 64-bit
@@ -9,9 +10,19 @@
 //! The GDT's selectors are `paging.rs`'s (0x08 code32, 0x10 code64, 0x18 data).
 
 use super::own_map;
-use zboot_format::bootparam::{BootParams, ScreenInfo, SetupHeader};
 use zboot_format::descriptor::layout as desc;
 use zboot_format::image::{BARE_STACK_SIZE, ENTRY32_RVA};
+
+/// COM1, where the 32-bit entry's CPU check reports (the bare console's port, serial.rs).
+const COM1: u16 = 0x3f8;
+
+/// The 32-bit entry's line on a CPU an x86-64 kernel cannot run on (a macro: the assembly
+/// takes it as a literal).
+macro_rules! cpu_unsupported {
+    () => {
+        "zboot: error: this kernel requires an x86-64 CPU with fpu msr pae cx8 cmov fxsr sse sse2 lm; unable to boot"
+    };
+}
 
 // 32-bit entry (boot.rst, 32-bit boot protocol: flat protected mode, paging off, interrupts
 // off, ESI = boot_params; GRUB `linux` on BIOS or on EFI without the handover protocol, our own
@@ -72,6 +83,39 @@ core::arch::global_asm!(
     "addl %ebp, %edx",
     "pushl %esi",
     "pushl %edx",
+    // The CPU check of the kernel's own 32-bit entry (verify_cpu): CPUID, long mode and the
+    // features an x86-64 kernel requires; else one line on COM1 and a halt (the kernel's
+    // entry halts silently; without long mode enabling it below would fault and reset).
+    "pushfl",
+    "popl %eax",
+    "movl %eax, %ecx",
+    "xorl $0x200000, %eax",
+    "pushl %eax",
+    "popfl",
+    "pushfl",
+    "popl %eax",
+    "pushl %ecx",
+    "popfl",
+    "xorl %ecx, %eax",
+    "testl $0x200000, %eax",
+    "jz zboot_entry32_cpu",
+    "xorl %eax, %eax",
+    "cpuid",
+    "cmpl $1, %eax",
+    "jb zboot_entry32_cpu",
+    "movl $1, %eax",
+    "cpuid",
+    "andl ${req1}, %edx",
+    "cmpl ${req1}, %edx",
+    "jne zboot_entry32_cpu",
+    "movl $0x80000000, %eax",
+    "cpuid",
+    "cmpl $0x80000001, %eax",
+    "jb zboot_entry32_cpu",
+    "movl $0x80000001, %eax",
+    "cpuid",
+    "testl ${req_ext1}, %edx",
+    "jz zboot_entry32_cpu",
     // Zero the tables (EDI = their base from here on).
     "movl ${tables_words}, %ecx",
     "xorl %eax, %eax",
@@ -196,6 +240,33 @@ core::arch::global_asm!(
     "movl 14(%rsp), %edi",
     "movl $1, %esi",
     "jmp zboot_entry64_tail",
+    ".code32",
+    "zboot_entry32_cpu:",
+    "leal (zboot_entry32_cpu_msg - zboot_entry32 + {entry32_rva})(%ebp), %esi",
+    "1:",
+    "lodsb",
+    "testb %al, %al",
+    "jz 4f",
+    "movb %al, %ah",
+    "movw ${com1_lsr}, %dx",
+    "movl $0xffff, %ecx",
+    "2:",
+    "inb %dx, %al",
+    "testb $0x20, %al",
+    "jnz 3f",
+    "pause",
+    "loop 2b",
+    "3:",
+    "movw ${com1}, %dx",
+    "movb %ah, %al",
+    "outb %al, %dx",
+    "jmp 1b",
+    "4:",
+    "cli",
+    "hlt",
+    "jmp 4b",
+    "zboot_entry32_cpu_msg:",
+    concat!(".asciz \"", cpu_unsupported!(), "\\r\\n\""),
     ".balign 8",
     "zboot_entry32_gdt:",
     ".quad 0",
@@ -214,138 +285,10 @@ core::arch::global_asm!(
     pt = const own_map::PT,
     code64 = const super::paging::SEL_CODE64,
     data = const super::paging::SEL_DATA,
-    options(att_syntax),
-);
-
-// 16-bit entry (boot.rst, real-mode protocol: QEMU `-kernel` on SeaBIOS, GRUB `linux16`,
-// syslinux, kexec --real-mode). Assembled into read-only data and never executed there: the
-// packer copies `zboot_real_start..zboot_real_end` into the headers at
-// `zboot_format::image::REAL_MODE_AT`, where the jump at 0x200 lands; the loader loaded those
-// headers (the "setup") at segment X and enters at X+0x20:0. What the kernel's own real-mode
-// setup would do that our pipeline needs: a clean boot_params at X:BP16 with the setup header as
-// the loader filled it in, the BIOS e820 map, the text screen's geometry and cursor, A20; then
-// flat protected mode (our GDT) and the 32-bit entry at `code32_start` with ESI = boot_params.
-// Memory used: X:0..X:0x8000 (the real-mode area every loader leaves to the setup).
-const BP16: u16 = 0x1000;
-const STACK16: u16 = 0x7ff0;
-
-core::arch::global_asm!(
-    ".pushsection .rdata,\"dr\"",
-    ".globl zboot_real_start",
-    ".globl zboot_real_end",
-    ".code16",
-    "zboot_real_start:",
-    "cli",
-    "cld",
-    "movw %cs, %ax",
-    "subw $0x20, %ax",
-    "movw %ax, %ds",
-    "movw %ax, %es",
-    "movw %ax, %ss",
-    "movw ${stack16}, %sp",
-    "movw ${bp}, %di",
-    "movw $2048, %cx",
-    "xorw %ax, %ax",
-    "rep stosw",
-    "movw ${hdr}, %si",
-    "movw $({bp} + {hdr}), %di",
-    "movw ${hdr_len}, %cx",
-    "rep movsb",
-    // The BIOS memory map (INT 15h, E820h), at most the zero page's entries.
-    "xorl %ebx, %ebx",
-    "movw $({bp} + {e820_table}), %di",
-    "1:",
-    "movl $0xe820, %eax",
-    "movl $0x534d4150, %edx",
-    "movl $20, %ecx",
-    "int $0x15",
-    "jc 2f",
-    "cmpl $0x534d4150, %eax",
-    "jne 2f",
-    "addw $20, %di",
-    "incb ({bp} + {e820_entries})",
-    "cmpb ${e820_max}, ({bp} + {e820_entries})",
-    "jae 2f",
-    "testl %ebx, %ebx",
-    "jnz 1b",
-    "2:",
-    // The screen: a text mode (0-3, 7) is described for our console and the kernel's.
-    "movb $0x0f, %ah",
-    "int $0x10",
-    "movb %al, ({bp} + {video_mode})",
-    "movb %ah, ({bp} + {video_cols})",
-    "cmpb $7, %al",
-    "je 3f",
-    "cmpb $3, %al",
-    "ja 4f",
-    "3:",
-    "movb $25, ({bp} + {video_lines})",
-    "movb $1, ({bp} + {video_is_vga})",
-    "movb $0x03, %ah",
-    "xorb %bh, %bh",
-    "int $0x10",
-    "movb %dl, ({bp} + {orig_x})",
-    "movb %dh, ({bp} + {orig_y})",
-    "4:",
-    // A20: the BIOS call, then the fast gate (bit 1 of port 0x92; bit 0 would reset).
-    "movw $0x2401, %ax",
-    "int $0x15",
-    "inb $0x92, %al",
-    "orb $2, %al",
-    "andb $0xfe, %al",
-    "outb %al, $0x92",
-    // Flat protected mode and the 32-bit entry.
-    "cli",
-    "xorl %ebx, %ebx",
-    "movw %ds, %bx",
-    "shll $4, %ebx",
-    "leal ({real_at} + (6f - zboot_real_start))(%ebx), %eax",
-    "movl %eax, ({real_at} + (7f - zboot_real_start) + 2)",
-    "lgdtl ({real_at} + (7f - zboot_real_start))",
-    "movl ({bp} + {code32_start}), %edx",
-    "leal {bp}(%ebx), %esi",
-    "leal {stack16}(%ebx), %ecx",
-    "movl %cr0, %eax",
-    "orl $1, %eax",
-    "movl %eax, %cr0",
-    "movw ${data}, %ax",
-    "movw %ax, %ds",
-    "movw %ax, %es",
-    "movw %ax, %fs",
-    "movw %ax, %gs",
-    "movw %ax, %ss",
-    "movl %ecx, %esp",
-    "pushl ${code32}",
-    "pushl %edx",
-    "lretl",
-    ".balign 8",
-    "6:",
-    ".quad 0",
-    ".quad 0x00cf9b000000ffff",
-    ".quad 0x00af9b000000ffff",
-    ".quad 0x00cf93000000ffff",
-    "7:",
-    ".word 31",
-    ".long 0",
-    "zboot_real_end:",
-    ".popsection",
-    stack16 = const STACK16,
-    bp = const BP16,
-    hdr = const core::mem::offset_of!(BootParams, hdr),
-    hdr_len = const size_of::<SetupHeader>(),
-    e820_table = const core::mem::offset_of!(BootParams, e820_table),
-    e820_entries = const core::mem::offset_of!(BootParams, e820_entries),
-    e820_max = const zboot_format::bootparam::E820_MAX_ENTRIES_ZEROPAGE,
-    video_mode = const core::mem::offset_of!(ScreenInfo, orig_video_mode),
-    video_cols = const core::mem::offset_of!(ScreenInfo, orig_video_cols),
-    video_lines = const core::mem::offset_of!(ScreenInfo, orig_video_lines),
-    video_is_vga = const core::mem::offset_of!(ScreenInfo, orig_video_is_vga),
-    orig_x = const core::mem::offset_of!(ScreenInfo, orig_x),
-    orig_y = const core::mem::offset_of!(ScreenInfo, orig_y),
-    code32_start = const core::mem::offset_of!(BootParams, hdr) + core::mem::offset_of!(SetupHeader, code32_start),
-    real_at = const zboot_format::image::REAL_MODE_AT,
-    code32 = const super::paging::SEL_CODE32,
-    data = const super::paging::SEL_DATA,
+    req1 = const zboot_format::bootparam::REQUIRED_CPUID1_EDX,
+    req_ext1 = const zboot_format::bootparam::REQUIRED_CPUID_EXT1_EDX,
+    com1 = const COM1,
+    com1_lsr = const COM1 + 5,
     options(att_syntax),
 );
 

@@ -14,3 +14,5 @@ pub mod legacy;
 pub mod efi_handover;
 pub mod own_map;
 pub mod paging;
+#[cfg(target_os = "uefi")]
+pub mod real_mode;
