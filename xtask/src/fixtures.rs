@@ -123,6 +123,8 @@ pub struct Fixtures {
     /// fixtures` fetched them: only the ia32 rows need them, see [`Fixtures::ia32`]).
     pub grubia32206: Option<ToolRoot>,
     pub ovmfia32: Option<ToolRoot>,
+    /// Debian 12's ISOLINUX and xorriso (`None` until `cargo xtask fixtures` fetched them).
+    pub isolinux: Option<ToolRoot>,
     pub uki257: ToolRoot,
     pub ukisid: ToolRoot,
     /// Debian 13's kernel-install 257 (`None` until `cargo xtask fixtures` fetched it: only the
@@ -180,6 +182,14 @@ impl Fixtures {
                     "tool sets `grubia32206` and `ovmfia32` (GRUB 2.06 i386-efi, OVMF ia32); run `cargo xtask fixtures`",
                 )
             })
+    }
+
+    /// Debian 12's ISOLINUX and xorriso, or a [`Missing`] error naming the command that
+    /// fetches them.
+    pub fn isolinux(&self) -> Result<&ToolRoot> {
+        self.isolinux.as_ref().ok_or_else(|| {
+            missing("tool set `isolinux` (ISOLINUX, xorriso); run `cargo xtask fixtures`")
+        })
     }
 
     /// SeaBIOS `bios-256k.bin` and its package version.
@@ -267,6 +277,7 @@ impl Fixtures {
             grubpc206: tools::load(root, &m, &tools::GRUB_PC_206).ok(),
             grubia32206: tools::load(root, &m, &tools::GRUB_IA32_206).ok(),
             ovmfia32: tools::load(root, &m, &tools::OVMF_IA32).ok(),
+            isolinux: tools::load(root, &m, &tools::ISOLINUX).ok(),
             uki257: tools::load(root, &m, &tools::UKI_257)?,
             ukisid: tools::load(root, &m, &tools::UKI_SID)?,
             ki257: tools::load(root, &m, &tools::KERNEL_INSTALL_257).ok(),
@@ -495,9 +506,17 @@ struct KernelFamily {
     meta: &'static str,
     /// The ABI package name must start with this.
     abi_prefix: &'static str,
-    /// Keep its `efivarfs.ko` for the initramfs (only the 6.1 one is carried).
+    /// Keep its [`INITRAMFS_MODULES`] for the initramfs (only the 6.1 ones are carried).
     efivarfs: bool,
 }
+
+/// The modules of Debian's kernel the test initramfs carries (relative to
+/// `lib/modules/<release>/`) and the manifest key of each: efivarfs (Secure Boot state), edd
+/// (the BIOS disks the 16-bit entry found, `/sys/firmware/edd`).
+const INITRAMFS_MODULES: [(&str, &str); 2] = [
+    ("kernel/fs/efivarfs/efivarfs.ko", "efivarfs_ko"),
+    ("kernel/drivers/firmware/edd.ko", "edd_ko"),
+];
 
 /// Debian 12's default kernel (6.1).
 const KERNEL_61: KernelFamily = KernelFamily {
@@ -521,7 +540,10 @@ fn kernel(
     fam: &KernelFamily,
 ) -> Result<()> {
     let k = |s: &str| format!("{}.{s}", fam.key);
-    let keys = [k("vmlinuz"), k("config")];
+    let mut keys = vec![k("vmlinuz"), k("config")];
+    if fam.efivarfs {
+        keys.extend(INITRAMFS_MODULES.iter().map(|(_, key)| k(key)));
+    }
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     if cached(root, m, &keys) && !opts.refresh {
         eprintln!(
@@ -556,17 +578,20 @@ fn kernel(
     let dir = root.join("kernel").join(format!("{package}_{version}"));
     let vmlinuz = dir.join(format!("boot/vmlinuz-{release}"));
     let config = dir.join(format!("boot/config-{release}"));
-    let ko_rel = format!("lib/modules/{release}/kernel/fs/efivarfs/efivarfs.ko");
-    if !vmlinuz.is_file() || !config.is_file() {
+    let ko_rels: Vec<(String, &str)> = INITRAMFS_MODULES
+        .iter()
+        .filter(|_| fam.efivarfs)
+        .map(|(p, key)| (format!("lib/modules/{release}/{p}"), *key))
+        .collect();
+    let modules_missing = ko_rels.iter().any(|(p, _)| !dir.join(p).is_file());
+    if !vmlinuz.is_file() || !config.is_file() || modules_missing {
         let (_tmp, deb) = apt.download(&format!("{package}={version}"), &root.join("tmp"))?;
         let stage = tempfile::Builder::new()
             .prefix("kernel-")
             .tempdir_in(root.join("tmp"))?;
-        let ko_pattern = format!("./{ko_rel}");
+        let ko_patterns: Vec<String> = ko_rels.iter().map(|(p, _)| format!("./{p}")).collect();
         let mut patterns = vec!["./boot/*"];
-        if fam.efivarfs {
-            patterns.push(&ko_pattern);
-        }
+        patterns.extend(ko_patterns.iter().map(String::as_str));
         extract_deb(&deb, stage.path(), &patterns)?;
         if dir.exists() {
             fs::remove_dir_all(&dir)?;
@@ -586,9 +611,11 @@ fn kernel(
     m.insert(k("release"), release);
     m.insert(k("vmlinuz"), rel(root, &vmlinuz));
     m.insert(k("config"), rel(root, &config));
-    let ko = dir.join(&ko_rel);
-    if ko.is_file() {
-        m.insert(k("efivarfs_ko"), rel(root, &ko));
+    for (ko_rel, key) in &ko_rels {
+        let ko = dir.join(ko_rel);
+        if ko.is_file() {
+            m.insert(k(key), rel(root, &ko));
+        }
     }
     Ok(())
 }
@@ -1027,19 +1054,20 @@ fn static_busybox(root: &Path) -> Result<(Vec<u8>, String)> {
 fn build_initramfs(root: &Path, m: &mut BTreeMap<String, String>) -> Result<()> {
     let (busybox, bb_version) = static_busybox(root)?;
     let release = m["kernel.release"].clone();
-    let ko = m
-        .get("kernel.efivarfs_ko")
-        .map(|k| root.join(k))
-        .filter(|p| p.is_file());
-    let module = match &ko {
-        Some(p) => Some((release.as_str(), fs::read(p)?)),
-        None => None,
+    let mut modules = initramfs::Modules {
+        release: &release,
+        files: Vec::new(),
     };
-    let image = initramfs::build(
-        initramfs::INIT_SCRIPT.as_bytes(),
-        &busybox,
-        module.as_ref().map(|(r, b)| (*r, b.as_slice())),
-    )?;
+    for (ko_rel, key) in INITRAMFS_MODULES {
+        let Some(p) = m.get(&format!("kernel.{key}")).map(|k| root.join(k)) else {
+            continue;
+        };
+        if p.is_file() {
+            let name = ko_rel.rsplit('/').next().unwrap();
+            modules.files.push((name, fs::read(&p)?));
+        }
+    }
+    let image = initramfs::build(initramfs::INIT_SCRIPT.as_bytes(), &busybox, &modules)?;
     let dst = root.join("initramfs/initramfs.cpio.gz");
     let unchanged = fs::read(&dst).is_ok_and(|old| old == image);
     if !unchanged {
@@ -1050,7 +1078,11 @@ fn build_initramfs(root: &Path, m: &mut BTreeMap<String, String>) -> Result<()> 
         "fixtures: initramfs {} ({} bytes, busybox {bb_version}{})",
         if unchanged { "unchanged" } else { "written" },
         image.len(),
-        if ko.is_some() { ", efivarfs.ko" } else { "" }
+        modules
+            .files
+            .iter()
+            .map(|(n, _)| format!(", {n}"))
+            .collect::<String>()
     );
     m.insert("initramfs".into(), rel(root, &dst));
     m.insert("initramfs.busybox".into(), bb_version);

@@ -82,9 +82,16 @@ impl Cpio {
     }
 }
 
+/// Kernel modules the test initramfs carries for `/init` to load, as `/lib/modules/<release>/<name>`.
+pub struct Modules<'a> {
+    pub release: &'a str,
+    /// (file name, contents).
+    pub files: Vec<(&'a str, Vec<u8>)>,
+}
+
 /// Builds the gzip'd initramfs: `/init`, a static busybox with `/bin/sh`, a `/dev/console` node,
-/// and optionally one module as `/lib/modules/<release>/efivarfs.ko`.
-pub fn build(init: &[u8], busybox: &[u8], efivarfs: Option<(&str, &[u8])>) -> Result<Vec<u8>> {
+/// and the `modules` (none when `files` is empty).
+pub fn build(init: &[u8], busybox: &[u8], modules: &Modules) -> Result<Vec<u8>> {
     let mut c = Cpio::default();
     for d in [
         "bin",
@@ -105,10 +112,12 @@ pub fn build(init: &[u8], busybox: &[u8], efivarfs: Option<(&str, &[u8])>) -> Re
     c.file("bin/busybox", 0o755, busybox);
     c.symlink("bin/sh", "busybox");
     c.file("init", 0o755, init);
-    if let Some((release, ko)) = efivarfs {
-        let d = format!("lib/modules/{release}");
+    if !modules.files.is_empty() {
+        let d = format!("lib/modules/{}", modules.release);
         c.dir(&d);
-        c.file(&format!("{d}/efivarfs.ko"), 0o644, ko);
+        for (name, ko) in &modules.files {
+            c.file(&format!("{d}/{name}"), 0o644, ko);
+        }
     }
     let cpio = c.finish();
     let mut gz = GzBuilder::new()
@@ -161,10 +170,17 @@ mod tests {
         assert_eq!(a.len() % 512, 0);
     }
 
+    fn test_modules() -> Modules<'static> {
+        Modules {
+            release: "6.1.0-1-amd64",
+            files: vec![("efivarfs.ko", b"ko".to_vec())],
+        }
+    }
+
     #[test]
     fn reproducible_and_gzip() {
-        let a = build(b"init", b"bb", Some(("6.1.0-1-amd64", b"ko"))).unwrap();
-        let b = build(b"init", b"bb", Some(("6.1.0-1-amd64", b"ko"))).unwrap();
+        let a = build(b"init", b"bb", &test_modules()).unwrap();
+        let b = build(b"init", b"bb", &test_modules()).unwrap();
         assert_eq!(a, b);
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&a[..])
@@ -198,6 +214,8 @@ mod tests {
             "efi_entries",
             "acpi_tables",
             "fb",
+            "fb_mode",
+            "edd",
             "kallsyms_text",
             "iomem_kernel_code",
             "vmalloc_total_kb",

@@ -164,6 +164,9 @@ pub enum BootMode {
         initrd: Option<PathBuf>,
         append: String,
     },
+    /// A bootable CD image (`-cdrom`, booted first; SeaBIOS: El Torito), and a FAT disk only when
+    /// [`BootSpec::extra_files`] has files.
+    Cdrom { iso: PathBuf },
 }
 
 /// Everything one boot needs.
@@ -370,7 +373,7 @@ fn populate_esp(fx: &Fixtures, spec: &BootSpec, esp: &Path) -> Result<()> {
         BootMode::Bare { image } => {
             place(fx, esp, spec.firmware.default_boot_path(), image, sign)?;
         }
-        BootMode::Direct { .. } => {}
+        BootMode::Direct { .. } | BootMode::Cdrom { .. } => {}
         BootMode::Shell { image, args } => {
             ensure!(
                 spec.firmware.has_shell(),
@@ -413,10 +416,10 @@ fn lock_qemu() -> Result<fs::File> {
 /// prerequisites, I/O); a guest that fails to boot is a successful run with a bad outcome.
 pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
     let qemu = qemu_binary()?;
-    let direct = matches!(spec.mode, BootMode::Direct { .. });
+    let direct = matches!(spec.mode, BootMode::Direct { .. } | BootMode::Cdrom { .. });
     ensure!(
         spec.firmware.is_uefi() || direct,
-        "{}: {} boots only BootMode::Direct (no UEFI)",
+        "{}: {} boots only BootMode::Direct or ::Cdrom (no UEFI)",
         spec.name,
         spec.firmware
     );
@@ -466,6 +469,10 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
             cmd.arg("-initrd").arg(initrd);
         }
         cmd.arg("-append").arg(append);
+    }
+    if let BootMode::Cdrom { iso } = &spec.mode {
+        ensure!(iso.is_file(), "{} does not exist", iso.display());
+        cmd.arg("-cdrom").arg(iso).args(["-boot", "d"]);
     }
     if disk {
         cmd.arg("-drive")

@@ -101,6 +101,24 @@ pub const OVMF_IA32: ToolSet = ToolSet {
     probe: "usr/share/OVMF/OVMF32_CODE_4M.secboot.fd",
 };
 
+/// Debian 12's ISOLINUX (`isolinux.bin`; `ldlinux.c32` from `syslinux-common`) and `xorriso`
+/// with its libraries: the ISOLINUX row builds a CD image as Debian's installer images are
+/// built (El Torito, no emulation, boot-info table).
+pub const ISOLINUX: ToolSet = ToolSet {
+    name: "isolinux",
+    suite: None,
+    packages: &[
+        "isolinux",
+        "syslinux-common",
+        "xorriso",
+        "libisoburn1",
+        "libburn4",
+        "libisofs6",
+        "libjte2",
+    ],
+    probe: "usr/lib/syslinux/modules/bios/ldlinux.c32",
+};
+
 pub const UKI_257: ToolSet = ToolSet {
     name: "uki257",
     suite: Some("trixie"),
@@ -134,12 +152,13 @@ pub const KERNEL_INSTALL_257: ToolSet = ToolSet {
 };
 
 /// Every tool set the boot tests use.
-pub const ALL: [&ToolSet; 8] = [
+pub const ALL: [&ToolSet; 9] = [
     &GRUB_212,
     &GRUB_206,
     &GRUB_PC_206,
     &GRUB_IA32_206,
     &OVMF_IA32,
+    &ISOLINUX,
     &UKI_257,
     &UKI_SID,
     &KERNEL_INSTALL_257,

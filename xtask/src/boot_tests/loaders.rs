@@ -261,7 +261,11 @@ fn grub_efi_row(
 /// Debian 12's GRUB 2.06 for BIOS as an image QEMU's `-kernel` starts: `lnxboot.img` (a
 /// bzImage-style real-mode header that jumps into GRUB) followed by a `core.img` of
 /// `grub-mkimage -O i386-pc` whose embedded config is `cfg`; cached by content.
-fn grub_bios_image(set: &crate::tools::ToolRoot, name: &str, cfg: &str) -> Result<PathBuf> {
+pub(super) fn grub_bios_image(
+    set: &crate::tools::ToolRoot,
+    name: &str,
+    cfg: &str,
+) -> Result<PathBuf> {
     let dir = qemu::target_dir().join("boot-tests/grub");
     std::fs::create_dir_all(&dir)?;
     let cfg_path = dir.join(format!("{name}.cfg"));
@@ -362,7 +366,8 @@ fn grub_bios(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
 /// What GRUB prints after `boot` returned to its script (the loader got an error back).
 const BACK_IN_GRUB: &str = "zboot test: back in GRUB";
 /// The line of the stub's 32-bit EFI handover entry (stub/src/arch/x86_64/efi_handover.rs).
-const NO_MIXED_MODE: &str = "zboot: error: 32-bit UEFI firmware: this image boots on 64-bit UEFI only";
+const NO_MIXED_MODE: &str =
+    "zboot: error: 32-bit UEFI firmware: this image boots on 64-bit UEFI only";
 
 /// Debian 12's GRUB 2.06 for 32-bit UEFI on 32-bit OVMF: `linuxefi` + `initrdefi` + `boot` on
 /// Debian's bzImage of the 6.1 kernel (`zboot == false`: Linux's `efi32_stub_entry` at
@@ -373,7 +378,10 @@ const NO_MIXED_MODE: &str = "zboot: error: 32-bit UEFI firmware: this image boot
 fn grub_ia32(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
     let fx = ctx.fixtures()?;
     let (grub_set, ovmf) = fx.ia32()?;
-    println!("    GRUB {} (i386-efi), OVMF ia32 {}", grub_set.version, ovmf.version);
+    println!(
+        "    GRUB {} (i386-efi), OVMF ia32 {}",
+        grub_set.version, ovmf.version
+    );
     let image = if zboot {
         ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?
     } else {
@@ -405,10 +413,14 @@ fn grub_ia32(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
     );
     if !zboot {
         let r = check_linux_report(ctx, &out)?;
-        println!("    Debian's bzImage booted in EFI mixed mode: efi_runtime {:?}", r.efi_runtime);
+        println!(
+            "    Debian's bzImage booted in EFI mixed mode: efi_runtime {:?}",
+            r.efi_runtime
+        );
         return Ok(());
     }
-    let (Some(error), Some(back)) = (out.log.find(NO_MIXED_MODE), out.log.find(BACK_IN_GRUB)) else {
+    let (Some(error), Some(back)) = (out.log.find(NO_MIXED_MODE), out.log.find(BACK_IN_GRUB))
+    else {
         bail!(
             "want the stub's line {NO_MIXED_MODE:?} and then GRUB's {BACK_IN_GRUB:?} (log {})",
             out.log_path.display()

@@ -267,6 +267,7 @@ mod legacy;
 mod loaders;
 mod measured;
 mod readers;
+mod real_mode;
 mod reliability;
 mod signing;
 mod stub;
@@ -284,6 +285,7 @@ pub fn all() -> impl Iterator<Item = BootTest> {
         distro::tests(),
         signing::tests(),
         readers::tests(),
+        real_mode::tests(),
     ]
     .into_iter()
     .flatten()
