@@ -235,6 +235,7 @@ pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
                         "real_mode": hex(image::REAL_MODE_AT as u64),
                         "protected_mode_32": hex(pm_start + code32_start.wrapping_sub(0x10_0000)),
                         "long_mode_64": hex(pm_start + 0x200),
+                        "efi_handover_32": hex(pm_start + handover_offset),
                         "efi_handover_64": hex(pm_start + 0x200 + handover_offset),
                     },
                 }),

@@ -788,6 +788,26 @@ mod tests {
         );
     }
 
+    /// A stub whose 32-bit EFI handover entry is not 0x200 bytes before the 64-bit one (so
+    /// `handover_offset` would name no entry for a 32-bit loader) is refused.
+    #[test]
+    fn misplaced_32bit_handover_entry_is_refused() {
+        let mut bytes = EMBEDDED_STUB.to_vec();
+        let (raw_at, at) = {
+            let stub = PeFile::parse(EMBEDDED_STUB).unwrap();
+            check_bzimage_entries(&stub).unwrap();
+            let (i, off) = find_descriptor(&stub).unwrap().unwrap();
+            let raw_at = stub.sections[i].raw_ptr() as usize;
+            (raw_at, off + descriptor::HANDOVER32_AT)
+        };
+        let field = &mut bytes[raw_at + at..][..8];
+        let moved = u64::from_le_bytes(field.try_into().unwrap()) + 0x10;
+        field.copy_from_slice(&moved.to_le_bytes());
+        let stub = PeFile::parse(&bytes).unwrap();
+        let err = check_bzimage_entries(&stub).unwrap_err().to_string();
+        assert!(err.contains("32-bit EFI handover entry"), "{err}");
+    }
+
     #[test]
     fn empty_section_is_refused() {
         let s = NewSection {

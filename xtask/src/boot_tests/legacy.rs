@@ -341,11 +341,17 @@ fn kexec_row(
         bytes[at + len / 2] ^= 0x10;
         let tampered = signed.with_file_name(format!("second-tampered-{fw}.efi"));
         std::fs::write(&tampered, &bytes)?;
-        images = vec![
-            ("kexec/image", signed),
-            ("kexec/image-unsigned", image),
-            ("kexec/image-tampered", tampered),
-        ];
+        images = vec![("kexec/image", signed), ("kexec/image-tampered", tampered)];
+        // The same image signed by pesign and osslsigncode: each must load too.
+        for signer in super::signing::OTHER_SIGNERS {
+            let by = qemu::target_dir().join(format!(
+                "boot-tests/kexec/second-signed-by-{}-{fw}.efi",
+                signer.name()
+            ));
+            super::signing::sign_snakeoil(ctx, signer, &image, &by)?;
+            images.push((signer.kexec_path(), by));
+        }
+        images.push(("kexec/image-unsigned", image));
     }
     // The 32-bit entry is told from the 64-bit one by the stub's efi=debug lines.
     let debug = match second {
@@ -412,8 +418,23 @@ fn kexec_row(
         let lockdown = r1.raw.get("kexec_lockdown").map(String::as_str);
         let refused = r1.raw.get("kexec_refused").map(String::as_str);
         let tampered = r1.raw.get("kexec_refused_tampered").map(String::as_str);
+        let loaded: Vec<&str> = r1
+            .raw
+            .get("kexec_loaded_signed")
+            .map(|l| l.split_whitespace().collect())
+            .unwrap_or_default();
         println!(
-            "    first kernel: lockdown {lockdown:?}; unsigned image: {refused:?}; tampered signed image: {tampered:?}"
+            "    first kernel: lockdown {lockdown:?}; unsigned image: {refused:?}; tampered signed image: {tampered:?}; loaded with kexec -s, signed by: sbsign (then booted), {}",
+            loaded.join(", ")
+        );
+        let want: Vec<&str> = super::signing::OTHER_SIGNERS
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        ensure!(
+            loaded == want,
+            "kexec -s under lockdown loaded the images signed by {loaded:?}, want {want:?} {}",
+            ctx_log()
         );
         ensure!(
             r1.secure_boot == Some(true),

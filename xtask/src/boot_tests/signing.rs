@@ -13,22 +13,40 @@ use zboot_format::pe::SectionTable;
 
 /// The three signing tools.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Signer {
+pub(super) enum Signer {
     Sbsign,
     Pesign,
     Osslsigncode,
 }
 
 const SIGNERS: [Signer; 3] = [Signer::Sbsign, Signer::Pesign, Signer::Osslsigncode];
+/// The tools other than the harness's own (`qemu::sign`, sbsign).
+pub(super) const OTHER_SIGNERS: [Signer; 2] = [Signer::Pesign, Signer::Osslsigncode];
 
 impl Signer {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Signer::Sbsign => "sbsign",
             Signer::Pesign => "pesign",
             Signer::Osslsigncode => "osslsigncode",
         }
     }
+
+    /// Where the kexec rows put an image this tool signed in the first kernel's initramfs
+    /// (the init loads each `/kexec/image-by-<tool>` with `kexec -s`).
+    pub(super) fn kexec_path(self) -> &'static str {
+        match self {
+            Signer::Sbsign => "kexec/image-by-sbsign",
+            Signer::Pesign => "kexec/image-by-pesign",
+            Signer::Osslsigncode => "kexec/image-by-osslsigncode",
+        }
+    }
+}
+
+/// Signs `input` into `output` with `signer` and the snakeoil key of OVMF 2025.02's Secure
+/// Boot variables.
+pub(super) fn sign_snakeoil(ctx: &Ctx, signer: Signer, input: &Path, output: &Path) -> Result<()> {
+    sign(signer, &keys(ctx)?, input, output)
 }
 
 /// Runs `cmd`; stdout and stderr together, or an error naming the command.
