@@ -418,19 +418,22 @@ fn kexec_row(
         let lockdown = r1.raw.get("kexec_lockdown").map(String::as_str);
         let refused = r1.raw.get("kexec_refused").map(String::as_str);
         let tampered = r1.raw.get("kexec_refused_tampered").map(String::as_str);
-        let loaded: Vec<&str> = r1
+        // In the init's (glob) order.
+        let mut loaded: Vec<&str> = r1
             .raw
             .get("kexec_loaded_signed")
             .map(|l| l.split_whitespace().collect())
             .unwrap_or_default();
+        loaded.sort_unstable();
         println!(
             "    first kernel: lockdown {lockdown:?}; unsigned image: {refused:?}; tampered signed image: {tampered:?}; loaded with kexec -s, signed by: sbsign (then booted), {}",
             loaded.join(", ")
         );
-        let want: Vec<&str> = super::signing::OTHER_SIGNERS
+        let mut want: Vec<&str> = super::signing::OTHER_SIGNERS
             .iter()
             .map(|s| s.name())
             .collect();
+        want.sort_unstable();
         ensure!(
             loaded == want,
             "kexec -s under lockdown loaded the images signed by {loaded:?}, want {want:?} {}",

@@ -8,7 +8,7 @@
 //! where the jump at 0x200 lands; the loader loaded those headers (the "setup") at segment X and
 //! enters at X+0x20:0. In the order of the kernel's `main()`:
 //!
-//! 1. a clean boot_params at X:[`BP16`] with the setup header as the loader filled it in;
+//! 1. a clean boot_params at X:0x1000 with the setup header as the loader filled it in;
 //! 2. the CPU check (`validate_cpu`): long mode and the features an x86-64 kernel requires
 //!    (`bootparam::REQUIRED_CPUID1_EDX`); on a CPU without them the kernel's own message on the
 //!    BIOS console (and COM1 under `earlyprintk=serial`, as the kernel), then a halt;
@@ -28,8 +28,8 @@
 //! saving and restoring the text screen around a mode change.
 //!
 //! Memory used: X:0..X:0x8000 (the real-mode area every loader leaves to the setup):
-//! boot_params at [`BP16`], the VESA and EDD buffers at [`SCRATCH`], one disk sector at
-//! [`SECTOR`], the stack below [`STACK16`].
+//! boot_params at 0x1000, the VESA and EDD buffers at 0x2000, one disk sector at 0x3000, the
+//! stack below 0x7ff0 (the constants below).
 
 use zboot_format::bootparam::{
     self as b, BootParams, EDD_INFO_SIZE, EDD_MAX_INFO, EDD_MBR_SIG_MAX, EDD_MBR_SIG_OFFSET,
