@@ -190,6 +190,10 @@ pub struct BootSpec {
     pub stop_on: Vec<String>,
     /// Attach a software TPM 2.0 (a fresh swtpm per run, see `swtpm.rs`).
     pub tpm: bool,
+    /// Keys typed on the serial console: once the log shows `.0` (after the previous entry's
+    /// keys), `.1` is sent a character at a time (the serial port is then a socket QEMU also
+    /// logs to the usual file; the BIOS or loader reads it as its keyboard).
+    pub serial_input: Vec<(String, String)>,
 }
 
 /// Default per-boot timeout (override with `ZBOOT_BOOT_TIMEOUT=<seconds>`).
@@ -215,6 +219,7 @@ impl BootSpec {
             qemu_args: Vec::new(),
             stop_on: vec!["Kernel panic - not syncing".into()],
             tpm: false,
+            serial_input: Vec::new(),
         }
     }
 
@@ -412,6 +417,69 @@ fn lock_qemu() -> Result<fs::File> {
     Ok(f)
 }
 
+/// Types [`BootSpec::serial_input`] into the serial console socket: connects once QEMU made
+/// it, drains what QEMU writes there (the log file has it too), and sends one character per
+/// step once the log shows the awaited text.
+struct Typist<'a> {
+    script: &'a [(String, String)],
+    /// The entry being typed, the characters of it sent, and how much of the log was consumed.
+    entry: usize,
+    sent: usize,
+    seen: usize,
+    socket: Option<std::os::unix::net::UnixStream>,
+}
+
+impl<'a> Typist<'a> {
+    fn new(script: &'a [(String, String)]) -> Self {
+        Typist {
+            script,
+            entry: 0,
+            sent: 0,
+            seen: 0,
+            socket: None,
+        }
+    }
+
+    fn step(&mut self, console: &Path, serial: &Path) -> Result<()> {
+        use std::io::{Read, Write};
+        if self.script.is_empty() {
+            return Ok(());
+        }
+        if self.socket.is_none() {
+            let Ok(s) = std::os::unix::net::UnixStream::connect(console) else {
+                return Ok(());
+            };
+            s.set_nonblocking(true)?;
+            self.socket = Some(s);
+        }
+        let socket = self.socket.as_mut().unwrap();
+        let mut sink = [0u8; 4096];
+        while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
+        let Some((wait_for, keys)) = self.script.get(self.entry) else {
+            return Ok(());
+        };
+        if self.sent == 0 {
+            let log = fs::read(serial).unwrap_or_default();
+            let want = wait_for.as_bytes();
+            let Some(at) = log
+                .get(self.seen..)
+                .and_then(|l| l.windows(want.len()).position(|w| w == want))
+            else {
+                return Ok(());
+            };
+            self.seen += at + wait_for.len();
+        }
+        if let Some(&b) = keys.as_bytes().get(self.sent) {
+            socket.write_all(&[b])?;
+            self.sent += 1;
+        }
+        if self.sent == keys.len() {
+            (self.entry, self.sent) = (self.entry + 1, 0);
+        }
+        Ok(())
+    }
+}
+
 /// Boots `spec` and returns what happened. Errors only for harness problems (missing
 /// prerequisites, I/O); a guest that fails to boot is a successful run with a bad outcome.
 pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
@@ -486,14 +554,24 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
         "none",
         "-no-reboot",
     ])
-    .arg("-serial")
-    .arg(format!("file:{}", serial.display()))
     .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
     .args(&spec.qemu_args);
     // For measurements by hand, e.g. `-icount shift=3,sleep=off` (guest time from instruction
     // counts: figures that do not move with the host's load).
     if let Ok(extra) = std::env::var("ZBOOT_QEMU_EXTRA") {
         cmd.args(extra.split_whitespace());
+    }
+    let console = tmp.path().join("serial.sock");
+    if spec.serial_input.is_empty() {
+        cmd.arg("-serial").arg(format!("file:{}", serial.display()));
+    } else {
+        cmd.arg("-chardev")
+            .arg(format!(
+                "socket,id=ser0,path={},server=on,wait=off,logfile={}",
+                console.display(),
+                serial.display()
+            ))
+            .args(["-serial", "chardev:ser0"]);
     }
     let stderr_path = tmp.path().join("qemu.stderr");
     cmd.stdin(Stdio::null())
@@ -515,10 +593,12 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
     let mut stopped_on = None;
     let mut time_to_report = None;
     let mut stop_deadline: Option<Instant> = None;
+    let mut typing = Typist::new(&spec.serial_input);
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break Some(st);
         }
+        typing.step(&console, &serial)?;
         let now = Instant::now();
         if now - start > spec.timeout {
             timed_out = true;

@@ -10,6 +10,8 @@
 //!   Debian's installer menu boots it (`vga=788`), with a hard disk carrying an MBR signature:
 //!   the init of both kernels sees the same VESA framebuffer (`/proc/fb`, 800x600x16) and the
 //!   same BIOS disks in `/sys/firmware/edd` (the disk's signature).
+//! * `vga-ask-qemu-kernel-seabios`: `vga=ask`, the menu driven from the serial console (the
+//!   keys typed there reach SeaBIOS's keyboard): both kernels end in the mode typed.
 
 use super::*;
 use std::process::Stdio;
@@ -275,6 +277,61 @@ fn isolinux_vga_edd(ctx: &Ctx, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The kernel's `vga=ask` prompt (video.c) and the start of its mode-number prompt.
+const ASK_PROMPT: &str =
+    "Press <ENTER> to see video modes available, <SPACE> to continue, or wait 30 sec";
+const ASK_ENTER: &str = "Enter a video mode";
+
+/// QEMU `-kernel` on SeaBIOS with `vga=ask`, Debian's bzImage then our image: at the prompt
+/// <ENTER>, at the mode prompt `314` <ENTER> (typed on the serial console, which SeaBIOS reads
+/// as its keyboard): both inits report the VESA framebuffer of mode 0x114; ours listed it as
+/// `314 800x600x16`.
+fn vga_ask(ctx: &Ctx, name: &str) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let ours = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
+    let mut seen = Vec::new();
+    for (tag, image) in [("bzimage", fx.kernel.vmlinuz.clone()), ("zboot", ours)] {
+        let mode = BootMode::Direct {
+            kernel: image,
+            initrd: Some(fx.initramfs.clone()),
+            append: format!("vga=ask {}", baseline_options()),
+        };
+        let mut spec = BootSpec::new(format!("{name}-{tag}"), Firmware::Seabios, mode);
+        spec.timeout = Duration::from_secs(120);
+        spec.serial_input = vec![
+            (ASK_PROMPT.into(), "\r".into()),
+            (ASK_ENTER.into(), "314\r".into()),
+        ];
+        let out = ctx.boot(&spec)?;
+        let r = super::legacy::check_bios_report(ctx, &out)?;
+        let get = |k: &str| r.raw.get(k).cloned().unwrap_or_default();
+        let (fb, mode) = (get("fb"), get("fb_mode"));
+        println!("    {tag}: /proc/fb {fb:?}, fb0 {mode:?}");
+        ensure!(
+            out.log.contains(ASK_PROMPT) && fb == VESA_FB && mode == VESA_MODE,
+            "{}: want the prompt, then the VESA framebuffer {VESA_FB:?} at {VESA_MODE:?} of the mode typed; got {fb:?} at {mode:?} (log {})",
+            out.name,
+            out.log_path.display()
+        );
+        if tag == "zboot" {
+            ensure!(
+                out.log.contains("314 800x600x16"),
+                "{}: the mode list lacks `314 800x600x16` (log {})",
+                out.name,
+                out.log_path.display()
+            );
+        }
+        seen.push((fb, mode));
+    }
+    ensure!(
+        seen[0] == seen[1],
+        "{:?} differs from the bzImage's {:?}",
+        seen[1],
+        seen[0]
+    );
+    Ok(())
+}
+
 /// A row whose function gets its name (written once).
 fn row(name: &'static str, run: impl Fn(&Ctx, &str) -> Result<()> + 'static) -> BootTest {
     BootTest::new(name, move |ctx| run(ctx, name))
@@ -295,5 +352,6 @@ pub fn tests() -> Vec<BootTest> {
         }),
         row("cpu-check-pentium3-grub-bios-zboot-seabios", cpu_check_32),
         row("isolinux-vga788-edd-seabios", isolinux_vga_edd),
+        row("vga-ask-qemu-kernel-seabios", vga_ask),
     ]
 }
