@@ -301,6 +301,18 @@ pub(super) fn grub_bios_image(
     Ok(out)
 }
 
+/// The GRUB BIOS rows' config: GRUB's own messages (and errors) on the serial log too; find the
+/// FAT disk, `linux /zboot/linux.efi options`, `initrd /zboot/initrd.img`, `boot`.
+pub(super) fn grub_bios_cfg(options: &str) -> String {
+    format!(
+        "serial --unit=0 --speed=115200\nterminal_output serial console\n\
+         insmod biosdisk\ninsmod part_msdos\ninsmod fat\n\
+         search --no-floppy --file --set=root /zboot/linux.efi\n\
+         echo \"zboot test: linux $root\"\n\
+         linux /zboot/linux.efi {options}\ninitrd /zboot/initrd.img\nboot\n"
+    )
+}
+
 /// GRUB 2.06 for BIOS on SeaBIOS: QEMU `-kernel` starts [`grub_bios_image`], whose config finds
 /// a FAT disk (QEMU's `fat:` drive, MBR-partitioned) and runs `linux /zboot/linux.efi` (our
 /// image, or Debian's bzImage with `zboot == false`) and `initrd`. GRUB's `linux` on BIOS is
@@ -324,15 +336,7 @@ fn grub_bios(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
     if zboot {
         options.push_str(" efi=debug");
     }
-    // GRUB's own messages (and errors) go to the serial log too.
-    let cfg = format!(
-        "serial --unit=0 --speed=115200\nterminal_output serial console\n\
-         insmod biosdisk\ninsmod part_msdos\ninsmod fat\n\
-         search --no-floppy --file --set=root /zboot/linux.efi\n\
-         echo \"zboot test: linux $root\"\n\
-         linux /zboot/linux.efi {options}\ninitrd /zboot/initrd.img\nboot\n"
-    );
-    let grub = grub_bios_image(set, name, &cfg)?;
+    let grub = grub_bios_image(set, name, &grub_bios_cfg(&options))?;
     let mode = BootMode::Direct {
         kernel: grub,
         initrd: None,

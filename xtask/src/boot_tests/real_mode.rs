@@ -68,19 +68,37 @@ fn check_halted(out: &BootOutcome, marker: &str) -> Result<()> {
     Ok(())
 }
 
+/// Debian's bzImage of the 6.1 kernel and our image of it, each with its tag in the boot's
+/// name: every row here boots both in the same run.
+fn both_kernels(ctx: &Ctx) -> Result<[(&'static str, PathBuf); 2]> {
+    let fx = ctx.fixtures()?;
+    let ours = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
+    Ok([("bzimage", fx.kernel.vmlinuz.clone()), ("zboot", ours)])
+}
+
+/// QEMU `-kernel image` on SeaBIOS with the test initramfs and `append`, named `name-tag`.
+fn seabios_direct(
+    fx: &Fixtures,
+    name: &str,
+    tag: &str,
+    image: PathBuf,
+    append: String,
+) -> BootSpec {
+    let mode = BootMode::Direct {
+        kernel: image,
+        initrd: Some(fx.initramfs.clone()),
+        append,
+    };
+    BootSpec::new(format!("{name}-{tag}"), Firmware::Seabios, mode)
+}
+
 /// QEMU `-kernel` on SeaBIOS with `-cpu cpu`, Debian's bzImage and our image: both print
 /// `want` (the kernel's lines), identically, and halt.
 fn cpu_check(ctx: &Ctx, name: &str, cpu: &str, want: &[&str]) -> Result<()> {
     let fx = ctx.fixtures()?;
-    let ours = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
     let mut seen = Vec::new();
-    for (tag, image) in [("bzimage", fx.kernel.vmlinuz.clone()), ("zboot", ours)] {
-        let mode = BootMode::Direct {
-            kernel: image,
-            initrd: Some(fx.initramfs.clone()),
-            append: baseline_options(),
-        };
-        let mut spec = BootSpec::new(format!("{name}-{tag}"), Firmware::Seabios, mode);
+    for (tag, image) in both_kernels(ctx)? {
+        let mut spec = seabios_direct(fx, name, tag, image, baseline_options());
         spec.cpu = cpu.into();
         spec.timeout = Duration::from_secs(60);
         spec.stop_on = vec![UNABLE.into()];
@@ -113,14 +131,7 @@ fn cpu_check_32(ctx: &Ctx, name: &str) -> Result<()> {
     let fx = ctx.fixtures()?;
     let set = fx.grub_pc()?;
     let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
-    let cfg = format!(
-        "serial --unit=0 --speed=115200\nterminal_output serial console\n\
-         insmod biosdisk\ninsmod part_msdos\ninsmod fat\n\
-         search --no-floppy --file --set=root /zboot/linux.efi\n\
-         echo \"zboot test: linux $root\"\n\
-         linux /zboot/linux.efi {}\ninitrd /zboot/initrd.img\nboot\n",
-        baseline_options()
-    );
+    let cfg = super::loaders::grub_bios_cfg(&baseline_options());
     let grub = super::loaders::grub_bios_image(set, name, &cfg)?;
     let mode = BootMode::Direct {
         kernel: grub,
@@ -225,11 +236,10 @@ fn isolinux_vga_edd(ctx: &Ctx, name: &str) -> Result<()> {
     let fx = ctx.fixtures()?;
     let set = fx.isolinux()?;
     println!("    ISOLINUX {} (xorriso from the same set)", set.version);
-    let ours = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
     let disk = signed_disk()?;
     let signature = format!("{DISK_SIGNATURE:#010x}");
     let mut seen = Vec::new();
-    for (tag, image) in [("bzimage", fx.kernel.vmlinuz.clone()), ("zboot", ours)] {
+    for (tag, image) in both_kernels(ctx)? {
         let append = format!("{VGA_788} {}", baseline_options());
         let iso = isolinux_iso(
             set,
@@ -288,15 +298,10 @@ const ASK_ENTER: &str = "Enter a video mode";
 /// `314 800x600x16`.
 fn vga_ask(ctx: &Ctx, name: &str) -> Result<()> {
     let fx = ctx.fixtures()?;
-    let ours = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
     let mut seen = Vec::new();
-    for (tag, image) in [("bzimage", fx.kernel.vmlinuz.clone()), ("zboot", ours)] {
-        let mode = BootMode::Direct {
-            kernel: image,
-            initrd: Some(fx.initramfs.clone()),
-            append: format!("vga=ask {}", baseline_options()),
-        };
-        let mut spec = BootSpec::new(format!("{name}-{tag}"), Firmware::Seabios, mode);
+    for (tag, image) in both_kernels(ctx)? {
+        let append = format!("vga=ask {}", baseline_options());
+        let mut spec = seabios_direct(fx, name, tag, image, append);
         spec.timeout = Duration::from_secs(120);
         spec.serial_input = vec![
             (ASK_PROMPT.into(), "\r".into()),
