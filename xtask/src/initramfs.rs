@@ -216,6 +216,8 @@ mod tests {
             "fb",
             "fb_mode",
             "edd",
+            "bp_screen_info",
+            "bp_eddbuf",
             "kallsyms_text",
             "iomem_kernel_code",
             "vmalloc_total_kb",

@@ -230,8 +230,46 @@ fn signed_disk() -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
+/// The zero-page areas a real-mode setup fills, as the init reports them from
+/// `/sys/kernel/boot_params/data` (the kernel's copy of what it was handed).
+const REAL_MODE_AREAS: [&str; 6] = [
+    "bp_screen_info",
+    "bp_ist_info",
+    "bp_edid_info",
+    "bp_bios",
+    "bp_edd_mbr_sig",
+    "bp_eddbuf",
+];
+
+/// The areas of [`REAL_MODE_AREAS`] where `ours` differs from `theirs`, each with the first
+/// differing byte offsets inside it.
+fn zero_page_differences(
+    theirs: &crate::report::InitReport,
+    ours: &crate::report::InitReport,
+) -> Vec<String> {
+    REAL_MODE_AREAS
+        .iter()
+        .filter_map(|k| {
+            let (a, b) = (theirs.raw.get(*k)?, ours.raw.get(*k)?);
+            let bytes = |h: &str| {
+                (0..h.len() / 2)
+                    .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap_or(0))
+                    .collect::<Vec<u8>>()
+            };
+            let (a, b) = (bytes(a), bytes(b));
+            let at: Vec<String> = (0..a.len().max(b.len()))
+                .filter(|&i| a.get(i) != b.get(i))
+                .take(8)
+                .map(|i| format!("+{i:#x}: {:02x?} vs {:02x?}", a.get(i), b.get(i)))
+                .collect();
+            (!at.is_empty()).then(|| format!("{k} {}", at.join(", ")))
+        })
+        .collect()
+}
+
 /// ISOLINUX with `vga=788` and a signed hard disk, Debian's bzImage then our image: both
-/// inits report the VESA framebuffer and the disk in `/sys/firmware/edd`, the same.
+/// inits report the VESA framebuffer and the disk in `/sys/firmware/edd`, the same, and every
+/// zero-page area the real-mode setup fills ([`REAL_MODE_AREAS`]) holds the same bytes.
 fn isolinux_vga_edd(ctx: &Ctx, name: &str) -> Result<()> {
     let fx = ctx.fixtures()?;
     let set = fx.isolinux()?;
@@ -276,13 +314,31 @@ fn isolinux_vga_edd(ctx: &Ctx, name: &str) -> Result<()> {
             out.name,
             out.log_path.display()
         );
-        seen.push((fb, mode, edd));
+        ensure!(
+            REAL_MODE_AREAS
+                .iter()
+                .all(|k| r.raw.get(*k).is_some_and(|v| !v.is_empty())),
+            "{}: the init reported no zero page (log {})",
+            out.name,
+            out.log_path.display()
+        );
+        seen.push(((fb, mode, edd), r.clone()));
     }
     ensure!(
-        seen[0] == seen[1],
+        seen[0].0 == seen[1].0,
         "our image's framebuffer and EDD {:?} differ from the bzImage's {:?}",
-        seen[1],
-        seen[0]
+        seen[1].0,
+        seen[0].0
+    );
+    let differences = zero_page_differences(&seen[0].1, &seen[1].1);
+    ensure!(
+        differences.is_empty(),
+        "the zero page our 16-bit entry filled differs from the kernel's setup's (theirs vs ours): {}",
+        differences.join("; ")
+    );
+    println!(
+        "    the zero page's real-mode areas ({}) are byte for byte the bzImage's",
+        REAL_MODE_AREAS.join(", ")
     );
     Ok(())
 }
@@ -293,7 +349,7 @@ const ASK_PROMPT: &str =
 const ASK_ENTER: &str = "Enter a video mode";
 
 /// QEMU `-kernel` on SeaBIOS with `vga=ask`, Debian's bzImage then our image: at the prompt
-/// <ENTER>, at the mode prompt `314` <ENTER> (typed on the serial console, which SeaBIOS reads
+/// `<ENTER>`, at the mode prompt `314` `<ENTER>` (typed on the serial console, which SeaBIOS reads
 /// as its keyboard): both inits report the VESA framebuffer of mode 0x114; ours listed it as
 /// `314 800x600x16`.
 fn vga_ask(ctx: &Ctx, name: &str) -> Result<()> {

@@ -19,12 +19,13 @@
 //! 5. the video mode `vga=` asked for (`hdr.vid_mode`, which the loader sets): normal, ext
 //!    (80x50), the kernel's special 80x25/80x50/current numbers, BIOS modes 0x100+n, VESA modes
 //!    0x200+n (the mode set with its linear framebuffer and screen_info filled as the kernel's
-//!    video-vesa.c does); then the text screen's geometry and cursor, unless in graphics;
+//!    video-vesa.c does); the monitor's EDID (VBE/DDC); then the text screen's geometry and
+//!    cursor, unless in graphics;
 //! 6. A20, flat protected mode (our GDT) and the 32-bit entry at `code32_start`, ESI =
 //!    boot_params.
 //!
 //! `vga=ask` (and an unknown mode number, after the kernel's "Undefined video mode number"
-//! line) shows the kernel's prompt; <SPACE> or 30 s keep the mode, <ENTER> lists the text and
+//! line) shows the kernel's prompt; `<SPACE>` or 30 s keep the mode, `<ENTER>` lists the text and
 //! VESA modes and reads a number in hex. Not done (as the kernel's 64-bit setup does not
 //! either): APM; not done (unlike the kernel): the menu's letter shortcuts and "scan", the
 //! AMD/Centaur/Transmeta feature fix-ups, saving and restoring the text screen around a mode
@@ -49,6 +50,8 @@ const VMINFO: u16 = SCRATCH + 0x200;
 const EDD_TMP: u16 = SCRATCH + 0x300;
 const EDD_DEV: u16 = SCRATCH + 0x380;
 const EDD_DO_MBR: u16 = SCRATCH + 0x381;
+/// Whether `quiet` is on the command line (the EDD probe's line is then not printed).
+const EDD_QUIET: u16 = SCRATCH + 0x383;
 /// Whether the console writes COM1 too.
 const SERIAL_ON: u16 = SCRATCH + 0x382;
 /// One disk sector (up to [`SECTOR_MAX`] bytes) for the MBR signatures.
@@ -155,12 +158,11 @@ core::arch::global_asm!(
     "xorl %ecx, %ecx",
     "stc",
     "int $0x15",
-    "jc 1f",
+    // Stored whatever the BIOS said, as the kernel does.
     "movl %eax, {ist_info}",
     "movl %ebx, ({ist_info} + 4)",
     "movl %ecx, ({ist_info} + 8)",
     "movl %edx, ({ist_info} + 12)",
-    "1:",
     // 4. EDD, 5. video.
     "call zr_edd",
     "call zr_video",
@@ -439,9 +441,7 @@ core::arch::global_asm!(
     "movb $0x88, %ah",
     "stc",
     "int $0x15",
-    "jc 4f",
     "movw %ax, {ext_mem_k}",
-    "4:",
     "ret",
     // ---- EDD (edd.c).
     "zr_edd:",
@@ -460,6 +460,14 @@ core::arch::global_asm!(
     "jne 1f",
     "ret",
     "1:",
+    // "Probing EDD (edd=off to disable)... ok" on the console unless `quiet`, as the kernel.
+    concat!("movw $", at!("zr_s_quiet"), ", %si"),
+    "call zr_flag",
+    "setnc {edd_quiet}",
+    "jnc 2f",
+    concat!("movw $", at!("zr_s_probing_edd"), ", %si"),
+    "call zr_puts",
+    "2:",
     "movb $0x80, {edd_dev}",
     "zr_edd_drive:",
     "movw ${edd_tmp}, %di",
@@ -547,6 +555,23 @@ core::arch::global_asm!(
     "incb {edd_dev}",
     "cmpb $(0x80 + {edd_mbr_sig_max}), {edd_dev}",
     "jb zr_edd_drive",
+    "cmpb $0, {edd_quiet}",
+    "jne 1f",
+    concat!("movw $", at!("zr_s_ok"), ", %si"),
+    "call zr_puts",
+    "1:",
+    "ret",
+    // CF clear when the NUL-terminated DS:SI is a whole word of the command line (`quiet`).
+    "zr_flag:",
+    "call zr_option",
+    "jc 1f",
+    "cmpb $' ', %gs:(%di)",
+    "ja 2f",
+    "clc",
+    "ret",
+    "2:",
+    "stc",
+    "1:",
     "ret",
     // ---- The command line (cmdline.c): the last word starting with the NUL-terminated
     // DS:SI ("edd="); CF clear and GS:DI at its value, else CF set. Only a line below 1 MiB.
@@ -666,6 +691,36 @@ core::arch::global_asm!(
     "8:",
     "call zr_store_text",
     "9:",
+    "jmp zr_edid",
+    // vesa_store_edid (the kernel does it whatever the mode, with CONFIG_FIRMWARE_EDID as
+    // distribution kernels have it): edid_info filled with 0x13, then the monitor's EDID
+    // block through VBE/DDC (4F15h) when the BIOS has VBE 2.0 and DDC.
+    "zr_edid:",
+    "movw $({bp} + {edid_info}), %di",
+    "movw $128, %cx",
+    "movb $0x13, %al",
+    "rep stosb",
+    "call zr_vbe_info",
+    "jc 1f",
+    "cmpw $0x0200, ({vginfo} + 4)",
+    "jb 1f",
+    "pushw %es",
+    "xorw %di, %di",
+    "movw %di, %es",
+    "movw $0x4f15, %ax",
+    "xorw %bx, %bx",
+    "xorw %cx, %cx",
+    "int $0x10",
+    "popw %es",
+    "cmpw $0x004f, %ax",
+    "jne 1f",
+    "movw $0x4f15, %ax",
+    "movw $1, %bx",
+    "xorw %cx, %cx",
+    "xorw %dx, %dx",
+    "movw $({bp} + {edid_info}), %di",
+    "int $0x10",
+    "1:",
     "ret",
     // store_mode_params: cursor, mode, page, adapter, lines, font height, columns.
     "zr_store_text:",
@@ -674,6 +729,18 @@ core::arch::global_asm!(
     "int $0x10",
     "movb %dl, {orig_x}",
     "movb %dh, {orig_y}",
+    // No cursor shown (CH bit 5, or its start line below its end line): VIDEO_FLAGS_NOCURSOR.
+    "movb %ch, %al",
+    "andb $0x1f, %al",
+    "movb %cl, %ah",
+    "andb $0x1f, %ah",
+    "testb $0x20, %ch",
+    "jnz 1f",
+    "cmpb %ah, %al",
+    "jbe 2f",
+    "1:",
+    "orb $1, {video_flags}",
+    "2:",
     "movb $0x0f, %ah",
     "int $0x10",
     "andb $0x7f, %al",
@@ -1025,6 +1092,12 @@ core::arch::global_asm!(
     ".asciz \"\\b \\b\"",
     "zr_s_earlyprintk:",
     ".asciz \"earlyprintk=\"",
+    "zr_s_quiet:",
+    ".asciz \"quiet\"",
+    "zr_s_probing_edd:",
+    ".asciz \"Probing EDD (edd=off to disable)... \"",
+    "zr_s_ok:",
+    ".asciz \"ok\\n\"",
     "zr_s_edd:",
     ".asciz \"edd=\"",
     ".balign 8",
@@ -1059,9 +1132,12 @@ core::arch::global_asm!(
     edd_tmp = const EDD_TMP,
     edd_dev = const EDD_DEV,
     edd_do_mbr = const EDD_DO_MBR,
+    edd_quiet = const EDD_QUIET,
+    video_flags = const si!(flags),
     sector = const SECTOR,
     sector_max = const SECTOR_MAX,
     kbd_status = const bp!(kbd_status),
+    edid_info = const core::mem::offset_of!(BootParams, edid_info),
     ist_info = const bp!(ist_info),
     alt_mem_k = const bp!(alt_mem_k),
     ext_mem_k = const si!(ext_mem_k),
