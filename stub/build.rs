@@ -162,13 +162,13 @@ fn build(lib: &CLib, src: &Path) {
                     .canonicalize()
                     .expect("stub/csrc/include"),
             )
-            .flag("-mno-red-zone")
-            .flag("-mno-mmx")
-            .flag("-mno-sse")
-            .flag("-mno-sse2")
             .flag("-fno-stack-protector")
             .flag("-fno-asynchronous-unwind-tables")
             .flag("-fno-unwind-tables");
+        let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+        for f in arch_flags(&arch) {
+            b.flag(f);
+        }
     }
     // Size first, as the Rust side ([profile.stub] opt-level "s"); the host build (bench, tests)
     // uses the same level so its figures describe the code the stub runs.
@@ -177,6 +177,17 @@ fn build(lib: &CLib, src: &Path) {
         b.file(src.join(f));
     }
     b.compile(lib.lib);
+}
+
+/// What the Rust side's UEFI target promises for each architecture, told to clang: no red
+/// zone and no vector registers on x86_64 (the target is soft-float; firmware interrupts may
+/// use the stack below RSP), general-purpose registers only on aarch64.
+fn arch_flags(arch: &str) -> &'static [&'static str] {
+    match arch {
+        "x86_64" => &["-mno-red-zone", "-mno-mmx", "-mno-sse", "-mno-sse2"],
+        "aarch64" => &["-mgeneral-regs-only"],
+        other => panic!("zboot-stub: no C flags for the UEFI target's architecture {other}"),
+    }
 }
 
 /// Stop with one clear line when a tool the UEFI build needs is missing.

@@ -7,6 +7,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use zboot_format::cmdline::CmdlineError;
 
 /// LoadOptions bytes (UTF-16LE, maybe without NUL, maybe empty or odd-sized) to UTF-8.
 /// Stops at the first NUL; invalid code units become U+FFFD; control characters become spaces.
@@ -44,6 +45,35 @@ pub fn compose(embedded: &str, loader: &str) -> String {
 /// for a UKI with a `.cmdline`. Without an embedded line the loader's options are the line.
 pub fn loader_options_allowed(embedded: &str, secure_boot_locked: bool) -> bool {
     embedded.trim().is_empty() || !secure_boot_locked
+}
+
+/// Why the kernel's command line could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineError {
+    /// The image's own `.cmdline` breaks a rule of `zboot_format::cmdline` (never "absent").
+    Embedded(CmdlineError),
+    /// The composed line (embedded + loader options) is longer than the kernel keeps.
+    TooLong(CmdlineError),
+}
+
+/// The kernel's command line, the same rule on every platform: the `embedded` line first, the
+/// loader's appended, except that under Secure Boot (`locked`: [`crate::secure_boot::locked`])
+/// an embedded (signed) line stands alone. A malformed embedded line is refused, never taken
+/// as "none" (that would let the loader's options in under Secure Boot). Returns the line and
+/// whether the loader's part was used.
+pub fn kernel_line(
+    embedded: &[u8],
+    loader: &str,
+    locked: bool,
+) -> Result<(String, bool), LineError> {
+    let embedded = match embedded {
+        [] => "",
+        bytes => zboot_format::cmdline::check_embedded(bytes).map_err(LineError::Embedded)?,
+    };
+    let use_loader = loader_options_allowed(embedded, locked);
+    let line = compose(embedded, if use_loader { loader } else { "" });
+    zboot_format::cmdline::check_len(line.len()).map_err(LineError::TooLong)?;
+    Ok((line, use_loader))
 }
 
 /// Options the stub acts on. Everything stays in the line passed to the kernel.
@@ -152,6 +182,48 @@ mod tests {
         // Lone surrogate.
         assert_eq!(utf16le_to_utf8(&[0x00, 0xd8, 0x41, 0x00]), "\u{fffd}A");
         assert_eq!(utf16le_to_utf8(&utf16("a\tb\n")), "a b ");
+    }
+
+    #[test]
+    fn the_kernel_line_under_each_secure_boot_state() {
+        use crate::secure_boot::{self as sb, locked};
+        let line = |emb: &str, ldr: &str, mode| kernel_line(emb.as_bytes(), ldr, locked(mode));
+        // Unlocked: embedded first, loader appended.
+        assert_eq!(
+            line("console=ttyS0", "quiet", sb::DISABLED),
+            Ok(("console=ttyS0 quiet".into(), true))
+        );
+        assert_eq!(
+            line("console=ttyS0", "quiet", sb::UNSET),
+            Ok(("console=ttyS0 quiet".into(), true))
+        );
+        // Locked (ENABLED, and UNKNOWN on both platforms now): the signed line alone.
+        for mode in [sb::ENABLED, sb::UNKNOWN] {
+            assert_eq!(
+                line("console=ttyS0", "init=/bin/sh", mode),
+                Ok(("console=ttyS0".into(), false))
+            );
+            // No embedded line: the loader's options are the line.
+            assert_eq!(line("", "quiet", mode), Ok(("quiet".into(), true)));
+        }
+        // A malformed embedded line is refused whatever the state, never read as "none".
+        for mode in [sb::DISABLED, sb::ENABLED] {
+            assert!(matches!(
+                kernel_line(b"a\x01b", "quiet", locked(mode)),
+                Err(LineError::Embedded(_))
+            ));
+            assert!(matches!(
+                kernel_line(&[0xff, 0xfe], "", locked(mode)),
+                Err(LineError::Embedded(_))
+            ));
+        }
+        // Too long once composed.
+        let long = "x".repeat(zboot_format::cmdline::MAX_LEN);
+        assert!(matches!(
+            line("a", &long, sb::DISABLED),
+            Err(LineError::TooLong(_))
+        ));
+        assert_eq!(line("a", &long, sb::ENABLED), Ok(("a".into(), false)));
     }
 
     #[test]

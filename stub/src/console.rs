@@ -1,7 +1,9 @@
 //! Console output: one clear line per error, always; progress lines only with `efi=debug`.
-//! Also a coarse TSC clock for the progress lines' timings.
+//! Also a coarse clock (the CPU's counter) for the progress lines' timings. The backend is the
+//! entry's choice ([`install`]), made once before anything prints.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use zboot_stub::arch::current::{cpu, serial};
 
 static DEBUG: AtomicBool = AtomicBool::new(false);
 static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
@@ -17,77 +19,65 @@ pub fn debug() -> bool {
     DEBUG.load(Ordering::Relaxed)
 }
 
-/// Print a line on ConOut (and so on the serial console under OVMF), or, entered as a bzImage
-/// without firmware, on COM1 and the VGA text screen.
-pub fn line(args: core::fmt::Arguments<'_>) {
-    if crate::bare::active() {
-        crate::serial::line(args);
+/// Where the lines go, chosen once by the entry that started us.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Sink {
+    /// The firmware's ConOut (and so the serial console under OVMF); its Stall service
+    /// calibrates the progress lines' clock.
+    Firmware = 0,
+    /// No firmware (the bzImage entries): COM1 and the VGA text screen; the PIT calibrates.
+    Serial = 1,
+}
+
+static SINK: AtomicU8 = AtomicU8::new(Sink::Firmware as u8);
+
+/// Choose the console's backend: the first thing an entry does.
+pub fn install(sink: Sink) {
+    SINK.store(sink as u8, Ordering::Relaxed);
+}
+
+fn sink() -> Sink {
+    if SINK.load(Ordering::Relaxed) == Sink::Serial as u8 {
+        Sink::Serial
     } else {
-        uefi::println!("zboot: {}", args);
+        Sink::Firmware
     }
 }
 
-fn tsc() -> u64 {
-    // SAFETY: RDTSC has no memory effects; every x86_64 CPU has it.
-    unsafe { core::arch::x86_64::_rdtsc() }
+/// Print `zboot: <args>` on the installed sink.
+pub fn line(args: core::fmt::Arguments<'_>) {
+    match sink() {
+        Sink::Serial => serial::line(args),
+        Sink::Firmware => uefi::println!("zboot: {}", args),
+    }
 }
 
 fn calibrate() {
-    if crate::bare::active() {
+    let per_ms = match sink() {
         // No timer service without firmware: the PIT, where there is one (else timings stay 0).
-        if let Some(per_ms) = pit_tsc_per_ms() {
-            TSC_PER_MS.store(per_ms, Ordering::Relaxed);
+        Sink::Serial => cpu::counter_per_ms_from_pit(),
+        Sink::Firmware => {
+            let t0 = cpu::counter();
+            uefi::boot::stall(core::time::Duration::from_millis(10));
+            Some(((cpu::counter() - t0) / 10).max(1))
         }
-        return;
+    };
+    if let Some(per_ms) = per_ms {
+        TSC_PER_MS.store(per_ms, Ordering::Relaxed);
     }
-    let t0 = tsc();
-    uefi::boot::stall(core::time::Duration::from_millis(10));
-    TSC_PER_MS.store(((tsc() - t0) / 10).max(1), Ordering::Relaxed);
-}
-
-/// TSC ticks per millisecond measured against 10 ms of the PIT's channel 2 (as Linux's
-/// `pit_calibrate_tsc`: gate on through port 0x61, mode 0, wait for OUT2); `None` when OUT2
-/// does not behave like a PIT's (high at once, or never within a bounded wait).
-fn pit_tsc_per_ms() -> Option<u64> {
-    use zboot_stub::arch::x86_64::legacy::{inb, outb};
-    const PIT_HZ: u64 = 1_193_182;
-    const MS: u64 = 10;
-    let latch = (PIT_HZ * MS / 1000) as u16;
-    let port_b = inb(0x61);
-    outb(0x61, (port_b & !0x02) | 0x01);
-    outb(0x43, 0xb0);
-    outb(0x42, latch as u8);
-    outb(0x42, (latch >> 8) as u8);
-    // In mode 0 OUT2 is low once the count is written; high already means no PIT answers
-    // (an absent port reads all ones).
-    if inb(0x61) & 0x20 != 0 {
-        outb(0x61, port_b);
-        return None;
-    }
-    let t0 = tsc();
-    let mut spins = 0u32;
-    while inb(0x61) & 0x20 == 0 {
-        spins += 1;
-        if spins == 10_000_000 {
-            outb(0x61, port_b);
-            return None;
-        }
-    }
-    let t1 = tsc();
-    outb(0x61, port_b);
-    Some(((t1 - t0) / MS).max(1))
 }
 
 /// A point in time for [`elapsed_ms`].
 pub fn now() -> u64 {
-    tsc()
+    cpu::counter()
 }
 
 /// Milliseconds since `start` (0 when not calibrated, i.e. without `efi=debug`).
 pub fn elapsed_ms(start: u64) -> u64 {
     match TSC_PER_MS.load(Ordering::Relaxed) {
         0 => 0,
-        per_ms => (tsc() - start) / per_ms,
+        per_ms => (cpu::counter() - start) / per_ms,
     }
 }
 
@@ -107,10 +97,10 @@ macro_rules! error {
     };
 }
 
-/// The TSC as the unpack stages' clock.
-pub struct Tsc;
+/// The CPU's counter as the unpack stages' clock.
+pub struct Counter;
 
-impl zboot_stub::unpack::Clock for Tsc {
+impl zboot_stub::unpack::Clock for Counter {
     fn now(&self) -> u64 {
         now()
     }

@@ -19,9 +19,9 @@ pub enum Error {
     /// The composed line (embedded + loader options) is longer than the kernel keeps.
     CmdlineTooLong(CmdlineError),
     /// A handover loader's boot_params point at memory nobody allocated.
-    LoaderParams(zboot_stub::loader_params::ParamsError),
+    LoaderParams(zboot_stub::arch::current::loader_params::ParamsError),
     /// Entered as a bzImage: what the loader handed over contradicts its e820 map.
-    Handover(zboot_stub::arch::x86_64::bare_map::HandoverError),
+    Handover(zboot_stub::arch::current::bare_map::HandoverError),
     /// Entered as a bzImage: no free RAM left for this.
     NoMemory(&'static str),
 }
@@ -67,6 +67,16 @@ impl From<zboot_stub::unpack::UnpackError> for Error {
             U::StreamChecksum => Error::StreamChecksum,
             U::Decode(e) => Error::Decode(e),
             U::Relocs(e) => Error::Relocs(e),
+        }
+    }
+}
+
+impl From<zboot_stub::cmdline::LineError> for Error {
+    fn from(e: zboot_stub::cmdline::LineError) -> Error {
+        use zboot_stub::cmdline::LineError as L;
+        match e {
+            L::Embedded(e) => Error::EmbeddedCmdline(e),
+            L::TooLong(e) => Error::CmdlineTooLong(e),
         }
     }
 }

@@ -32,7 +32,7 @@ struct StubRecord {
 }
 
 /// `extern "sysv64" fn(image handle, system table, boot_params) -> EFI status`
-/// (arch/x86_64/efi_handover.rs, which jumps to main.rs).
+/// (arch/x86_64/efi_handover.rs, which jumps to platform/efi/mod.rs).
 type HandoverEntry = unsafe extern "sysv64" fn(*mut c_void, *const c_void, *mut c_void) -> usize;
 
 // The packer finds the fields after the descriptor at zboot-format's offsets.
@@ -74,7 +74,7 @@ unsafe extern "C" {
 }
 
 unsafe extern "sysv64" {
-    /// The 64-bit EFI handover entry (arch/x86_64/efi_handover.rs; main.rs's
+    /// The 64-bit EFI handover entry (arch/x86_64/efi_handover.rs; platform/efi/mod.rs's
     /// `zboot_handover_entry` behind a jump).
     fn zboot_handover64(handle: *mut c_void, st: *const c_void, bp: *mut c_void) -> usize;
 }

@@ -1,9 +1,9 @@
-//! The `efi=debug` progress lines both pipelines print at the same steps (`cargo xtask bench`
+//! The `efi=debug` progress lines both platforms print at the same steps (`cargo xtask bench`
 //! and the boot tests read some of them: keep their words).
 
 use crate::rng;
 use zboot_format::header::PayloadHeader;
-use zboot_stub::arch::x86_64::kaslr;
+use zboot_stub::arch::current::kaslr;
 use zboot_stub::unpack::Timings;
 
 /// Step 3: where the kernel went and why.

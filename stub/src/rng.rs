@@ -1,6 +1,6 @@
 //! Random bytes for KASLR and the kernel's RNG seed.
 //!
-//! Source order: EFI_RNG_PROTOCOL (default algorithm; not without firmware), else RDRAND when CPUID.1:ECX[30] says the
+//! Source order: the platform's (EFI_RNG_PROTOCOL, default algorithm; none without firmware), else RDRAND when CPUID.1:ECX[30] says the
 //! CPU has it (retried, as Intel recommends), else a TSC-derived value. The TSC fallback is weak:
 //! the time since reset is partly predictable (boot timing varies by milliseconds, a few bits to a
 //! few tens of bits of entropy), so it only defeats fixed-address attacks, not an attacker who can
@@ -26,6 +26,8 @@ impl Source {
     }
 }
 
+use zboot_stub::arch::current::cpu;
+
 /// The random bytes of one boot: two KASLR words and the kernel's 32-byte seed.
 pub struct Random {
     bytes: [u8; 64],
@@ -33,10 +35,15 @@ pub struct Random {
 }
 
 impl Random {
-    /// 64 bytes from the best available source.
-    pub fn take() -> Random {
+    /// 64 bytes from the best available source: `firmware` (the platform's random service,
+    /// `false` when it has none or it failed), else the CPU's.
+    pub fn take(firmware: impl FnOnce(&mut [u8]) -> bool) -> Random {
         let mut bytes = [0u8; 64];
-        let source = fill(&mut bytes);
+        let source = if firmware(&mut bytes) {
+            Source::EfiRng
+        } else {
+            fill_from_cpu(&mut bytes)
+        };
         Random { bytes, source }
     }
 
@@ -56,23 +63,21 @@ impl Random {
     }
 }
 
-/// Fill `out` from the best available source.
-fn fill(out: &mut [u8]) -> Source {
-    if !crate::bare::active() && efi_rng(out) {
-        return Source::EfiRng;
-    }
-    if has_rdrand()
+/// Fill `out` from the CPU: its random instruction, else its counter (weak).
+fn fill_from_cpu(out: &mut [u8]) -> Source {
+    if cpu::has_random_instruction()
         && out
             .chunks_mut(8)
-            .all(|c| rdrand64().map(|v| put(c, v)).is_some())
+            .all(|c| cpu::random_word().map(|v| put(c, v)).is_some())
     {
         return Source::Rdrand;
     }
-    let mut state = tsc();
+    let mut state = cpu::counter();
     for c in out.chunks_mut(8) {
-        // splitmix64 over TSC readings taken at different times: spreads the bits, adds none.
+        // splitmix64 over counter readings taken at different times: spreads the bits, adds
+        // none.
         state = state
-            .wrapping_add(tsc())
+            .wrapping_add(cpu::counter())
             .wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = state;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -85,36 +90,4 @@ fn fill(out: &mut [u8]) -> Source {
 fn put(c: &mut [u8], v: u64) {
     let n = c.len();
     c.copy_from_slice(&v.to_le_bytes()[..n]);
-}
-
-fn efi_rng(out: &mut [u8]) -> bool {
-    use uefi::proto::rng::Rng;
-    let Ok(handle) = uefi::boot::get_handle_for_protocol::<Rng>() else {
-        return false;
-    };
-    let Ok(mut rng) = crate::memory::get_protocol::<Rng>(handle) else {
-        return false;
-    };
-    rng.get_rng(None, out).is_ok()
-}
-
-fn has_rdrand() -> bool {
-    // CPUID leaf 1 exists on every x86_64 CPU.
-    core::arch::x86_64::__cpuid(1).ecx & (1 << 30) != 0
-}
-
-fn rdrand64() -> Option<u64> {
-    for _ in 0..10 {
-        let mut v = 0u64;
-        // SAFETY: only called when CPUID reports RDRAND (the intrinsic's target feature).
-        if unsafe { core::arch::x86_64::_rdrand64_step(&mut v) } == 1 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-fn tsc() -> u64 {
-    // SAFETY: RDTSC has no memory effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
 }

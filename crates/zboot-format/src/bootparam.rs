@@ -426,6 +426,12 @@ impl BootParams {
     }
 }
 
+/// Where a loader puts the protected-mode part of a bzImage (boot.rst: "load the protected-mode
+/// kernel at 0x100000"), the base `code32_start` is given against.
+pub const PROTECTED_MODE_LOAD_ADDR: u32 = 0x10_0000;
+/// The 64-bit entry's (and the 64-bit EFI handover entry's) distance from the 32-bit one.
+pub const LONG_MODE_ENTRY_OFFSET: u64 = 0x200;
+
 impl SetupHeader {
     /// File offset of the protected-mode part: `(setup_sects + 1) * 512`, where a
     /// `setup_sects` of 0 means 4 (boot.rst).
@@ -435,6 +441,31 @@ impl SetupHeader {
             n => usize::from(n),
         };
         (sects + 1) * 512
+    }
+
+    /// File offset of the 32-bit entry: the protected-mode part's offset plus how far
+    /// `code32_start` lies above where a loader puts that part (1 MiB, boot.rst).
+    pub fn entry32_offset(&self) -> u64 {
+        self.protected_mode_offset() as u64
+            + u64::from({ self.code32_start }.wrapping_sub(PROTECTED_MODE_LOAD_ADDR))
+    }
+
+    /// File offset of the 64-bit entry ([`LONG_MODE_ENTRY_OFFSET`] into the protected-mode
+    /// part, boot.rst "64-bit boot protocol").
+    pub fn entry64_offset(&self) -> u64 {
+        self.protected_mode_offset() as u64 + LONG_MODE_ENTRY_OFFSET
+    }
+
+    /// File offset of the 32-bit EFI handover entry (`handover_offset` into the protected-mode
+    /// part).
+    pub fn efi_handover32_offset(&self) -> u64 {
+        self.protected_mode_offset() as u64 + u64::from({ self.handover_offset })
+    }
+
+    /// File offset of the 64-bit EFI handover entry, [`LONG_MODE_ENTRY_OFFSET`] after the
+    /// 32-bit one (as Linux's `efi64_stub_entry` after `efi32_stub_entry`).
+    pub fn efi_handover64_offset(&self) -> u64 {
+        self.efi_handover32_offset() + LONG_MODE_ENTRY_OFFSET
     }
 
     /// The version string `kernel_version` names in `file` (at `kernel_version + 0x200`), without
@@ -624,5 +655,28 @@ mod tests {
         };
         assert_eq!(none.kernel_version_bytes(&file), None);
         assert_eq!(none.kernel_info(&file), None);
+    }
+
+    #[test]
+    fn entries_where_boot_rst_puts_them() {
+        // Debian's bzImage: 0x1e setup sectors (protected mode at 0x3e00), handover_offset 0x190.
+        let h = SetupHeader {
+            setup_sects: 0x1e,
+            code32_start: 0x10_0000,
+            handover_offset: 0x190,
+            ..SetupHeader::default()
+        };
+        assert_eq!(h.entry32_offset(), 0x3e00);
+        assert_eq!(h.entry64_offset(), 0x4000);
+        assert_eq!(h.efi_handover32_offset(), 0x3f90);
+        assert_eq!(h.efi_handover64_offset(), 0x4190);
+        // setup_sects 0 means 4; a code32_start above 1 MiB moves the 32-bit entry with it.
+        let old = SetupHeader {
+            setup_sects: 0,
+            code32_start: 0x10_0200,
+            ..h
+        };
+        assert_eq!(old.protected_mode_offset(), 0xa00);
+        assert_eq!(old.entry32_offset(), 0xc00);
     }
 }

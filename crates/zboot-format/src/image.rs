@@ -37,15 +37,16 @@ pub const MAX_SECTIONS: usize = 6;
 /// Data directories (export .. base relocation; the certificate table is #4).
 pub const PE_DATA_DIRECTORIES: usize = 6;
 /// The handover entry is `handover_offset + 512` bytes into the copy (64-bit protocol).
-pub const HANDOVER_ENTRY_BIAS: u32 = 0x200;
+pub const HANDOVER_ENTRY_BIAS: u32 = crate::bootparam::LONG_MODE_ENTRY_OFFSET as u32;
 /// RVA of the 32-bit bzImage entry: the first byte of the protected-mode part.
 pub const ENTRY32_RVA: u32 = HEADERS_SIZE;
 /// RVA of the 64-bit bzImage entry: 0x200 into the protected-mode part (boot.rst, 64-bit boot
 /// protocol; kexec_file_load enters `load address + 0x200`).
-pub const ENTRY64_RVA: u32 = HEADERS_SIZE + 0x200;
+pub const ENTRY64_RVA: u32 = HEADERS_SIZE + crate::bootparam::LONG_MODE_ENTRY_OFFSET as u32;
 /// `code32_start`: where a 32-bit loader jumps when it loads the protected-mode part at the
 /// default 1 MiB (loaders that relocate it add their offset from 1 MiB).
-pub const CODE32_START: u32 = 0x10_0000 + (ENTRY32_RVA - HEADERS_SIZE);
+pub const CODE32_START: u32 =
+    crate::bootparam::PROTECTED_MODE_LOAD_ADDR + (ENTRY32_RVA - HEADERS_SIZE);
 /// The stack of the bzImage entries, right after the image.
 pub const BARE_STACK_SIZE: u32 = 128 * 1024;
 /// The page tables the 32-bit entry builds, right after that stack (the stub's

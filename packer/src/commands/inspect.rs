@@ -187,7 +187,6 @@ pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
         // A zimg image with a setup header: ours (a bzImage too: docs/format.md byte map).
         if { h.header } == zboot_format::bootparam::HDRS_MAGIC {
             use zboot_format::image;
-            let pm_start = h.protected_mode_offset() as u32;
             let (jump, loadflags, code32_start, kernel_alignment) =
                 (h.jump, h.loadflags, h.code32_start, h.kernel_alignment);
             let (relocatable, pref_address, init_size, cmdline_size) = (
@@ -233,10 +232,10 @@ pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
                     "syssize": hex(syssize),
                     "entries": {
                         "real_mode": hex(image::REAL_MODE_AT as u64),
-                        "protected_mode_32": hex(pm_start + code32_start.wrapping_sub(0x10_0000)),
-                        "long_mode_64": hex(pm_start + 0x200),
-                        "efi_handover_32": hex(pm_start + handover_offset),
-                        "efi_handover_64": hex(pm_start + 0x200 + handover_offset),
+                        "protected_mode_32": hex(h.entry32_offset()),
+                        "long_mode_64": hex(h.entry64_offset()),
+                        "efi_handover_32": hex(h.efi_handover32_offset()),
+                        "efi_handover_64": hex(h.efi_handover64_offset()),
                     },
                 }),
             );

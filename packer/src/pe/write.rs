@@ -768,8 +768,8 @@ mod tests {
             format!("{:#}", write(EMBEDDED_STUB, &new, &bad).unwrap_err()).contains("printable")
         );
         let stub = PeFile::parse(EMBEDDED_STUB).unwrap();
-        let entry = (u32::from(h.setup_sects) + 1) * 512 + { h.handover_offset } + 512;
-        assert_eq!(entry, handover_rva(&stub).unwrap());
+        let entry = handover_rva(&stub).unwrap();
+        assert_eq!(h.efi_handover64_offset(), u64::from(entry));
         assert_eq!({ h.boot_flag }, 0xaa55);
         assert_eq!({ h.header }, zboot_format::bootparam::HDRS_MAGIC);
         let pe = PeFile::parse(&out).unwrap();

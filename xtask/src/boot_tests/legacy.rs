@@ -41,13 +41,13 @@ const STUB_ERROR: &str = "zboot: error: ";
 /// What the stub's error says of a payload that fails its stream check (stub/src/error.rs).
 const HASH_ERROR: &str = "does not match its checksum";
 
-/// The stub's `efi=debug` line of its bzImage entries, 32- and 64-bit (stub/src/bare.rs).
+/// The stub's `efi=debug` line of its bzImage entries, 32- and 64-bit (stub/src/platform/bare/mod.rs).
 const BZIMAGE_ENTRY: &str = "zboot: bzImage entry: ";
 /// Printed on the bzImage path only when the stub built its own page tables, i.e. when it was
-/// entered through the 32-bit protocol (stub/src/bare.rs, `open_kernel`); the 64-bit protocol
+/// entered through the 32-bit protocol (stub/src/platform/bare/own_tables.rs, `open_kernel`); the 64-bit protocol
 /// runs on the loader's identity map.
 const OWN_TABLES: &str = "zboot: kernel region executable as it needs";
-/// The stub's `efi=debug` line of the EFI handover entry (stub/src/main.rs).
+/// The stub's `efi=debug` line of the EFI handover entry (stub/src/platform/efi/mod.rs).
 const HANDOVER: &str = "zboot: EFI handover: ";
 /// The stub's `efi=debug` command line line, printed on every path.
 const STUB_CMDLINE: &str = "zboot: cmdline: ";
@@ -104,7 +104,7 @@ pub(super) fn check_entry(log: &str, want: Entry) -> Result<()> {
 /// `-cpu max` has LA57 and Debian's kernel supports it. Entered through the 32-bit protocol
 /// (or the 16-bit one, which ends in it) the stub builds its own page tables, 4-level, and
 /// switches to 5-level through its trampoline before the kernel (the `efi=debug` line
-/// `5-level paging: Enable via trampoline`; stub/src/bare.rs, since 5b7bcff; before that
+/// `5-level paging: Enable via trampoline`; stub/src/platform/bare/mod.rs (bare.rs since 5b7bcff); before that
 /// these entries left the kernel in 4-level paging).
 pub(super) fn check_five_level(r: &InitReport) -> Result<()> {
     ensure!(

@@ -6,7 +6,7 @@
 //! says so and no other entry says it is anything else (overlapping entries are taken at their
 //! most restrictive), clipped to whole pages.
 
-use super::kaslr::FreeRange;
+use crate::placement::FreeRange;
 use zboot_format::bootparam::{
     BootParams, E820_MAX_ENTRIES_ZEROPAGE, E820_TYPE_RAM, E820Entry, EFI_LOADER_SIGNATURE_64,
     SETUP_E820_EXT, SETUP_INDIRECT, SetupData,
@@ -330,7 +330,7 @@ pub const MAX_E820: usize = 512;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandoverError {
     /// boot_params, command line or initrd outside the e820 RAM.
-    Params(crate::loader_params::ParamsError),
+    Params(crate::arch::x86_64::loader_params::ParamsError),
     /// No e820 entries, or more than the stub reads.
     E820(&'static str),
     SetupData(SetupDataError),
@@ -360,7 +360,7 @@ pub struct Handover {
     /// RAM nobody uses: less the first MiB, us, boot_params, the command line, the initrd,
     /// every setup_data node (and what SETUP_INDIRECT names), the EFI memory map.
     pub free: RangeSet,
-    pub params: crate::loader_params::LoaderParams,
+    pub params: crate::arch::x86_64::loader_params::LoaderParams,
 }
 
 /// Check a loader's `boot_params` (read from `bp_addr`) and work out the free RAM. `ours`: our
@@ -372,7 +372,7 @@ pub fn survey(
     limit: u64,
     mem: &impl LoaderMemory,
 ) -> Result<Handover, HandoverError> {
-    use crate::loader_params::{self as lp, ParamsError};
+    use crate::arch::x86_64::loader_params::{self as lp, ParamsError};
     let mut ram = loader_ram(bp, mem)?;
     ram.remove(limit, u64::MAX);
     if !ram.contains(bp_addr, size_of::<BootParams>() as u64) {
@@ -664,7 +664,7 @@ mod tests {
 
     #[test]
     fn lying_loaders_are_refused() {
-        use crate::loader_params::ParamsError;
+        use crate::arch::x86_64::loader_params::ParamsError;
         let (bp, mem) = loader();
         let ours = (0x100_0000, 0x200_0000);
         // boot_params in a hole of the map.

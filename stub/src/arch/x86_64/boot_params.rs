@@ -149,38 +149,6 @@ pub fn push_setup_node(
     Some(())
 }
 
-/// `boot_params.secure_boot` values (`enum efi_secureboot_mode` in include/linux/efi.h).
-pub mod secure_boot {
-    pub const UNSET: u8 = 0;
-    pub const UNKNOWN: u8 = 1;
-    pub const DISABLED: u8 = 2;
-    pub const ENABLED: u8 = 3;
-}
-
-/// What the variables say, as libstub secureboot.c `efi_get_secureboot` reads them:
-/// `SecureBoot` (`None` = not found, `Some(None)` = unreadable), `SetupMode`, and shim's
-/// `MokSBStateRT` (validation disabled in shim).
-pub fn secure_boot_mode(
-    secure_boot: Option<Option<u8>>,
-    setup_mode: Option<u8>,
-    mok_sb_state_rt: Option<u8>,
-) -> u8 {
-    match secure_boot {
-        None => secure_boot::DISABLED,
-        Some(None) => secure_boot::UNKNOWN,
-        Some(Some(0)) => secure_boot::DISABLED,
-        Some(Some(_)) if setup_mode == Some(1) || setup_mode.is_none() => {
-            if setup_mode.is_none() {
-                secure_boot::UNKNOWN
-            } else {
-                secure_boot::DISABLED
-            }
-        }
-        Some(Some(_)) if mok_sb_state_rt == Some(1) => secure_boot::DISABLED,
-        Some(Some(_)) => secure_boot::ENABLED,
-    }
-}
-
 /// GOP pixel layouts (`EFI_GRAPHICS_PIXEL_FORMAT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PixelLayout {
@@ -358,18 +326,6 @@ mod tests {
         );
         assert_eq!({ bp.hdr.setup_data }, 0x3000);
         assert_eq!(small, [0; 40]);
-    }
-
-    #[test]
-    fn secure_boot_like_libstub() {
-        use super::secure_boot::*;
-        assert_eq!(secure_boot_mode(None, None, None), DISABLED);
-        assert_eq!(secure_boot_mode(Some(None), Some(0), None), UNKNOWN);
-        assert_eq!(secure_boot_mode(Some(Some(0)), Some(0), None), DISABLED);
-        assert_eq!(secure_boot_mode(Some(Some(1)), Some(1), None), DISABLED);
-        assert_eq!(secure_boot_mode(Some(Some(1)), None, None), UNKNOWN);
-        assert_eq!(secure_boot_mode(Some(Some(1)), Some(0), Some(1)), DISABLED);
-        assert_eq!(secure_boot_mode(Some(Some(1)), Some(0), None), ENABLED);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! A loader that copies the file flat (GRUB's `linuxefi`) calls `copy + handover_offset` on
 //! 32-bit firmware and `copy + handover_offset + 0x200` on 64-bit firmware, as Linux lays out
 //! `efi32_stub_entry` and `efi64_stub_entry`. Only the 64-bit one boots (the pipeline in
-//! main.rs); the image does not declare `XLF_EFI_HANDOVER_32`, but a loader that calls the
+//! platform/efi/mod.rs); the image does not declare `XLF_EFI_HANDOVER_32`, but a loader that calls the
 //! 32-bit offset anyway (Debian's GRUB ia32 does) gets a real entry there, never the middle of
 //! other code: it prints one line (`mixed_mode_unsupported!`) on the firmware console and returns
 //! `EFI_UNSUPPORTED` to the loader.
@@ -31,7 +31,7 @@ const EFI32_OUTPUT_STRING: u32 = 4;
 // on the loader's stack (it is short), printed through `ConOut->OutputString`, and the entry
 // returns `EFI_UNSUPPORTED` with the callee-saved registers and the stack as they came.
 //
-// 64-bit entry, 0x200 bytes later: a tail jump into `zboot_handover_entry` (main.rs), SysV
+// 64-bit entry, 0x200 bytes later: a tail jump into `zboot_handover_entry` (platform/efi/mod.rs), SysV
 // arguments untouched.
 core::arch::global_asm!(
     ".globl zboot_handover32",

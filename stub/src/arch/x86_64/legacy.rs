@@ -38,7 +38,7 @@ macro_rules! cpu_unsupported {
 // 64-bit entry: long mode, identity-mapped, RSI = boot_params (kexec_file_load, kexec-tools'
 // bzImage64 loader). The loader's stack may be tiny (kexec's purgatory has 4 KiB): switch to
 // ours, right after our image (inside `init_size`, which the loader reserved), then
-// `zboot_bare_main(boot_params, own map)` (bare.rs), which never returns.
+// `zboot_bare_main(boot_params, own map)` (platform/bare/mod.rs), which never returns.
 core::arch::global_asm!(
     ".globl zboot_entry32",
     ".globl zboot_entry64",

@@ -2,10 +2,10 @@
 //! (COM1, as the loader left it configured) and, when the loader says the screen is in VGA text
 //! mode, the text buffer at 0xb8000.
 
+use super::legacy::{inb, outb};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use zboot_format::bootparam::{ScreenInfo, VIDEO_IS_VGA_TEXT};
-use zboot_stub::arch::x86_64::legacy::{inb, outb};
 
 const COM1: u16 = 0x3f8;
 /// Line status register: transmit holding register empty.

@@ -1,5 +1,6 @@
-//! Page allocations (freed on drop unless handed to the kernel), the kernel region, memory
-//! attributes (strict-NX firmware) and our own loaded image. The raw-pointer leaf of the stub.
+//! Page allocations under EFI (freed on drop unless handed to the kernel), memory attributes
+//! (strict-NX firmware), the memory map's ranges, protocols opened without claiming them, and
+//! LoadFile2 straight into pages. The EFI platform's raw-pointer leaf.
 
 use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::mem::memory_map::MemoryMap;
@@ -185,8 +186,8 @@ pub fn forbid_execute(addr: u64, len: u64) -> Result<bool> {
 /// The ranges of the current memory map whose descriptors pass `keep`, sorted by address.
 fn map_ranges(
     keep: impl Fn(&uefi::mem::memory_map::MemoryDescriptor) -> bool,
-) -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange>> {
-    use zboot_stub::arch::x86_64::kaslr::FreeRange;
+) -> Result<alloc::vec::Vec<zboot_stub::placement::FreeRange>> {
+    use zboot_stub::placement::FreeRange;
     let map = boot::memory_map(MemoryType::LOADER_DATA)?;
     let mut v: alloc::vec::Vec<FreeRange> = map
         .entries()
@@ -204,15 +205,14 @@ fn map_ranges(
 
 /// The free physical ranges KASLR may choose from: EfiConventionalMemory, not
 /// specific-purpose (`EFI_MEMORY_SP`), sorted by address.
-pub fn conventional_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange>>
-{
-    use zboot_stub::arch::x86_64::e820::EFI_MEMORY_SP;
+pub fn conventional_ranges() -> Result<alloc::vec::Vec<zboot_stub::placement::FreeRange>> {
+    use zboot_stub::arch::current::e820::EFI_MEMORY_SP;
     map_ranges(|d| d.ty == MemoryType::CONVENTIONAL && d.att.bits() & EFI_MEMORY_SP == 0)
 }
 
 /// Memory a loader or boot service allocated (loader/boot-services code and data), adjacent
 /// ranges merged, for checking what a handover loader points us at.
-pub fn allocated_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange>> {
+pub fn allocated_ranges() -> Result<alloc::vec::Vec<zboot_stub::placement::FreeRange>> {
     let v = map_ranges(|d| {
         matches!(
             d.ty,
@@ -222,7 +222,7 @@ pub fn allocated_ranges() -> Result<alloc::vec::Vec<zboot_stub::arch::x86_64::ka
                 | MemoryType::BOOT_SERVICES_DATA
         )
     })?;
-    let mut merged: alloc::vec::Vec<zboot_stub::arch::x86_64::kaslr::FreeRange> =
+    let mut merged: alloc::vec::Vec<zboot_stub::placement::FreeRange> =
         alloc::vec::Vec::with_capacity(v.len());
     for r in v {
         match merged.last_mut() {
@@ -335,36 +335,3 @@ pub fn load_file2_pages(
     }
     Ok((pages, got))
 }
-
-/// The global allocator: uefi-rs's pool allocator, counted by `memstats`; without firmware
-/// (the bzImage entries) the free memory of the loader's e820 map (`bare::heap_alloc`).
-struct CountingAllocator;
-
-// SAFETY: delegates every call unchanged to uefi-rs's allocator, which upholds the GlobalAlloc
-// contract; the counters have no effect on the memory handed out.
-unsafe impl core::alloc::GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
-        if crate::bare::active() {
-            return crate::bare::heap_alloc(layout);
-        }
-        // SAFETY: the caller's contract is passed through.
-        let p = unsafe { core::alloc::GlobalAlloc::alloc(&uefi::allocator::Allocator, layout) };
-        if !p.is_null() {
-            memstats::heap_allocated(layout.size() as u64);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, p: *mut u8, layout: core::alloc::Layout) {
-        if crate::bare::active() {
-            // Never returned: the kernel gets all of it back as free RAM.
-            return;
-        }
-        memstats::heap_freed(layout.size() as u64);
-        // SAFETY: the caller's contract is passed through.
-        unsafe { core::alloc::GlobalAlloc::dealloc(&uefi::allocator::Allocator, p, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;

@@ -1,16 +1,15 @@
-//! Measured boot (docs/measured-boot.md): the command line and the initrd into PCR 9, the way
-//! Linux's EFI stub measures them, before anything acts on them. Through EFI_TCG2_PROTOCOL; where
+//! Measured boot under EFI (docs/measured-boot.md): the pipeline's events into PCR 9 (what is
+//! measured, and when, is the pipeline's rule). Through EFI_TCG2_PROTOCOL; where
 //! it is absent, EFI_CC_MEASUREMENT_PROTOCOL (PCR 9 mapped by MapPcrToMrIndex); where neither
 //! exists, nothing. A failed measurement is a warning line and the boot goes on, as in Linux
 //! (`efi_measure_tagged_event` warns and its callers carry on): PCR 9 then matches no sealed
 //! value, so what is sealed to it stays sealed, and the machine still boots to recover.
 
+use super::memory;
 use crate::console;
-use crate::initrd::{Initrd, Source};
-use crate::memory;
 use uefi::boot;
 use uefi_raw::protocol::tcg::v2::Tcg2Protocol;
-use zboot_format::measure::{Event, Tag};
+use zboot_format::measure::Event;
 use zboot_stub::tpm::{self, CC_MEASUREMENT_PROTOCOL_GUID, CcMeasurementProtocol};
 
 #[repr(transparent)]
@@ -20,37 +19,6 @@ struct RawTcg2(Tcg2Protocol);
 #[repr(transparent)]
 #[uefi::proto::unsafe_protocol(CC_MEASUREMENT_PROTOCOL_GUID)]
 struct RawCc(CcMeasurementProtocol);
-
-/// The command line's parts, on the PE entry (`load_options`: the raw LoadOptions bytes), or
-/// the embedded part only (handover entry: `None`, Linux measures no LoadOptions there).
-pub fn command_line(embedded: &[u8], load_options: Option<&[u8]>) {
-    if !embedded.is_empty() {
-        measure(&Event {
-            tag: Tag::EmbeddedCmdline,
-            data: embedded,
-        });
-    }
-    if let Some(raw) = load_options.filter(|o| !o.is_empty()) {
-        measure(&Event {
-            tag: Tag::LoadOptions,
-            data: raw,
-        });
-    }
-}
-
-/// The initrd the kernel gets, unless a handover loader placed it (the loader read it and
-/// measures what it reads; Linux's stub measures only what it loads itself).
-pub fn initrd(initrd: Option<&Initrd>) {
-    let Some(i) = initrd.filter(|i| i.source != Source::Loader) else {
-        return;
-    };
-    if let Some(data) = i.bytes().filter(|d| !d.is_empty()) {
-        measure(&Event {
-            tag: Tag::Initrd,
-            data,
-        });
-    }
-}
 
 /// Largest event log handed on (EDK2 keeps 64 KiB by default; this bounds a bad `last` entry).
 const MAX_LOG: u64 = 16 << 20;
@@ -153,7 +121,8 @@ fn final_events_preboot(banks: &zboot_format::tcg_log::Banks) -> Option<usize> {
     )
 }
 
-fn measure(ev: &Event) {
+/// `ev` into PCR 9: through the TPM, else the confidential-computing register, else nothing.
+pub fn measure(ev: &Event) {
     let t = console::now();
     let done = if let Ok(h) = boot::get_handle_for_protocol::<RawTcg2>() {
         memory::get_protocol::<RawTcg2>(h)

@@ -3,8 +3,8 @@
 //! ExitBootServices ([`ZeroPage::finish`]), where nothing may allocate or fail any more.
 
 use crate::error::{Context, Error};
-use crate::gop;
-use crate::memory::{self, Pages};
+use crate::platform::efi::gop;
+use crate::platform::efi::memory::{self, Pages};
 use alloc::vec::Vec;
 use uefi::boot::MemoryType;
 use uefi::mem::memory_map::{MemoryMap, MemoryMapOwned};
@@ -23,18 +23,21 @@ pub struct ZeroPage {
     e820_ext: Pages,
 }
 
-/// A zero page for the kernel at `kernel`: its placement, the command line `line`, the RNG
-/// seed (when there is one worth handing on), the framebuffer, the Secure Boot mode, and room
-/// for the e820 table.
+/// A zero page for the kernel at `kernel`: its placement, the command line `line`, the
+/// initrd, the RNG seed (when there is one worth handing on), the framebuffer, the Secure Boot
+/// mode, and room for the e820 table.
 pub fn prepare(
     kernel: &bp::KernelPlacement,
     line: &str,
+    initrd: Option<(u64, u64)>,
     seed: Option<&[u8]>,
     secure_boot: u8,
 ) -> Result<ZeroPage, Error> {
     let page = Pages::low(4096, MemoryType::LOADER_DATA).efi("allocate boot_params")?;
     let mut params = BootParams::zeroed();
     bp::set_header(&mut params, kernel);
+    let (rd_addr, rd_size) = initrd.unwrap_or((0, 0));
+    bp::set_initrd(&mut params, rd_addr, rd_size);
     let rng_seed = seed.map(|s| rng_seed_node(&mut params, s)).transpose()?;
     let mut cmdline =
         Pages::low(line.len() as u64 + 1, MemoryType::LOADER_DATA).efi("allocate command line")?;
@@ -68,12 +71,11 @@ pub fn prepare(
 }
 
 impl ZeroPage {
-    /// After ExitBootServices: the initrd, the e820 table and the EFI memory map from the
-    /// final `map` (kept allocated: the kernel reuses it), the system table `systab`; every
-    /// part handed over. Returns the zero page's address.
-    pub fn finish(mut self, map: MemoryMapOwned, initrd: (u64, u64), systab: u64) -> u64 {
+    /// After ExitBootServices: the e820 table and the EFI memory map from the final `map`
+    /// (kept allocated: the kernel reuses it), the system table `systab`; every part handed
+    /// over. Returns the zero page's address.
+    pub fn finish(mut self, map: MemoryMapOwned, systab: u64) -> u64 {
         let params = &mut self.params;
-        bp::set_initrd(params, initrd.0, initrd.1);
         e820_from(params, &map, self.e820_scratch, self.e820_ext);
         let meta = map.meta();
         bp::set_efi_info(

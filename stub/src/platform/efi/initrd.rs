@@ -1,11 +1,11 @@
-//! Step 5: the initrd. In order of preference: the one a handover loader put in boot_params,
+//! The initrd under EFI. In order of preference: the one a handover loader put in boot_params,
 //! LoadFile2 on the LINUX_EFI_INITRD_MEDIA_GUID
 //! vendor media device path (systemd-boot, GRUB), else `initrd=` files from the volume we were
 //! loaded from, else the embedded initrd. `noinitrd` disables all three. Never LoadFile2 and
 //! `initrd=` together (systemd-boot also writes `initrd=` into the options).
 
-use crate::cmdline::Options;
-use crate::memory::{self, Pages};
+use super::memory::{self, Pages};
+use crate::platform::{InitrdSource as Source, LoadedInitrd};
 use alloc::vec::Vec;
 use uefi::boot::{self, MemoryType};
 use uefi::proto::device_path::build::{self, DevicePathBuilder};
@@ -13,18 +13,9 @@ use uefi::proto::loaded_image::LoadedImage;
 use uefi::proto::media::file::{File, FileAttribute, FileInfo, FileMode};
 use uefi::proto::media::load_file::LoadFile2;
 use uefi::{CString16, Guid, Status, guid};
+use zboot_stub::cmdline::Options;
 
 pub const LINUX_EFI_INITRD_MEDIA_GUID: Guid = guid!("5568e427-68fc-4f3d-ac74-ca555231cc68");
-
-/// Where the initrd came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// The handover loader's boot_params (its memory; passed on as it is).
-    Loader,
-    LoadFile2,
-    Files,
-    Embedded,
-}
 
 /// A loaded initrd: page memory we own, or the embedded bytes inside our image.
 pub struct Initrd {
@@ -36,22 +27,26 @@ pub struct Initrd {
     embedded: Option<&'static [u8]>,
 }
 
-impl Initrd {
-    /// The initrd's bytes, for what we loaded or carry (`None` for a handover loader's, which
-    /// lies in the loader's memory).
-    pub fn bytes(&self) -> Option<&[u8]> {
+impl LoadedInitrd for Initrd {
+    fn source(&self) -> Source {
+        self.source
+    }
+
+    fn bytes(&self) -> Option<&[u8]> {
         match (&self._pages, self.embedded) {
             (Some(p), _) => p.bytes().get(..self.size as usize),
             (None, e) => e,
         }
     }
 
-    /// Hand the memory to the kernel.
-    pub fn leak(self) -> (u64, u64) {
+    fn span(&self) -> (u64, u64) {
+        (self.addr, self.size)
+    }
+
+    fn leak(self) {
         if let Some(p) = self._pages {
             p.leak();
         }
-        (self.addr, self.size)
     }
 }
 
@@ -125,11 +120,11 @@ const READ_CHUNK: usize = 1 << 20;
 /// `initrd=` files from the volume we were loaded from, concatenated in command-line order into
 /// one allocation (what Linux's `handle_cmdline_files` does).
 fn files(paths: &[alloc::string::String], chunked: bool) -> Result<Initrd, InitrdError> {
-    let device = crate::memory::get_protocol::<LoadedImage>(boot::image_handle())
+    let device = memory::get_protocol::<LoadedImage>(boot::image_handle())
         .ok()
         .and_then(|li| li.device())
         .ok_or(InitrdError("initrd=: no loader device", Status::NOT_FOUND))?;
-    let mut fs = crate::memory::get_protocol::<uefi::proto::media::fs::SimpleFileSystem>(device)
+    let mut fs = memory::get_protocol::<uefi::proto::media::fs::SimpleFileSystem>(device)
         .map_err(|e| InitrdError("initrd=: no file system", e.status()))?;
     let mut root = fs
         .open_volume()

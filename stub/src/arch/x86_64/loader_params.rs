@@ -4,7 +4,7 @@
 //! the firmware says a loader or boot service allocated, and no length may wrap, before the stub
 //! reads a byte of it.
 
-use crate::arch::x86_64::kaslr::FreeRange;
+use crate::placement::FreeRange;
 use zboot_format::bootparam::BootParams;
 use zboot_format::cmdline::COMMAND_LINE_SIZE;
 

@@ -1,8 +1,8 @@
 //! The current GOP mode, for `screen_info` (efifb).
 
-use crate::arch::x86_64::boot_params::{GopMode, PixelLayout};
 use uefi::boot::{self, OpenProtocolAttributes, OpenProtocolParams};
 use uefi::proto::console::gop::{GraphicsOutput, PixelFormat};
+use zboot_stub::arch::current::boot_params::{GopMode, PixelLayout};
 
 /// The mode of the first GOP, or `None` without one.
 pub fn current_mode() -> Option<GopMode> {

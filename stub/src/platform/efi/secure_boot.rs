@@ -1,9 +1,9 @@
-//! The firmware's Secure Boot state for `boot_params.secure_boot` (the kernel's lockdown and
-//! IMA policies read it).
+//! The firmware's Secure Boot state, read from its variables (the rule that turns them into a
+//! mode is `zboot_stub::secure_boot::mode`).
 
-use crate::arch::x86_64::boot_params::secure_boot_mode;
 use uefi::runtime::{self, VariableVendor};
 use uefi::{CStr16, Guid, Status, cstr16, guid};
+use zboot_stub::secure_boot;
 
 const SHIM_LOCK_GUID: Guid = guid!("605dab50-e046-4300-abb6-3dd810dd8b23");
 
@@ -17,10 +17,10 @@ fn byte(name: &CStr16, vendor: &VariableVendor) -> Option<Option<u8>> {
     }
 }
 
-/// `boot_params.secure_boot` value.
+/// The firmware's mode (`zboot_stub::secure_boot` values).
 pub fn mode() -> u8 {
     let g = VariableVendor::GLOBAL_VARIABLE;
-    secure_boot_mode(
+    secure_boot::mode(
         byte(cstr16!("SecureBoot"), &g),
         byte(cstr16!("SetupMode"), &g).flatten(),
         byte(cstr16!("MokSBStateRT"), &VariableVendor(SHIM_LOCK_GUID)).flatten(),
