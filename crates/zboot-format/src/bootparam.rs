@@ -459,7 +459,7 @@ impl SetupHeader {
     /// File offset of the 32-bit EFI handover entry (`handover_offset` into the protected-mode
     /// part).
     pub fn efi_handover32_offset(&self) -> u64 {
-        self.protected_mode_offset() as u64 + u64::from({ self.handover_offset })
+        self.protected_mode_offset() as u64 + u64::from(self.handover_offset)
     }
 
     /// File offset of the 64-bit EFI handover entry, [`LONG_MODE_ENTRY_OFFSET`] after the
