@@ -11,7 +11,8 @@ use zboot_format::header::HEADER_SIZE;
 use zboot_pack::commands::pack;
 use zboot_pack::compress::{self, Progress};
 use zboot_pack::pe::read::PeFile;
-use zboot_pack::{Verbosity, testkit};
+use zboot_pack::cli::{CodecArg, VerbosityArgs};
+use zboot_pack::testkit;
 
 const CODECS: [Codec; 5] = [Codec::None, Codec::Gzip, Codec::Zstd, Codec::Xz, Codec::Lz4];
 
@@ -24,27 +25,6 @@ fn put(dir: &Path, target: &str, name: &str, data: &[u8]) {
 fn compress(codec: Codec, data: &[u8]) -> Vec<u8> {
     let mut p = Progress::new("", data.len() as u64, false);
     compress::compress(codec, compress::default_level(codec), data, &mut p).unwrap()
-}
-
-/// A minimal bzImage (boot protocol 2.15) whose payload is `inner` compressed with gzip.
-fn bzimage(inner: &[u8]) -> Vec<u8> {
-    let payload = compress(Codec::Gzip, inner);
-    let setup_sects = 3u8;
-    let payload_at = (setup_sects as usize + 1) * 512;
-    let mut d = vec![0u8; payload_at];
-    d[0x1f1] = setup_sects;
-    d[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
-    d[0x202..0x206].copy_from_slice(b"HdrS");
-    d[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
-    d[0x211] = 1; // loadflags: LOADED_HIGH
-    d[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes()); // kernel_alignment
-    d[0x234] = 1; // relocatable_kernel
-    d[0x236..0x238].copy_from_slice(&0x7fu16.to_le_bytes()); // xloadflags
-    d[0x248..0x24c].copy_from_slice(&0u32.to_le_bytes()); // payload_offset (after setup)
-    d[0x24c..0x250].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    d[0x260..0x264].copy_from_slice(&0x80_0000u32.to_le_bytes()); // init_size
-    d.extend_from_slice(&payload);
-    d
 }
 
 /// The PE file mapped as the firmware loads it: each section at its RVA.
@@ -108,7 +88,7 @@ fn main() {
     let with_relocs = testkit::vmlinux(true);
     put(&dir, "elf_reader", "vmlinux", &plain);
     put(&dir, "elf_reader", "vmlinux-relocs", &with_relocs);
-    let bz = bzimage(&with_relocs);
+    let bz = zboot_pack::testkit::bzimage(&with_relocs);
     put(
         &dir,
         "bzimage_reader",
@@ -133,19 +113,16 @@ fn main() {
     for codec in CODECS {
         let embedded = codec == Codec::Lz4;
         let o = pack::Options {
-            input: vmlinux.clone(),
-            output: tmp.join("out.efi"),
-            codec,
-            level: None,
+            input: Some(vmlinux.clone()),
+            output: Some(tmp.join("out.efi")),
+            codec: CodecArg(codec),
             cmdline: embedded.then(|| "console=ttyS0 fuzz=1".to_string()),
             initrd: embedded.then(|| initrd.clone()),
-            relocs: None,
-            no_relocs: false,
-            sbat: None,
-            stub: None,
-            la57: false,
-            protect_text: None,
-            verbosity: Verbosity::Quiet,
+            verbosity: VerbosityArgs {
+                quiet: true,
+                verbose: false,
+            },
+            ..pack::Options::default()
         };
         let (image, _) = pack::build(&o).unwrap();
         let pe = PeFile::parse(&image).unwrap();

@@ -39,78 +39,21 @@ pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    pack: PackArgs,
+    pack: commands::pack::Options,
 }
 
-#[derive(Args, Debug)]
-struct PackArgs {
-    /// Kernel to pack: a vmlinux ELF (x86_64), or a bzImage/vmlinuz whose embedded ELF and
-    /// relocation table are recovered.
-    #[arg(value_name = "INPUT", required = true, value_hint = clap::ValueHint::FilePath)]
-    input: Option<PathBuf>,
-    /// Where to write the EFI application (written atomically: replaced only on success).
-    #[arg(short, long, value_name = "OUTPUT", required = true, value_hint = clap::ValueHint::FilePath)]
-    output: Option<PathBuf>,
-    /// Compression of the kernel payload (default zstd: the fastest boot and within 10% of the
-    /// bzImage's size, see docs/performance.md; xz for the smallest image).
-    #[arg(long, value_enum, default_value_t = CodecArg(Codec::Zstd))]
-    codec: CodecArg,
-    /// Compression level (zstd 1-22, default 19; xz 0-9, default 9 extreme; gzip 1-9, default 9;
-    /// lz4 HC 3-12, default 12; ignored for none).
-    #[arg(long, value_name = "N")]
-    level: Option<u32>,
-    /// Kernel command line to embed in a `.cmdline` section: it comes first and the loader's
-    /// options are appended, except under Secure Boot, where it stands alone and the loader's
-    /// options are ignored. Printable text, not blank, at most 2047 bytes (what the kernel keeps).
-    #[arg(long, value_name = "STR")]
-    cmdline: Option<String>,
-    /// Initrd to embed in an `.initrd` section (used when the loader provides none).
-    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
-    initrd: Option<PathBuf>,
-    /// x86 relocation table enabling virtual KASLR for a bare vmlinux. Default: the one appended
-    /// to the input (a bzImage's, an extracted kernel's), else the build tree's
-    /// `arch/x86/boot/compressed/vmlinux.relocs` beside the vmlinux when it is not older.
-    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
-    relocs: Option<PathBuf>,
-    /// No relocation table (physical KASLR only), even if the input has or sits beside one.
-    #[arg(long, conflicts_with = "relocs")]
-    no_relocs: bool,
-    /// SBAT CSV to embed in a `.sbat` section (first row must be the `sbat,1,...` version line).
-    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
-    sbat: Option<PathBuf>,
-    /// Use this EFI stub instead of the embedded one.
-    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
-    stub: Option<PathBuf>,
-    /// The kernel may be entered with 5-level paging (LA57). Without it this is decided from the
-    /// kernel: a bzImage's xloadflags (XLF_5LEVEL); a vmlinux's exported symbols or symbol table,
-    /// else the build tree's `.config` beside it, else its release (>= 6.16 always can).
-    #[arg(long)]
-    la57: bool,
-    /// The kernel may be entered with its text ([_text, __start_rodata)) read-only and the
-    /// non-executable part of its image NX, as Linux >= 6.8's own stub enters it. Without it this
-    /// is decided from the kernel: its release (>= 6.8), or a 6.1.y/6.6.y bzImage that declares
-    /// NX_COMPAT (the backport of that stub).
-    #[arg(long, conflicts_with = "no_protect_text")]
-    protect_text: bool,
-    /// Enter the kernel with its whole region writable and executable (the pre-6.8 way).
-    #[arg(long)]
-    no_protect_text: bool,
-    #[command(flatten)]
-    verbosity: VerbosityArgs,
-}
-
-#[derive(Args, Debug, Clone, Copy)]
-struct VerbosityArgs {
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct VerbosityArgs {
     /// Print nothing but errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
-    quiet: bool,
+    pub quiet: bool,
     /// Print details (sizes, timings, layout).
     #[arg(short, long, global = true)]
-    verbose: bool,
+    pub verbose: bool,
 }
 
 impl VerbosityArgs {
-    fn level(self) -> Verbosity {
+    pub fn level(self) -> Verbosity {
         if self.quiet {
             Verbosity::Quiet
         } else if self.verbose {
@@ -193,7 +136,7 @@ enum Command {
 
 /// `--codec`: clap's view of [`Codec`], whose names and list zboot-format owns.
 #[derive(Clone, Copy, Debug)]
-struct CodecArg(Codec);
+pub struct CodecArg(pub Codec);
 
 /// Every codec, for clap (in `Codec::ALL`'s order).
 const CODEC_ARGS: [CodecArg; Codec::ALL.len()] = {
@@ -293,32 +236,7 @@ pub fn main() -> ExitCode {
             Ok(Outcome::Ok)
         }
         Some(Command::Man { out_dir }) => man(out_dir),
-        None => {
-            let p = cli.pack;
-            let (Some(input), Some(output)) = (p.input, p.output) else {
-                eprintln!("zboot-pack: error: INPUT and -o OUTPUT are required (see --help)");
-                return ExitCode::from(EXIT_ERROR);
-            };
-            commands::pack::run(&commands::pack::Options {
-                input,
-                output,
-                codec: p.codec.into(),
-                level: p.level,
-                cmdline: p.cmdline,
-                initrd: p.initrd,
-                relocs: p.relocs,
-                no_relocs: p.no_relocs,
-                sbat: p.sbat,
-                stub: p.stub,
-                la57: p.la57,
-                protect_text: match (p.protect_text, p.no_protect_text) {
-                    (true, _) => Some(true),
-                    (_, true) => Some(false),
-                    _ => None,
-                },
-                verbosity,
-            })
-        }
+        None => commands::pack::run(&cli.pack),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::from(EXIT_OK),

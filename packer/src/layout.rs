@@ -9,25 +9,15 @@ use zboot_format::{Codec, MAX_KERNEL_MEM, X86_KERNEL_ALIGN, checksum};
 use crate::align_up;
 use crate::input::{KernelImage, relocs};
 
-/// The decoded stream and everything the payload header says about it.
+/// The decoded stream and the payload header's fields that describe it (the codec, the
+/// compressed stream and the embedded parts are filled in by [`Layout::header`]).
 #[derive(Clone, Debug)]
 pub struct Layout {
     /// `image || zero padding to 4 || relocs`.
     pub stream: Vec<u8>,
-    pub image_size: u64,
-    pub mem_size: u64,
-    pub alignment: u64,
-    pub preferred_address: u64,
-    pub entry_offset: u64,
-    pub link_virt_base: u64,
-    pub relocs_offset: u64,
-    pub relocs_counts: (u32, u32, u32),
-    pub flags: Flags,
-    pub xloadflags: u16,
-    pub boot_protocol: u16,
-    /// Payload `text_size` / `nx_end` (0, 0 without `Flags::TEXT_RO`).
-    pub text_size: u32,
-    pub nx_end: u32,
+    /// What the layout decides; `codec`, `compressed_size`, `stream_check` and the embedded
+    /// parts' fields are placeholders.
+    pub header: PayloadHeader,
 }
 
 /// Lay out `k`. `relocs_override` (from `--relocs`) replaces any table found in the input;
@@ -115,8 +105,13 @@ pub fn lay_out(
         ),
         (None, true, None) => (0, 0),
     };
-    Ok(Layout {
-        stream,
+    let (relocs_count64, relocs_count_inv32, relocs_count32) = relocs_counts;
+    let header = PayloadHeader {
+        arch: Arch::X86_64,
+        codec: Codec::None,
+        flags: Flags(flags),
+        compressed_size: 0,
+        uncompressed_size: stream.len() as u64,
         image_size,
         mem_size,
         alignment,
@@ -124,13 +119,23 @@ pub fn lay_out(
         entry_offset,
         link_virt_base,
         relocs_offset,
-        relocs_counts,
-        flags: Flags(flags),
+        relocs_count64,
+        relocs_count_inv32,
+        relocs_count32,
         xloadflags: k.facts.xloadflags,
         boot_protocol: k.facts.boot_protocol,
+        cmdline_rva: 0,
+        cmdline_size: 0,
+        initrd_rva: 0,
+        initrd_size: 0,
         text_size,
         nx_end,
-    })
+        image_sha256: sha256(&[&stream]),
+        stream_check: 0,
+        cmdline_check: 0,
+        initrd_check: 0,
+    };
+    Ok(Layout { stream, header })
 }
 
 /// Where the embedded command line and initrd sit, and their bytes (for the hash).
@@ -144,9 +149,9 @@ impl Layout {
     /// The payload flags: the layout's, plus `BCJ_X86` when `bcj`.
     pub fn payload_flags(&self, bcj: bool) -> Flags {
         if bcj {
-            Flags(self.flags.0 | Flags::BCJ_X86)
+            Flags(self.header.flags.0 | Flags::BCJ_X86)
         } else {
-            self.flags
+            self.header.flags
         }
     }
 
@@ -154,12 +159,12 @@ impl Layout {
     /// applied.
     pub fn stored_stream(&self, flags: Flags) -> Vec<u8> {
         let mut s = self.stream.clone();
-        zboot_format::filters::apply(flags, self.image_size, &mut s);
+        zboot_format::filters::apply(flags, self.header.image_size, &mut s);
         s
     }
 
-    /// The payload header for this layout stored with `flags` (see [`Layout::payload_flags`])
-    /// and compressed with `codec` to `compressed`.
+    /// The payload header for this layout stored with `flags` (see [`Layout::payload_flags`]),
+    /// compressed with `codec` to `compressed`, with the embedded parts where they were placed.
     pub fn header(
         &self,
         codec: Codec,
@@ -167,37 +172,20 @@ impl Layout {
         compressed: &[u8],
         embedded: Embedded,
     ) -> PayloadHeader {
-        let (c64, ci32, c32) = self.relocs_counts;
         let cmd = embedded.cmdline.unwrap_or((0, &[]));
         let ird = embedded.initrd.unwrap_or((0, &[]));
         PayloadHeader {
-            arch: Arch::X86_64,
             codec,
             flags,
             compressed_size: compressed.len() as u64,
-            uncompressed_size: self.stream.len() as u64,
-            image_size: self.image_size,
-            mem_size: self.mem_size,
-            alignment: self.alignment,
-            preferred_address: self.preferred_address,
-            entry_offset: self.entry_offset,
-            link_virt_base: self.link_virt_base,
-            relocs_offset: self.relocs_offset,
-            relocs_count64: c64,
-            relocs_count_inv32: ci32,
-            relocs_count32: c32,
-            xloadflags: self.xloadflags,
-            boot_protocol: self.boot_protocol,
             cmdline_rva: cmd.0,
             cmdline_size: cmd.1.len() as u32,
             initrd_rva: ird.0,
             initrd_size: ird.1.len() as u32,
-            text_size: self.text_size,
-            nx_end: self.nx_end,
-            image_sha256: sha256(&[&self.stream]),
             stream_check: checksum::of(compressed),
             cmdline_check: checksum::of(cmd.1),
             initrd_check: checksum::of(ird.1),
+            ..self.header
         }
     }
 }

@@ -92,6 +92,34 @@ pub fn vmlinux(with_relocs: bool) -> Vec<u8> {
     out
 }
 
+/// A minimal bzImage (boot protocol 2.15: three setup sectors, the header as a loader reads
+/// it) whose payload is `inner` compressed with gzip, right after the setup sectors.
+pub fn bzimage(inner: &[u8]) -> Vec<u8> {
+    use zboot_format::bootparam::{HDRS_MAGIC, SETUP_HEADER_OFFSET, SetupHeader};
+    let mut progress = crate::compress::Progress::new("", inner.len() as u64, false);
+    let payload = crate::compress::compress(zboot_format::Codec::Gzip, 6, inner, &mut progress)
+        .expect("gzip");
+    let h = SetupHeader {
+        setup_sects: 3,
+        boot_flag: 0xaa55,
+        header: HDRS_MAGIC,
+        version: 0x020f,
+        loadflags: 1, // LOADED_HIGH
+        kernel_alignment: 0x20_0000,
+        relocatable_kernel: 1,
+        xloadflags: 0x7f,
+        payload_offset: 0,
+        payload_length: payload.len() as u32,
+        init_size: 0x80_0000,
+        ..SetupHeader::default()
+    };
+    let mut d = vec![0u8; h.protected_mode_offset()];
+    let bytes = h.to_bytes();
+    d[SETUP_HEADER_OFFSET..SETUP_HEADER_OFFSET + bytes.len()].copy_from_slice(&bytes);
+    d.extend_from_slice(&payload);
+    d
+}
+
 /// Overwrite a little-endian integer of `N` bytes at `off`.
 pub fn poke<const N: usize>(data: &mut [u8], off: usize, value: u64) {
     data[off..off + N].copy_from_slice(&value.to_le_bytes()[..N]);

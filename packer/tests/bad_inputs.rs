@@ -96,29 +96,15 @@ fn rejected(dir: &Path, name: &str, input: &Path, want: &str) {
     );
 }
 
-/// A minimal bzImage (boot protocol 2.15) whose gzip payload is `inner`.
-fn bzimage(inner: &[u8]) -> Vec<u8> {
-    let mut progress = zboot_pack::compress::Progress::new("", inner.len() as u64, false);
-    let payload =
-        zboot_pack::compress::compress(zboot_pack::Codec::Gzip, 6, inner, &mut progress).unwrap();
-    let setup_sects = 3u8;
-    let mut d = vec![0u8; (setup_sects as usize + 1) * 512];
-    d[0x1f1] = setup_sects;
-    d[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
-    d[0x202..0x206].copy_from_slice(b"HdrS");
-    d[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
-    d[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
-    d[0x24c..0x250].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    d[0x260..0x264].copy_from_slice(&0x80_0000u32.to_le_bytes());
-    d.extend_from_slice(&payload);
-    d
-}
-
 #[test]
 fn the_synthetic_bzimage_packs() {
     // The truncated-bzImage case below is only meaningful if the whole one is accepted.
     let dir = tempfile::tempdir().unwrap();
-    let input = write(dir.path(), "bzImage", &bzimage(&testkit::vmlinux(true)));
+    let input = write(
+        dir.path(),
+        "bzImage",
+        &testkit::bzimage(&testkit::vmlinux(true)),
+    );
     let out = Command::new(BIN)
         .arg(&input)
         .arg("-o")
@@ -138,7 +124,7 @@ fn bad_input_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let good = testkit::vmlinux(false);
-    let bz = bzimage(&testkit::vmlinux(true));
+    let bz = testkit::bzimage(&testkit::vmlinux(true));
 
     let mut phoff = good.clone();
     poke::<8>(&mut phoff, 32, 0xffff_ffff_ffff_ff00); // e_phoff
@@ -247,9 +233,9 @@ fn bad_input_files() {
         (
             "bzimage-no-payload",
             {
-                let mut d = vec![0; 0x400];
-                d[0x202..0x206].copy_from_slice(b"HdrS");
-                d[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+                // A bzImage cut short inside its setup sectors: the header, no payload.
+                let mut d = testkit::bzimage(b"x");
+                d.truncate(0x400);
                 d
             },
             "bzImage payload",

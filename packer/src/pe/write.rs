@@ -166,47 +166,105 @@ fn kept_sections(stub: &PeFile) -> Result<usize> {
     }
 }
 
-/// RVAs the new sections of the given sizes will get after the stub's sections.
-pub fn plan_rvas(stub: &PeFile, sizes: &[u64]) -> Result<Vec<u32>> {
-    check_stub(stub)?;
-    let kept = kept_sections(stub)?;
-    let mut next = align32(
-        stub.sections[..kept].last().map_or(0, |s| s.va_end()),
-        SECTION_ALIGNMENT,
-    );
-    let mut out = Vec::with_capacity(sizes.len());
-    for &size in sizes {
-        if size == 0 {
+/// The image being built: the stub, then the parts after its sections, each given its RVA
+/// once, when it is added (the payload header that names the others' RVAs is filled in after
+/// them, through [`Builder::data_mut`]). [`Builder::finish`] lays out the file, writes the
+/// headers, the descriptor and the checksum, and runs the strict-PE self-check.
+pub struct Builder<'a> {
+    stub: PeFile<'a>,
+    /// The stub sections kept (all but a dropped `.reloc`).
+    kept: usize,
+    /// The RVA the next part gets.
+    next: u32,
+    new: Vec<NewSection>,
+    rvas: Vec<u32>,
+}
+
+impl<'a> Builder<'a> {
+    /// Start from the stub in `stub_bytes` (checked: x86_64, 4 KiB / 512 B alignment, sections
+    /// contiguous in memory).
+    pub fn new(stub_bytes: &'a [u8]) -> Result<Builder<'a>> {
+        let stub = PeFile::parse(stub_bytes).context("stub")?;
+        check_stub(&stub).context("stub")?;
+        let kept = kept_sections(&stub)?;
+        let next = align32(
+            stub.sections[..kept].last().map_or(0, |s| s.va_end()),
+            SECTION_ALIGNMENT,
+        );
+        Ok(Builder {
+            stub,
+            kept,
+            next,
+            new: Vec::new(),
+            rvas: Vec::new(),
+        })
+    }
+
+    /// Append `section` after everything added so far; returns its RVA, which no later step
+    /// changes.
+    pub fn add(&mut self, section: NewSection) -> Result<u32> {
+        if section.data.is_empty() {
             bail!("empty section");
         }
-        let size = u32::try_from(size)
+        let size = u32::try_from(section.data.len())
             .ok()
             .filter(|s| *s < 0xf000_0000)
             .context("section too large for a PE image")?;
-        out.push(next);
-        next = next
+        let rva = self.next;
+        self.next = rva
             .checked_add(align32(size, SECTION_ALIGNMENT))
             .context("image too large for a PE image")?;
+        self.new.push(section);
+        self.rvas.push(rva);
+        Ok(rva)
     }
-    Ok(out)
+
+    /// The bytes of the `i`-th added section.
+    pub fn data(&self, i: usize) -> &[u8] {
+        &self.new[i].data
+    }
+
+    /// The bytes of the `i`-th added section, to fill in place (their length is fixed).
+    pub fn data_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.new[i].data
+    }
+
+    /// The finished image.
+    pub fn finish(self, opts: &Options) -> Result<Vec<u8>> {
+        let Builder {
+            stub,
+            kept,
+            new,
+            rvas,
+            ..
+        } = self;
+        finish(&stub, kept, new, &rvas, opts)
+    }
 }
 
-/// Build the output image from `stub_bytes` and `new` sections.
+/// Build the output image from `stub_bytes` and `new` sections, placed in order after the
+/// stub's.
 pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Vec<u8>> {
-    let stub = PeFile::parse(stub_bytes).context("stub")?;
-    let rvas = plan_rvas(
-        &stub,
-        &new.iter().map(|s| s.data.len() as u64).collect::<Vec<_>>(),
-    )
-    .context("stub")?;
+    let mut b = Builder::new(stub_bytes)?;
+    for s in new {
+        b.add(s.clone())?;
+    }
+    b.finish(opts)
+}
 
+fn finish(
+    stub: &PeFile,
+    kept: usize,
+    new: Vec<NewSection>,
+    rvas: &[u32],
+    opts: &Options,
+) -> Result<Vec<u8>> {
     // Section contents: the stub's raw bytes (with the debug data cleared), then the new ones.
     struct Out {
         header: ImageSectionHeader,
         data: Vec<u8>,
     }
-    let kept = kept_sections(&stub)?;
-    let descriptor_at = find_descriptor(&stub)?;
+    let descriptor_at = find_descriptor(stub)?;
     let mut out_sections: Vec<Out> = stub.sections[..kept]
         .iter()
         .map(|s| {
@@ -226,13 +284,13 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         })
         .collect();
     clear_debug_data(
-        &stub,
+        stub,
         &mut out_sections
             .iter_mut()
             .map(|o| &mut o.data)
             .collect::<Vec<_>>(),
     );
-    for (s, &rva) in new.iter().zip(&rvas) {
+    for (s, &rva) in new.into_iter().zip(rvas) {
         let mut header = ImageSectionHeader {
             name: s.name,
             virtual_size: U32::new(LE, s.data.len() as u32),
@@ -248,7 +306,7 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         header.pointer_to_relocations = U32::new(LE, 0);
         out_sections.push(Out {
             header,
-            data: s.data.clone(),
+            data: s.data,
         });
     }
 
@@ -369,11 +427,11 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         .collect();
     if let Some((i, off)) = descriptor_at {
         fill_descriptor(
-            &stub,
+            stub,
             &mut out_sections[i].data[off..],
             size_of_image,
             opts,
-            &rvas,
+            rvas,
         )?;
         if opts.zimg.is_some() {
             let info =
@@ -437,10 +495,10 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
         out.extend_from_slice(bytes_of(&o.header));
     }
     if let Some(z) = opts.zimg {
-        check_bzimage_entries(&stub)?;
+        check_bzimage_entries(stub)?;
         let setup = image::setup_header(&image::SetupFacts {
             image_size: size_of_image,
-            handover_rva: handover_rva(&stub)?,
+            handover_rva: handover_rva(stub)?,
             payload_offset: out_sections[kept + z.section]
                 .header
                 .pointer_to_raw_data
@@ -449,12 +507,12 @@ pub fn write(stub_bytes: &[u8], new: &[NewSection], opts: &Options) -> Result<Ve
             payload_size: z.size,
             kernel_xloadflags: z.kernel_xloadflags,
             kernel_version: opts.kernel_version.is_some(),
-            kernel_info_rva: kernel_info_rva(&stub)?,
+            kernel_info_rva: kernel_info_rva(stub)?,
         });
         out.resize(SETUP_HEADER_OFFSET, 0);
         out.extend_from_slice(&setup.to_bytes());
         debug_assert_eq!(out.len(), image::REAL_MODE_AT);
-        out.extend_from_slice(real_mode_code(&stub)?);
+        out.extend_from_slice(real_mode_code(stub)?);
         if let Some(v) = &opts.kernel_version {
             image::check_kernel_version(v.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
             out.resize(image::KERNEL_VERSION_AT, 0);
@@ -843,7 +901,9 @@ mod tests {
                 .collect();
             let zimg = (!new.is_empty()).then_some(ZimgSpec { section: 0, offset: 0, size: 1, comp_type: "zstd22", kernel_xloadflags: 0 });
             let opts = Options { timestamp: ts, zimg, ..Options::default() };
-            let out = write(EMBEDDED_STUB, &new, &opts).unwrap();
+            let mut b = Builder::new(EMBEDDED_STUB).unwrap();
+            let planned: Vec<u32> = new.iter().map(|s| b.add(s.clone()).unwrap()).collect();
+            let out = b.finish(&opts).unwrap();
             prop_assert!(rules::check(&out).is_empty());
             prop_assert_eq!(&out, &write(EMBEDDED_STUB, &new, &opts).unwrap());
             let pe = PeFile::parse(&out).unwrap();
@@ -851,7 +911,6 @@ mod tests {
             let n_stub = kept_sections(&stub).unwrap();
             prop_assert_eq!(pe.sections.len(), n_stub + new.len());
             prop_assert_eq!(pe.file_header.time_date_stamp.get(LE), ts);
-            let planned = plan_rvas(&stub, &new.iter().map(|s| s.data.len() as u64).collect::<Vec<_>>()).unwrap();
             for (i, s) in new.iter().enumerate() {
                 let got = &pe.sections[n_stub + i];
                 prop_assert_eq!(got.va(), planned[i]);
