@@ -5,7 +5,7 @@
 //! platform can free; nothing jumps into bytes that failed the stream check.
 
 use crate::error::Error;
-use crate::platform::{InitrdSource, Kernel, KernelRegion, LoadedInitrd, Platform};
+use crate::platform::{Handed, InitrdSource, Kernel, KernelRegion, LoadedInitrd, Offer, Platform};
 use crate::{console, image, memstats, report, rng};
 use core::convert::Infallible;
 use zboot_format::header::PayloadHeader;
@@ -51,8 +51,17 @@ pub fn boot<P: Platform>(mut p: P) -> Result<Infallible, Error> {
     )?;
     report::unpacked(&h, &t);
 
-    // 5. Initrd, measured into PCR 9 unless the loader placed it; the event log handed on.
-    let initrd = memstats::for_payload(|| p.load_initrd(&opts, input.initrd, payload.initrd))?;
+    // 5. Initrd (none with `noinitrd`), measured into PCR 9 unless the loader placed it; the
+    //    event log handed on.
+    let offer = Offer {
+        loader: input.initrd,
+        embedded: payload.initrd,
+    };
+    let initrd = if opts.noinitrd {
+        None
+    } else {
+        memstats::for_payload(|| p.load_initrd(&opts, offer))?
+    };
     if let Some(i) = &initrd {
         measure_initrd(&mut p, i);
     }
@@ -60,25 +69,24 @@ pub fn boot<P: Platform>(mut p: P) -> Result<Infallible, Error> {
 
     // 6. What the kernel is handed and the paging switch, prepared while memory can be had;
     //    then W^X for the kernel, last of all that can fail.
-    let kernel = Kernel {
-        header: &h,
-        base: region.addr(),
-        randomized: phys_random || plan.virt_random,
+    let handed = Handed {
+        kernel: Kernel {
+            header: &h,
+            base: region.addr(),
+            randomized: phys_random || plan.virt_random,
+        },
+        line: &line,
+        initrd: initrd.as_ref().map(|i| i.span()),
+        seed: random.kernel_seed(),
+        no5lvl: opts.no5lvl,
+        secure_boot: input.secure_boot,
     };
-    let span = initrd.as_ref().map(|i| i.span());
-    let handoff = p.prepare_handoff(
-        &kernel,
-        &line,
-        span,
-        random.kernel_seed(),
-        &opts,
-        input.secure_boot,
-    )?;
+    let handoff = p.prepare_handoff(&handed)?;
     report::memory();
-    p.protect_kernel(&kernel, &handoff)?;
+    p.protect_kernel(&handed.kernel, &handoff)?;
 
     // 7. Leave the platform and enter the kernel.
-    let entry = kernel.base + h.entry_offset;
+    let entry = handed.kernel.base + h.entry_offset;
     progress!("entering kernel at {:#x}", entry);
     p.enter(entry, region, initrd, handoff)
 }

@@ -55,6 +55,14 @@ pub enum InitrdSource {
     Embedded,
 }
 
+/// The initrds on offer before the platform looks for its own.
+pub struct Offer {
+    /// The loader's (address, size), checked to lie in its memory.
+    pub loader: Option<(u64, u64)>,
+    /// The image's embedded one.
+    pub embedded: Option<&'static [u8]>,
+}
+
 /// A loaded initrd.
 pub trait LoadedInitrd {
     fn source(&self) -> InitrdSource;
@@ -72,6 +80,21 @@ pub struct Kernel<'a> {
     pub base: u64,
     /// Whether its physical or virtual address was randomized.
     pub randomized: bool,
+}
+
+/// Everything the kernel is handed, for [`Platform::prepare_handoff`].
+pub struct Handed<'a> {
+    pub kernel: Kernel<'a>,
+    /// The kernel's command line.
+    pub line: &'a str,
+    /// The initrd (address, size), if any.
+    pub initrd: Option<(u64, u64)>,
+    /// Bytes for the kernel's RNG seed, when there are any worth handing on.
+    pub seed: Option<&'a [u8]>,
+    /// `no5lvl` on the command line.
+    pub no5lvl: bool,
+    /// The Secure Boot state the kernel is told.
+    pub secure_boot: u8,
 }
 
 /// One platform: the firmware (or its absence) the stub was started on.
@@ -94,24 +117,12 @@ pub trait Platform: PhysMemory<Claim = Self::Region, Error = Error> + Sized {
     /// Make the kernel's region usable as the kernel runs it at entry (writable and
     /// executable), right after it was placed.
     fn open_kernel(&mut self, kernel: &Self::Region, h: &PayloadHeader) -> Result<(), Error>;
-    /// The initrd: `loader`'s, else what the platform can load, else the `embedded` one.
-    fn load_initrd(
-        &mut self,
-        opts: &Options,
-        loader: Option<(u64, u64)>,
-        embedded: Option<&'static [u8]>,
-    ) -> Result<Option<Self::Initrd>, Error>;
+    /// The initrd: the loader's, else what the platform can load, else the embedded one (the
+    /// pipeline asks only without `noinitrd`).
+    fn load_initrd(&mut self, opts: &Options, offer: Offer) -> Result<Option<Self::Initrd>, Error>;
     /// The kernel's boot information (on x86: boot_params and all it points to) and the paging
     /// switch, allocated and filled.
-    fn prepare_handoff(
-        &mut self,
-        kernel: &Kernel<'_>,
-        line: &str,
-        initrd: Option<(u64, u64)>,
-        seed: Option<&[u8]>,
-        opts: &Options,
-        secure_boot: u8,
-    ) -> Result<Self::Handoff, Error>;
+    fn prepare_handoff(&mut self, handed: &Handed<'_>) -> Result<Self::Handoff, Error>;
     /// The kernel's text read-only where the platform can (last of all that can fail).
     fn protect_kernel(&mut self, kernel: &Kernel<'_>, handoff: &Self::Handoff)
     -> Result<(), Error>;

@@ -11,7 +11,8 @@ mod own_tables;
 
 use crate::error::Error;
 use crate::platform::{
-    InitrdSource, Kernel, KernelRegion, LoadedInitrd, LoaderInput, Platform, loader_line,
+    Handed, InitrdSource, Kernel, KernelRegion, LoadedInitrd, LoaderInput, Offer, Platform,
+    loader_line,
 };
 use crate::{console, heap};
 use alloc::vec::Vec;
@@ -220,16 +221,8 @@ impl Platform for Bare {
         Ok(())
     }
 
-    fn load_initrd(
-        &mut self,
-        opts: &Options,
-        loader: Option<(u64, u64)>,
-        embedded: Option<&'static [u8]>,
-    ) -> Result<Option<Initrd>, Error> {
-        if opts.noinitrd {
-            return Ok(None);
-        }
-        let initrd = match (loader, embedded) {
+    fn load_initrd(&mut self, _: &Options, offer: Offer) -> Result<Option<Initrd>, Error> {
+        let initrd = match (offer.loader, offer.embedded) {
             (Some((at, size)), _) => Initrd {
                 source: InitrdSource::Loader,
                 at,
@@ -248,17 +241,11 @@ impl Platform for Bare {
         Ok(Some(initrd))
     }
 
-    fn prepare_handoff(
-        &mut self,
-        kernel: &Kernel<'_>,
-        line: &str,
-        initrd: Option<(u64, u64)>,
-        seed: Option<&[u8]>,
-        opts: &Options,
-        _secure_boot: u8,
-    ) -> Result<Handoff, Error> {
-        let params_at = self.boot_params(kernel, line, initrd, seed)?;
-        let (switch, cr3) = decide(kernel.header, opts.no5lvl);
+    /// The loader's boot_params keep its `secure_boot` (the state it reported, which the
+    /// pipeline's lock rule read).
+    fn prepare_handoff(&mut self, handed: &Handed<'_>) -> Result<Handoff, Error> {
+        let params_at = self.boot_params(handed)?;
+        let (switch, cr3) = decide(handed.kernel.header, handed.no5lvl);
         let trampoline = if switch == paging::Switch::None {
             None
         } else {
@@ -318,13 +305,14 @@ impl Platform for Bare {
 impl Bare {
     /// The loader's boot_params with the kernel's placement, our line, initrd and seed,
     /// written to free RAM. Returns their address.
-    fn boot_params(
-        &self,
-        kernel: &Kernel<'_>,
-        line: &str,
-        initrd: Option<(u64, u64)>,
-        seed: Option<&[u8]>,
-    ) -> Result<u64, Error> {
+    fn boot_params(&self, handed: &Handed<'_>) -> Result<u64, Error> {
+        let Handed {
+            kernel,
+            line,
+            initrd,
+            seed,
+            ..
+        } = handed;
         let mut params = self.loader;
         let placement = bp::KernelPlacement::new(kernel.header, kernel.base, kernel.randomized);
         bp::set_header(&mut params, &placement);
@@ -343,7 +331,7 @@ impl Bare {
         bp::set_cmdline(&mut params, cmdline_at);
         let (rd_addr, rd_size) = initrd.unwrap_or((0, 0));
         bp::set_initrd(&mut params, rd_addr, rd_size);
-        if let Some(seed) = seed {
+        if let Some(seed) = *seed {
             rng_seed_node(&mut params, seed)?;
         }
         let size = size_of::<BootParams>() as u64;

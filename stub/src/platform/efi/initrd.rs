@@ -59,9 +59,6 @@ pub fn load(
     from_loader: Option<(u64, u64)>,
     embedded: Option<&'static [u8]>,
 ) -> Result<Option<Initrd>, InitrdError> {
-    if opts.noinitrd {
-        return Ok(None);
-    }
     if let Some((addr, size)) = from_loader {
         return Ok(Some(Initrd {
             source: Source::Loader,

@@ -12,7 +12,7 @@ mod secure_boot;
 mod x86_64;
 
 use crate::error::{Context, Error};
-use crate::platform::{Kernel, LoaderInput, Platform};
+use crate::platform::{Handed, Kernel, LoaderInput, Offer, Platform};
 use crate::{console, heap};
 use alloc::vec::Vec;
 use memory::Pages;
@@ -161,25 +161,12 @@ impl Platform for Efi {
         kernel_memory::open(kernel.0.addr(), h.mem_size)
     }
 
-    fn load_initrd(
-        &mut self,
-        opts: &Options,
-        loader: Option<(u64, u64)>,
-        embedded: Option<&'static [u8]>,
-    ) -> Result<Option<Initrd>, Error> {
-        initrd::load(opts, loader, embedded).map_err(|e| Error::Efi(e.0, e.1))
+    fn load_initrd(&mut self, opts: &Options, offer: Offer) -> Result<Option<Initrd>, Error> {
+        initrd::load(opts, offer.loader, offer.embedded).map_err(|e| Error::Efi(e.0, e.1))
     }
 
-    fn prepare_handoff(
-        &mut self,
-        kernel: &Kernel<'_>,
-        line: &str,
-        initrd: Option<(u64, u64)>,
-        seed: Option<&[u8]>,
-        opts: &Options,
-        secure_boot: u8,
-    ) -> Result<x86_64::Handoff, Error> {
-        x86_64::prepare(kernel, line, initrd, seed, opts, secure_boot)
+    fn prepare_handoff(&mut self, handed: &Handed<'_>) -> Result<x86_64::Handoff, Error> {
+        x86_64::prepare(handed)
     }
 
     fn protect_kernel(&mut self, kernel: &Kernel<'_>, _: &x86_64::Handoff) -> Result<(), Error> {

@@ -5,10 +5,9 @@ mod trampoline;
 mod zero_page;
 
 use crate::error::Error;
-use crate::platform::Kernel;
+use crate::platform::Handed;
 use uefi::boot::MemoryType;
 use zboot_stub::arch::x86_64::{boot_params as bp, handoff};
-use zboot_stub::cmdline::Options;
 
 /// What the jump needs, prepared before ExitBootServices.
 pub struct Handoff {
@@ -18,17 +17,11 @@ pub struct Handoff {
 
 /// boot_params and everything it points to, and the paging switch: allocated now, while
 /// boot services run.
-pub fn prepare(
-    kernel: &Kernel<'_>,
-    line: &str,
-    initrd: Option<(u64, u64)>,
-    seed: Option<&[u8]>,
-    opts: &Options,
-    secure_boot: u8,
-) -> Result<Handoff, Error> {
-    let placement = bp::KernelPlacement::new(kernel.header, kernel.base, kernel.randomized);
-    let zero_page = zero_page::prepare(&placement, line, initrd, seed, secure_boot)?;
-    let trampoline = trampoline::prepare_efi(kernel.header, opts.no5lvl)?;
+pub fn prepare(h: &Handed<'_>) -> Result<Handoff, Error> {
+    let k = &h.kernel;
+    let placement = bp::KernelPlacement::new(k.header, k.base, k.randomized);
+    let zero_page = zero_page::prepare(&placement, h.line, h.initrd, h.seed, h.secure_boot)?;
+    let trampoline = trampoline::prepare_efi(k.header, h.no5lvl)?;
     Ok(Handoff {
         zero_page,
         trampoline,
