@@ -1,6 +1,6 @@
 //! Random bytes for KASLR and the kernel's RNG seed.
 //!
-//! Source order: the platform's (EFI_RNG_PROTOCOL, default algorithm; none without firmware), else RDRAND when CPUID.1:ECX[30] says the
+//! Source order: the platform's (EFI_RNG_PROTOCOL, default algorithm; none without firmware), else RDRAND when `CPUID.1:ECX[30]` says the
 //! CPU has it (retried, as Intel recommends), else a TSC-derived value. The TSC fallback is weak:
 //! the time since reset is partly predictable (boot timing varies by milliseconds, a few bits to a
 //! few tens of bits of entropy), so it only defeats fixed-address attacks, not an attacker who can

@@ -7,7 +7,7 @@ pub fn counter() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Whether CPUID.1:ECX[30] reports RDRAND.
+/// Whether `CPUID.1:ECX[30]` reports RDRAND.
 pub fn has_random_instruction() -> bool {
     // CPUID leaf 1 exists on every x86_64 CPU.
     core::arch::x86_64::__cpuid(1).ecx & (1 << 30) != 0
