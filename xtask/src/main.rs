@@ -39,6 +39,7 @@ mod swtpm;
 mod test_cmd;
 mod tools;
 mod tpm_log;
+mod typist;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};

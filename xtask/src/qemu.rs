@@ -417,69 +417,6 @@ fn lock_qemu() -> Result<fs::File> {
     Ok(f)
 }
 
-/// Types [`BootSpec::serial_input`] into the serial console socket: connects once QEMU made
-/// it, drains what QEMU writes there (the log file has it too), and sends one character per
-/// step once the log shows the awaited text.
-struct Typist<'a> {
-    script: &'a [(String, String)],
-    /// The entry being typed, the characters of it sent, and how much of the log was consumed.
-    entry: usize,
-    sent: usize,
-    seen: usize,
-    socket: Option<std::os::unix::net::UnixStream>,
-}
-
-impl<'a> Typist<'a> {
-    fn new(script: &'a [(String, String)]) -> Self {
-        Typist {
-            script,
-            entry: 0,
-            sent: 0,
-            seen: 0,
-            socket: None,
-        }
-    }
-
-    fn step(&mut self, console: &Path, serial: &Path) -> Result<()> {
-        use std::io::{Read, Write};
-        if self.script.is_empty() {
-            return Ok(());
-        }
-        if self.socket.is_none() {
-            let Ok(s) = std::os::unix::net::UnixStream::connect(console) else {
-                return Ok(());
-            };
-            s.set_nonblocking(true)?;
-            self.socket = Some(s);
-        }
-        let socket = self.socket.as_mut().unwrap();
-        let mut sink = [0u8; 4096];
-        while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
-        let Some((wait_for, keys)) = self.script.get(self.entry) else {
-            return Ok(());
-        };
-        if self.sent == 0 {
-            let log = fs::read(serial).unwrap_or_default();
-            let want = wait_for.as_bytes();
-            let Some(at) = log
-                .get(self.seen..)
-                .and_then(|l| l.windows(want.len()).position(|w| w == want))
-            else {
-                return Ok(());
-            };
-            self.seen += at + wait_for.len();
-        }
-        if let Some(&b) = keys.as_bytes().get(self.sent) {
-            socket.write_all(&[b])?;
-            self.sent += 1;
-        }
-        if self.sent == keys.len() {
-            (self.entry, self.sent) = (self.entry + 1, 0);
-        }
-        Ok(())
-    }
-}
-
 /// Boots `spec` and returns what happened. Errors only for harness problems (missing
 /// prerequisites, I/O); a guest that fails to boot is a successful run with a bad outcome.
 pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
@@ -593,7 +530,7 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
     let mut stopped_on = None;
     let mut time_to_report = None;
     let mut stop_deadline: Option<Instant> = None;
-    let mut typing = Typist::new(&spec.serial_input);
+    let mut typing = crate::typist::Typist::new(&spec.serial_input);
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break Some(st);
