@@ -227,6 +227,33 @@ impl ProbeReport {
     pub fn passed(&self) -> bool {
         matches!(self.result, Some(Ok(())))
     }
+
+    /// The value of `key`, or an error naming it.
+    pub fn value(&self, key: &str) -> anyhow::Result<&str> {
+        self.get(key)
+            .ok_or_else(|| anyhow::anyhow!("the probe reported no `{key}`"))
+    }
+
+    /// `key`'s value read as hexadecimal (with or without `0x`).
+    pub fn hex(&self, key: &str) -> anyhow::Result<u64> {
+        let v = self.value(key)?;
+        u64::from_str_radix(v.trim_start_matches("0x"), 16)
+            .map_err(|_| anyhow::anyhow!("the probe's `{key}={v}` is not hexadecimal"))
+    }
+
+    /// `key`'s value read as a decimal number.
+    pub fn number(&self, key: &str) -> anyhow::Result<u64> {
+        let v = self.value(key)?;
+        v.parse()
+            .map_err(|_| anyhow::anyhow!("the probe's `{key}={v}` is not a number"))
+    }
+
+    /// The probe's entry check `check_<name>` passed.
+    pub fn check_ok(&self, name: &str) -> anyhow::Result<()> {
+        let v = self.get(&format!("check_{name}")).unwrap_or("missing");
+        anyhow::ensure!(v == "ok", "check_{name}={v}");
+        Ok(())
+    }
 }
 
 #[cfg(test)]

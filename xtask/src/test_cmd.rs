@@ -165,7 +165,10 @@ pub fn run(a: &TestArgs) -> Result<()> {
             println!("step {name}");
         }
         for t in boot_tests::all() {
-            println!("boot {}", t.name);
+            match &t.about {
+                Some(about) => println!("boot {}: {about}", t.name),
+                None => println!("boot {}", t.name),
+            }
         }
         for (name, _) in LATE_TESTS {
             println!("boot {name}");

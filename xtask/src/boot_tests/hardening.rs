@@ -24,7 +24,7 @@ use crate::report::ProbeReport;
 use std::collections::BTreeSet;
 use zboot_format::header::{HEADER_SIZE, PayloadHeader};
 
-const MIB2: u64 = 2 << 20;
+use super::probe::MIB2;
 /// LOAD_PHYSICAL_ADDR of both the probe and Debian's kernel.
 const PREFERRED: u64 = 0x100_0000;
 /// `_text` of an x86_64 kernel that was not moved virtually.
@@ -33,71 +33,9 @@ const TEXT_UNRANDOMIZED: u64 = 0xffff_ffff_8100_0000;
 pub(crate) const VMALLOC_4LEVEL_KB: u64 = 34_359_738_367;
 pub(crate) const VMALLOC_5LEVEL_KB: u64 = 13_743_895_347_199;
 
-/// The probe packed with its relocation table, an embedded command line and `extra` arguments.
-fn pack_probe(ctx: &Ctx, name: &str, cmdline: &str, extra: &[&str]) -> Result<PathBuf> {
-    let p = ctx.probe()?;
-    let relocs = p.relocs.display().to_string();
-    let mut args = vec!["--relocs", relocs.as_str(), "--cmdline", cmdline];
-    args.extend_from_slice(extra);
-    ctx.pack(name, &p.vmlinux, &args)
-}
-
-/// Boot a probe image as `BOOTX64.EFI` on strict-NX 2025.02 and return its passing report.
-fn boot_probe(ctx: &Ctx, name: &str, image: PathBuf) -> Result<(ProbeReport, BootOutcome)> {
-    boot_probe_on(ctx, Firmware::Ovmf2025StrictNx, name, image)
-}
-
-fn boot_probe_on(
-    ctx: &Ctx,
-    fw: Firmware,
-    name: &str,
-    image: PathBuf,
-) -> Result<(ProbeReport, BootOutcome)> {
-    let mut spec = BootSpec::new(name, fw, BootMode::Bare { image });
-    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
-    let out = ctx.boot(&spec)?;
-    let Some(p) = out.probe.clone() else {
-        bail!(
-            "{name}: no probe report (log {}):\n{}",
-            out.log_path.display(),
-            out.log_tail(20)
-        );
-    };
-    ensure!(
-        p.passed(),
-        "{name}: probe failed: {:?} (log {}):\n{}",
-        p.result,
-        out.log_path.display(),
-        out.log_tail(40)
-    );
-    Ok((p, out))
-}
-
-fn hex(p: &ProbeReport, key: &str) -> Result<u64> {
-    let v = p
-        .get(key)
-        .with_context(|| format!("probe reported no {key}"))?;
-    u64::from_str_radix(v.trim_start_matches("0x"), 16)
-        .with_context(|| format!("probe {key}={v:?} is not hex"))
-}
-
-fn flag(p: &ProbeReport, key: &str) -> Result<u64> {
-    let v = p
-        .get(key)
-        .with_context(|| format!("probe reported no {key}"))?;
-    let v = v.trim_start_matches("0x");
-    u64::from_str_radix(v, 16).with_context(|| format!("probe {key}={v:?}"))
-}
-
-fn check_ok(p: &ProbeReport, check: &str) -> Result<()> {
-    let v = p.get(&format!("check_{check}")).unwrap_or("missing");
-    ensure!(v == "ok", "check_{check}={v}");
-    Ok(())
-}
-
 /// The probe with relocations and the LA57 flag, reporting under `efi=debug`.
 fn la57_probe(ctx: &Ctx) -> Result<PathBuf> {
-    pack_probe(
+    probe::pack_with_cmdline(
         ctx,
         "hardening-probe-la57",
         "console=ttyS0 efi=debug",
@@ -109,22 +47,22 @@ fn la57_probe(ctx: &Ctx) -> Result<PathBuf> {
 /// correctly for the delta chosen, KASLR_FLAG set, 2 MiB aligned base at or above 16 MiB,
 /// the RNG seed node handed over); the deltas and bases differ between boots; and CR4.LA57 is
 /// on (the image has the LA57 flag, `-cpu max` has LA57), through a RO+X trampoline.
-fn probe_kaslr(ctx: &Ctx) -> Result<()> {
+fn probe_kaslr(ctx: &Ctx, row: &On) -> Result<()> {
     let image = la57_probe(ctx)?;
     let mut deltas = BTreeSet::new();
     let mut bases = BTreeSet::new();
     for i in 0..3 {
-        let (p, out) = boot_probe(ctx, &format!("hardening-probe-kaslr-{i}"), image.clone())?;
+        let (p, out) = probe::passing_bare(ctx, row.fw, &row.part(i), image.clone())?;
         for c in ["relocs", "kaslr_flag", "virt_delta", "load_base", "la57"] {
-            check_ok(&p, c)?;
+            p.check_ok(c)?;
         }
         ensure!(
-            flag(&p, "kaslr_flag")? == 1,
+            p.hex("kaslr_flag")? == 1,
             "KASLR_FLAG not set: {:?}",
             p.get("kaslr_flag")
         );
-        let delta = hex(&p, "virt_delta")?;
-        let base = hex(&p, "load_base")?;
+        let delta = p.hex("virt_delta")?;
+        let base = p.hex("load_base")?;
         ensure!(delta % MIB2 == 0 && base % MIB2 == 0 && base >= PREFERRED);
         for k in ["relocs_rel64", "relocs_inv32", "relocs_rel32"] {
             let n: u64 = p.get(k).unwrap_or("0").parse().unwrap_or(0);
@@ -165,18 +103,13 @@ fn probe_kaslr(ctx: &Ctx) -> Result<()> {
 /// OVMF 2022.11 (no memory attribute protocol, no strict NX): KASLR and the LA57 switch work
 /// there too (the trampoline page is LOADER_CODE, executable by default); which seed source the
 /// firmware offers is printed.
-fn probe_kaslr_ovmf2022(ctx: &Ctx) -> Result<()> {
+fn probe_kaslr_ovmf2022(ctx: &Ctx, row: &On) -> Result<()> {
     let image = la57_probe(ctx)?;
-    let (p, out) = boot_probe_on(
-        ctx,
-        Firmware::Ovmf2022,
-        "hardening-probe-kaslr-ovmf2022",
-        image,
-    )?;
+    let (p, out) = probe::passing_bare(ctx, row.fw, &row.name(), image)?;
     for c in ["relocs", "kaslr_flag", "la57"] {
-        check_ok(&p, c)?;
+        p.check_ok(c)?;
     }
-    ensure!(flag(&p, "kaslr_flag")? == 1, "KASLR_FLAG not set");
+    ensure!(p.hex("kaslr_flag")? == 1, "KASLR_FLAG not set");
     ensure!(p.get("la57") == Some("1"), "la57={:?}", p.get("la57"));
     ensure!(
         out.log.contains("5-level paging: Enable via trampoline"),
@@ -199,18 +132,18 @@ fn probe_kaslr_ovmf2022(ctx: &Ctx) -> Result<()> {
 
 /// `nokaslr`: no virtual delta, KASLR_FLAG clear, at 16 MiB when free (else the documented
 /// fallback, announced under `efi=debug`). `mem=`: the same physical placement, virtual KASLR on.
-fn probe_nokaslr(ctx: &Ctx) -> Result<()> {
-    let image = pack_probe(
+fn probe_nokaslr(ctx: &Ctx, row: &On) -> Result<()> {
+    let image = probe::pack_with_cmdline(
         ctx,
         "hardening-probe-nokaslr",
         "console=ttyS0 efi=debug nokaslr",
         &["--la57"],
     )?;
-    let (p, out) = boot_probe(ctx, "hardening-probe-nokaslr", image)?;
-    check_ok(&p, "relocs")?;
-    ensure!(flag(&p, "kaslr_flag")? == 0, "KASLR_FLAG set under nokaslr");
-    ensure!(hex(&p, "virt_delta")? == 0, "virtual delta under nokaslr");
-    let base = hex(&p, "load_base")?;
+    let (p, out) = probe::passing_bare(ctx, row.fw, &row.name(), image)?;
+    p.check_ok("relocs")?;
+    ensure!(p.hex("kaslr_flag")? == 0, "KASLR_FLAG set under nokaslr");
+    ensure!(p.hex("virt_delta")? == 0, "virtual delta under nokaslr");
+    let base = p.hex("load_base")?;
     if base != PREFERRED {
         ensure!(
             out.log
@@ -222,16 +155,16 @@ fn probe_nokaslr(ctx: &Ctx) -> Result<()> {
 
     // `mem=` disables only the physical part: the same deterministic placement as `nokaslr`,
     // but KASLR_FLAG set (the virtual delta is still random, relocations still verified).
-    let image = pack_probe(
+    let image = probe::pack_with_cmdline(
         ctx,
         "hardening-probe-mem",
         "console=ttyS0 efi=debug mem=1G",
         &["--la57"],
     )?;
-    let (p, _) = boot_probe(ctx, "hardening-probe-mem", image)?;
-    check_ok(&p, "relocs")?;
-    ensure!(flag(&p, "kaslr_flag")? == 1, "KASLR_FLAG clear under mem=");
-    let mem_base = hex(&p, "load_base")?;
+    let (p, _) = probe::passing_bare(ctx, row.fw, &row.part("mem"), image)?;
+    p.check_ok("relocs")?;
+    ensure!(p.hex("kaslr_flag")? == 1, "KASLR_FLAG clear under mem=");
+    let mem_base = p.hex("load_base")?;
     ensure!(
         mem_base == base,
         "mem=: load_base {mem_base:#x}, want the non-random placement {base:#x}"
@@ -240,34 +173,38 @@ fn probe_nokaslr(ctx: &Ctx) -> Result<()> {
 }
 
 /// CR4.LA57 off with `no5lvl`, and off for a payload without the LA57 flag.
-fn probe_4level(ctx: &Ctx) -> Result<()> {
-    let image = pack_probe(
+fn probe_4level(ctx: &Ctx, row: &On) -> Result<()> {
+    let image = probe::pack_with_cmdline(
         ctx,
         "hardening-probe-no5lvl",
         "console=ttyS0 no5lvl",
         &["--la57"],
     )?;
-    let (p, _) = boot_probe(ctx, "hardening-probe-no5lvl", image)?;
+    let (p, _) = probe::passing_bare(ctx, row.fw, &row.part("no5lvl"), image)?;
     ensure!(
         p.get("la57") == Some("0") && p.get("cpu_la57") == Some("1"),
         "no5lvl: la57={:?} cpu_la57={:?}",
         p.get("la57"),
         p.get("cpu_la57")
     );
-    let image = pack_probe(ctx, "hardening-probe-nola57", "console=ttyS0", &[])?;
-    let (p, _) = boot_probe(ctx, "hardening-probe-no-la57-flag", image)?;
+    let image = probe::pack_with_cmdline(ctx, "hardening-probe-nola57", "console=ttyS0", &[])?;
+    let (p, _) = probe::passing_bare(ctx, row.fw, &row.part("no-la57-flag"), image)?;
     ensure!(
         p.get("la57") == Some("0"),
         "payload without LA57: la57={:?}",
         p.get("la57")
     );
-    check_ok(&p, "relocs")?;
+    p.check_ok("relocs")?;
     Ok(())
 }
 
-fn linux_boot(ctx: &Ctx, name: &str, extra: &str) -> Result<crate::report::InitReport> {
+fn linux_boot(
+    ctx: &Ctx,
+    fw: Firmware,
+    name: &str,
+    extra: &str,
+) -> Result<crate::report::InitReport> {
     let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNx;
     let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
     let spec = BootSpec::systemd_boot(
         name,
@@ -289,11 +226,11 @@ fn linux_boot(ctx: &Ctx, name: &str, extra: &str) -> Result<crate::report::InitR
 /// ("Kernel code") addresses; all run with 5-level paging on `-cpu max`. A third boot is made
 /// only when the first two collided by chance (~1/470 per address), so a broken randomization
 /// still fails and a lucky collision does not.
-fn linux_kaslr(ctx: &Ctx) -> Result<()> {
+fn linux_kaslr(ctx: &Ctx, row: &On) -> Result<()> {
     let mut texts = BTreeSet::new();
     let mut codes = BTreeSet::new();
     for i in 0..3 {
-        let r = linux_boot(ctx, &format!("hardening-linux-kaslr-{i}"), "")?;
+        let r = linux_boot(ctx, row.fw, &row.part(i), "")?;
         ensure!(
             r.vmalloc_total_kb == Some(VMALLOC_5LEVEL_KB),
             "VmallocTotal {:?} kB, want {VMALLOC_5LEVEL_KB} (5-level)",
@@ -309,8 +246,8 @@ fn linux_kaslr(ctx: &Ctx) -> Result<()> {
 }
 
 /// `nokaslr`: `_text` at the link address.
-fn linux_nokaslr(ctx: &Ctx) -> Result<()> {
-    let r = linux_boot(ctx, "hardening-linux-nokaslr", "nokaslr")?;
+fn linux_nokaslr(ctx: &Ctx, row: &On) -> Result<()> {
+    let r = linux_boot(ctx, row.fw, &row.name(), "nokaslr")?;
     ensure!(
         r.kallsyms_text == Some(TEXT_UNRANDOMIZED),
         "_text {:x?} under nokaslr, want {TEXT_UNRANDOMIZED:x}",
@@ -320,8 +257,8 @@ fn linux_nokaslr(ctx: &Ctx) -> Result<()> {
 }
 
 /// `no5lvl`: 4-level paging.
-fn linux_no5lvl(ctx: &Ctx) -> Result<()> {
-    let r = linux_boot(ctx, "hardening-linux-no5lvl", "no5lvl")?;
+fn linux_no5lvl(ctx: &Ctx, row: &On) -> Result<()> {
+    let r = linux_boot(ctx, row.fw, &row.name(), "no5lvl")?;
     ensure!(
         r.vmalloc_total_kb == Some(VMALLOC_4LEVEL_KB),
         "VmallocTotal {:?} kB under no5lvl, want {VMALLOC_4LEVEL_KB} (4-level)",
@@ -335,14 +272,15 @@ fn linux_no5lvl(ctx: &Ctx) -> Result<()> {
 /// data non-executable on strict-NX OVMF 2025.02; packed without (a kernel not known to take
 /// it), the region stays writable and executable. On OVMF 2022.11 (no memory attribute
 /// protocol) both stay as the firmware maps LOADER_CODE: `rwx` (documented, asserted).
-fn probe_wx(ctx: &Ctx, fw: Firmware) -> Result<()> {
-    let image = pack_probe(
+fn probe_wx(ctx: &Ctx, row: &On) -> Result<()> {
+    let fw = row.fw;
+    let image = probe::pack_with_cmdline(
         ctx,
         "hardening-probe-wx",
         "console=ttyS0",
         &["--protect-text"],
     )?;
-    let (p, _) = boot_probe_on(ctx, fw, &format!("hardening-probe-wx-{fw}"), image)?;
+    let (p, _) = probe::passing_bare(ctx, fw, &row.name(), image)?;
     let attrs = |p: &ProbeReport| {
         ["text_attr", "rodata_attr", "data_attr"].map(|k| p.get(k).unwrap_or("?").to_string())
     };
@@ -357,8 +295,8 @@ fn probe_wx(ctx: &Ctx, fw: Firmware) -> Result<()> {
         attrs(&p)
     );
     if fw != Firmware::Ovmf2022 {
-        let image = pack_probe(ctx, "hardening-probe-nowx", "console=ttyS0", &[])?;
-        let (p, _) = boot_probe_on(ctx, fw, &format!("hardening-probe-nowx-{fw}"), image)?;
+        let image = probe::pack_with_cmdline(ctx, "hardening-probe-nowx", "console=ttyS0", &[])?;
+        let (p, _) = probe::passing_bare(ctx, fw, &row.part("nowx"), image)?;
         ensure!(
             attrs(&p) == ["rwx", "rwx", "rwx"],
             "{fw}, not known to take read-only text: text/rodata/data {:?}, want rwx",
@@ -371,7 +309,7 @@ fn probe_wx(ctx: &Ctx, fw: Firmware) -> Result<()> {
 /// Debian's own bzImage repacked: the packer finds the kernel takes read-only text (6.1.y with
 /// the backport: NX_COMPAT; 6.12: its release), the stub applies it (its `efi=debug` line), and
 /// the kernel boots to its init on strict-NX OVMF.
-fn linux_wx(ctx: &Ctx, kernel: &DebianKernel, tag: &str) -> Result<()> {
+fn linux_wx(ctx: &Ctx, row: &On, kernel: &DebianKernel, tag: &str) -> Result<()> {
     let fx = ctx.fixtures()?;
     let image = ctx.pack(&format!("{tag}-bzimage"), &kernel.vmlinuz, &[])?;
     let flags = inspect_json(ctx, &image)?["payload"]["flags"].clone();
@@ -382,8 +320,8 @@ fn linux_wx(ctx: &Ctx, kernel: &DebianKernel, tag: &str) -> Result<()> {
         "{tag}: packed without TEXT_RO: {flags}"
     );
     let spec = BootSpec::systemd_boot(
-        format!("hardening-linux-wx-{tag}-ovmf2025-strict-nx"),
-        Firmware::Ovmf2025StrictNx,
+        row.name(),
+        row.fw,
         image,
         Some(fx.initramfs.clone()),
         format!("{} efi=debug", baseline_options()),
@@ -431,7 +369,7 @@ pub(crate) fn inspect_json(ctx: &Ctx, file: &std::path::Path) -> Result<serde_js
 /// `zboot-pack extract`, which adds nothing to a bzImage's ELF), packed with no option. 5-level
 /// support must be decided from the kernel's exported symbols (no setup header, no flag), and
 /// the kernel must boot 5-level on `-cpu max` through systemd-boot on strict-NX OVMF.
-fn bare_vmlinux_5level(ctx: &Ctx, kernel: &DebianKernel, tag: &str) -> Result<()> {
+fn bare_vmlinux_5level(ctx: &Ctx, row: &On, kernel: &DebianKernel, tag: &str) -> Result<()> {
     let fx = ctx.fixtures()?;
     let dir = qemu::target_dir().join("boot-tests");
     std::fs::create_dir_all(&dir)?;
@@ -464,8 +402,8 @@ fn bare_vmlinux_5level(ctx: &Ctx, kernel: &DebianKernel, tag: &str) -> Result<()
         "packed without the LA57 flag: {flags}"
     );
     let spec = BootSpec::systemd_boot(
-        format!("hardening-bare-vmlinux-5level-{tag}-ovmf2025-strict-nx"),
-        Firmware::Ovmf2025StrictNx,
+        row.name(),
+        row.fw,
         image,
         Some(fx.initramfs.clone()),
         baseline_options(),
@@ -501,10 +439,11 @@ fn payload_offset(pe: &[u8]) -> Result<usize> {
 
 /// Secure Boot enforcing: the signed probe boots and sees Secure Boot enabled; the same signed
 /// image with one byte of the compressed kernel changed is refused by the firmware.
-fn secure_boot_tamper(ctx: &Ctx) -> Result<()> {
+fn secure_boot_tamper(ctx: &Ctx, row: &On) -> Result<()> {
     let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNxSecureBoot;
-    let image = pack_probe(ctx, "hardening-probe-secure", "console=ttyS0", &["--la57"])?;
+    let fw = row.fw;
+    let image =
+        probe::pack_with_cmdline(ctx, "hardening-probe-secure", "console=ttyS0", &["--la57"])?;
     let dir = qemu::target_dir().join("boot-tests");
     let signed = dir.join("hardening-probe-signed.efi");
     qemu::sign(fx, fw, &image, &signed)?;
@@ -557,18 +496,13 @@ fn secure_boot_tamper(ctx: &Ctx) -> Result<()> {
 /// An embedded command line is part of the signed image; systemd-boot's entry options (which
 /// anyone at the boot menu could edit) are not. Under enforcing Secure Boot the stub must ignore
 /// them; without Secure Boot the same image gets them appended.
-fn embedded_cmdline_vs_loader_options(ctx: &Ctx, fw: Firmware, secure: bool) -> Result<()> {
+fn embedded_cmdline_vs_loader_options(ctx: &Ctx, row: &On, secure: bool) -> Result<()> {
+    let fw = row.fw;
     // efi=debug: the stub says when it drops the loader's options, which proves they arrived.
     let embedded = "console=ttyS0 efi=debug zboot.signed=1";
     let injected = "zboot.injected=1";
-    let image = pack_probe(ctx, "hardening-probe-embedded-cmdline", embedded, &[])?;
-    let spec = BootSpec::systemd_boot(
-        format!("hardening-embedded-cmdline-{fw}"),
-        fw,
-        image,
-        None,
-        injected,
-    );
+    let image = probe::pack_with_cmdline(ctx, "hardening-probe-embedded-cmdline", embedded, &[])?;
+    let spec = BootSpec::systemd_boot(row.name(), fw, image, None, injected);
     let out = ctx.boot(&spec)?;
     let p = out
         .probe
@@ -595,10 +529,10 @@ fn embedded_cmdline_vs_loader_options(ctx: &Ctx, fw: Firmware, secure: bool) -> 
 /// Secure Boot: one error line, an error back to systemd-boot, the probe kernel never runs, and
 /// the loader's options never reach a kernel (before, the stub took a bad line as "no embedded
 /// line" and let them in).
-fn malformed_embedded_cmdline(ctx: &Ctx) -> Result<()> {
-    let fw = Firmware::Ovmf2025StrictNxSecureBoot;
+fn malformed_embedded_cmdline(ctx: &Ctx, row: &On) -> Result<()> {
+    let fw = row.fw;
     let embedded = "console=ttyS0 zboot.bad=XXXX";
-    let image = pack_probe(ctx, "hardening-probe-cmdline-to-corrupt", embedded, &[])?;
+    let image = probe::pack_with_cmdline(ctx, "hardening-probe-cmdline-to-corrupt", embedded, &[])?;
     let mut pe = std::fs::read(&image)?;
     let at = pe
         .windows(embedded.len())
@@ -616,13 +550,8 @@ fn malformed_embedded_cmdline(ctx: &Ctx) -> Result<()> {
     let bad = qemu::target_dir().join("boot-tests/hardening-cmdline-not-utf8.efi");
     std::fs::write(&bad, &pe)?;
 
-    let mut spec = BootSpec::systemd_boot(
-        format!("hardening-cmdline-not-utf8-{fw}"),
-        fw,
-        bad,
-        None,
-        "console=ttyS0 zboot.injected=1",
-    );
+    let mut spec =
+        BootSpec::systemd_boot(row.name(), fw, bad, None, "console=ttyS0 zboot.injected=1");
     ensure!(spec.sign, "the image must be signed for {fw}");
     spec.stop_on.push("embedded command line refused".into());
     spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
@@ -643,22 +572,16 @@ fn malformed_embedded_cmdline(ctx: &Ctx) -> Result<()> {
 
 /// Loader options that make the composed line longer than the kernel keeps (2047 bytes) are an
 /// error line and an error return, not a silently truncated command line.
-fn overlong_cmdline(ctx: &Ctx) -> Result<()> {
-    let fw = Firmware::Ovmf2025StrictNx;
-    let image = pack_probe(
+fn overlong_cmdline(ctx: &Ctx, row: &On) -> Result<()> {
+    let fw = row.fw;
+    let image = probe::pack_with_cmdline(
         ctx,
         "hardening-probe-embedded-cmdline",
         "console=ttyS0 efi=debug zboot.signed=1",
         &[],
     )?;
     let filler = format!("zboot.pad={}", "p".repeat(zboot_format::cmdline::MAX_LEN));
-    let mut spec = BootSpec::systemd_boot(
-        format!("hardening-cmdline-too-long-{fw}"),
-        fw,
-        image,
-        None,
-        filler,
-    );
+    let mut spec = BootSpec::systemd_boot(row.name(), fw, image, None, filler);
     spec.stop_on.push("kernel command line refused".into());
     spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
     let out = ctx.boot(&spec)?;
@@ -680,54 +603,49 @@ fn overlong_cmdline(ctx: &Ctx) -> Result<()> {
 type KernelOf = fn(&Fixtures) -> &DebianKernel;
 
 pub fn tests() -> Vec<BootTest> {
+    use Firmware::{Ovmf2022, Ovmf2025StrictNx as StrictNx, Ovmf2025StrictNxSecureBoot as Secure};
     let mut rows = vec![
-        BootTest::new(
-            "hardening-secure-boot-cmdline-not-utf8-ovmf2025-strict-nx-secure-boot",
+        on(
+            "hardening-secure-boot-cmdline-not-utf8",
+            Secure,
             malformed_embedded_cmdline,
         ),
-        BootTest::new(
-            "hardening-cmdline-too-long-ovmf2025-strict-nx",
-            overlong_cmdline,
+        on("hardening-cmdline-too-long", StrictNx, overlong_cmdline),
+        on("hardening-probe-kaslr-la57", StrictNx, probe_kaslr),
+        on("hardening-probe-kaslr-la57", Ovmf2022, probe_kaslr_ovmf2022),
+        on("hardening-probe-nokaslr", StrictNx, probe_nokaslr),
+        on("hardening-probe-4level", StrictNx, probe_4level),
+        on("hardening-secure-boot-tampered", Secure, secure_boot_tamper),
+        on(
+            "hardening-secure-boot-embedded-cmdline",
+            Secure,
+            |ctx, row| embedded_cmdline_vs_loader_options(ctx, row, true),
         ),
-        BootTest::new("hardening-probe-kaslr-la57-ovmf2025-strict-nx", probe_kaslr),
-        BootTest::new("hardening-probe-kaslr-la57-ovmf2022", probe_kaslr_ovmf2022),
-        BootTest::new("hardening-probe-nokaslr-ovmf2025-strict-nx", probe_nokaslr),
-        BootTest::new("hardening-probe-4level-ovmf2025-strict-nx", probe_4level),
-        BootTest::new(
-            "hardening-secure-boot-tampered-ovmf2025-strict-nx-secure-boot",
-            secure_boot_tamper,
+        on(
+            "hardening-embedded-cmdline-loader-options",
+            StrictNx,
+            |ctx, row| embedded_cmdline_vs_loader_options(ctx, row, false),
         ),
-        BootTest::new(
-            "hardening-secure-boot-embedded-cmdline-ovmf2025-strict-nx-secure-boot",
-            |ctx| {
-                embedded_cmdline_vs_loader_options(ctx, Firmware::Ovmf2025StrictNxSecureBoot, true)
-            },
-        ),
-        BootTest::new(
-            "hardening-embedded-cmdline-loader-options-ovmf2025-strict-nx",
-            |ctx| embedded_cmdline_vs_loader_options(ctx, Firmware::Ovmf2025StrictNx, false),
-        ),
-        BootTest::new(
-            "hardening-linux-kaslr-5level-ovmf2025-strict-nx",
-            linux_kaslr,
-        ),
-        BootTest::new("hardening-linux-nokaslr-ovmf2025-strict-nx", linux_nokaslr),
-        BootTest::new("hardening-linux-no5lvl-ovmf2025-strict-nx", linux_no5lvl),
+        on("hardening-linux-kaslr-5level", StrictNx, linux_kaslr),
+        on("hardening-linux-nokaslr", StrictNx, linux_nokaslr),
+        on("hardening-linux-no5lvl", StrictNx, linux_no5lvl),
     ];
-    rows.extend(on_each("hardening-probe-wx", &BOTH_OVMF, probe_wx));
+    rows.extend(BOTH_OVMF.map(|fw| on("hardening-probe-wx", fw, probe_wx)));
     // Debian's two kernels, named by their tag.
     let kernels: [(&str, KernelOf); 2] =
         [("debian61", |f| &f.kernel), ("debian612", |f| &f.kernel612)];
     for (tag, kernel) in kernels {
-        rows.push(BootTest::new(
-            format!("hardening-linux-wx-{tag}-ovmf2025-strict-nx"),
-            move |ctx| linux_wx(ctx, kernel(ctx.fixtures()?), tag),
+        rows.push(on(
+            format!("hardening-linux-wx-{tag}"),
+            StrictNx,
+            move |ctx, row| linux_wx(ctx, row, kernel(ctx.fixtures()?), tag),
         ));
     }
     for (tag, kernel) in kernels {
-        rows.push(BootTest::new(
-            format!("hardening-bare-vmlinux-5level-{tag}-ovmf2025-strict-nx"),
-            move |ctx| bare_vmlinux_5level(ctx, kernel(ctx.fixtures()?), tag),
+        rows.push(on(
+            format!("hardening-bare-vmlinux-5level-{tag}"),
+            StrictNx,
+            move |ctx, row| bare_vmlinux_5level(ctx, row, kernel(ctx.fixtures()?), tag),
         ));
     }
     rows

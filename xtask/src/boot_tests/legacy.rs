@@ -245,7 +245,7 @@ fn second_image(ctx: &Ctx, second: Kernel) -> Result<PathBuf> {
     Ok(match second {
         Kernel::BzImage => fx.kernel.vmlinuz.clone(),
         Kernel::Zboot => packed(ctx)?,
-        Kernel::Probe => super::stub::pack_probe(ctx, "probe", &[])?,
+        Kernel::Probe => super::probe::pack(ctx, "probe", &[])?,
         Kernel::ZbootDamaged => {
             let good = packed(ctx)?;
             let mut bytes = std::fs::read(&good)?;
@@ -475,10 +475,10 @@ fn kexec_row(
         // on kexec's identity map (EFI information passed on by kexec_file_load included),
         // with the appended line and the initrd.
         let initrd = std::fs::read(&fx.initramfs)?;
-        super::stub::check_probe(
+        super::probe::check(
             ctx,
             &out,
-            &super::stub::ProbeExpect::words(&append, Some(&initrd)),
+            &super::probe::Expect::words(&append, Some(&initrd)),
         )?;
         return Ok(());
     }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use crate::demo;
 use crate::fixtures::{Fixtures, Missing, missing};
-use crate::probe::{self, ProbeArtifacts};
+use crate::probe::ProbeArtifacts;
 use crate::qemu::{self, BootMode, BootOutcome, BootSpec, Firmware};
 use crate::report::InitReport;
 
@@ -22,6 +22,8 @@ pub type TestFn = Box<dyn Fn(&Ctx) -> Result<()>>;
 /// A named boot test.
 pub struct BootTest {
     pub name: String,
+    /// What a row written as data boots and expects (`cargo xtask test --list`).
+    pub about: Option<String>,
     pub run: TestFn,
 }
 
@@ -29,9 +31,47 @@ impl BootTest {
     pub fn new(name: impl Into<String>, run: impl Fn(&Ctx) -> Result<()> + 'static) -> BootTest {
         BootTest {
             name: name.into(),
+            about: None,
             run: Box::new(run),
         }
     }
+
+    pub fn about(mut self, about: String) -> BootTest {
+        self.about = Some(about);
+        self
+    }
+}
+
+/// A row's label and firmware. Its name, `<label>-<firmware>`, is derived, so the firmware is
+/// written once, as a value.
+#[derive(Clone, Debug)]
+pub struct On {
+    pub label: String,
+    pub fw: Firmware,
+}
+
+impl On {
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.label, self.fw)
+    }
+
+    /// The name of one of the row's several boots: `<label>-<part>-<firmware>`.
+    pub fn part(&self, part: impl std::fmt::Display) -> String {
+        format!("{}-{part}-{}", self.label, self.fw)
+    }
+}
+
+/// The row `<label>-<fw>`; its test gets the [`On`].
+pub fn on(
+    label: impl Into<String>,
+    fw: Firmware,
+    run: impl Fn(&Ctx, &On) -> Result<()> + 'static,
+) -> BootTest {
+    let row = On {
+        label: label.into(),
+        fw,
+    };
+    BootTest::new(row.name(), move |ctx| run(ctx, &row))
 }
 
 /// One row per firmware in `fws`, each named `<name>-<firmware>`.
@@ -98,7 +138,9 @@ impl Ctx {
     /// The probe kernel and its relocation table (built once per run).
     pub fn probe(&self) -> Result<ProbeArtifacts> {
         self.probe
-            .get_or_init(|| probe::build(&crate::workspace_root()).map_err(|e| format!("{e:#}")))
+            .get_or_init(|| {
+                crate::probe::build(&crate::workspace_root()).map_err(|e| format!("{e:#}"))
+            })
             .clone()
             .map_err(|e| anyhow!("building the probe kernel: {e}"))
     }
@@ -266,6 +308,7 @@ pub(crate) mod hardening;
 mod legacy;
 mod loaders;
 mod measured;
+mod probe;
 mod readers;
 mod real_mode;
 mod reliability;
