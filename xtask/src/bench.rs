@@ -2,6 +2,9 @@
 //! measured in the same run (the machines are shared and noisy), printed as a table and written
 //! to `<target>/bench/results.json`. Not a test: nothing here asserts on time.
 //!
+//! 0. the pre-kernel stage counted in guest instructions (stage.rs: QEMU `-icount`, the guest
+//!    TSC against the kernel's clock, a baseline app of the same size subtracted) per stage codec
+//!    / Debian's own bzImage, on both Debian kernels; the stub's own steps in the same count;
 //! 1. image size per codec / Debian's bzImage of the same kernel;
 //! 2. decode throughput of the stub's own decoders (the `zboot-stub` library built for the host
 //!    with the stub's opt-level) / the C reference decoding the same stream in this process
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::fixtures::Fixtures;
 use crate::qemu::{self, BootSpec, Firmware};
+use crate::stage;
 use zboot_format::{Codec, stub_build};
 
 /// The codec the packer uses without `--codec`.
@@ -39,6 +43,9 @@ pub const STUB_GOAL: u64 = 128 << 10;
 const GOAL_BOOT_XZ: f64 = 0.60;
 /// Whole boot / Debian 12's 6.12 zstd bzImage (issue 18).
 const GOAL_BOOT_ZSTD: f64 = 0.90;
+/// The default image's pre-kernel stage in guest instructions / Debian 12's 6.12 bzImage's
+/// (issue 28; the floor that must hold is 1.00).
+const GOAL_STAGE_612: f64 = 0.90;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -60,6 +67,16 @@ pub struct BenchArgs {
     /// Skip the reference compressor CLIs (section 3).
     #[arg(long)]
     no_cli: bool,
+    /// Codecs whose images' pre-kernel stage is counted in guest instructions (section 0), on
+    /// both Debian kernels.
+    #[arg(long, value_delimiter = ',', default_values_t = ["zstd".to_string(), "lz4".into()])]
+    stage_codecs: Vec<String>,
+    /// Skip the instruction-counted stage (section 0).
+    #[arg(long)]
+    no_stage: bool,
+    /// Only the instruction-counted stage (section 0).
+    #[arg(long, conflicts_with = "no_stage")]
+    stage_only: bool,
 }
 
 /// One line of the table.
@@ -427,6 +444,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         return rerun_optimized();
     }
     let mut b = Bench::new(a)?;
+    if a.stage_only {
+        b.pre_kernel_stage(a)?;
+        return b.write();
+    }
     let (images, pack_times) = b.pack_every_codec(a)?;
     let (stored, stream) = b.stored_streams(&images)?;
     if !a.no_cli {
@@ -437,6 +458,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     if !a.no_boot {
         b.boot_time(a, &images)?;
         b.in_firmware(a, &images)?;
+        if !a.no_stage {
+            b.pre_kernel_stage(a)?;
+        }
     }
     b.write()
 }
@@ -486,13 +510,16 @@ impl Bench {
         let bz = fx.kernel.vmlinuz.clone();
         let bz_len = std::fs::metadata(&bz)?.len() as f64;
         let commands = vec![format!(
-            "cargo xtask bench --codecs {} --boot-codec {} --reps {} --boots {}{}{}",
+            "cargo xtask bench --codecs {} --boot-codec {} --reps {} --boots {} --stage-codecs {}{}{}{}{}",
             a.codecs.join(","),
             a.boot_codec,
             a.reps,
             a.boots,
+            a.stage_codecs.join(","),
             if a.no_boot { " --no-boot" } else { "" },
-            if a.no_cli { " --no-cli" } else { "" }
+            if a.no_cli { " --no-cli" } else { "" },
+            if a.no_stage { " --no-stage" } else { "" },
+            if a.stage_only { " --stage-only" } else { "" }
         )];
         Ok(Bench {
             fx,
@@ -796,6 +823,101 @@ impl Bench {
             for (release, reference, image, goal) in refs {
                 rows.push(boot_ratio(fx, fw, a, release, reference, image, goal)?);
             }
+        }
+        Ok(())
+    }
+
+    /// Section 0: the pre-kernel stage in guest instructions (stage.rs) of each stage codec's
+    /// image against Debian's own bzImage of the same kernel, for both kernels; then, for the
+    /// default codec on the current kernel, the stub's own steps from `efi=debug` in the same
+    /// counted time.
+    fn pre_kernel_stage(&mut self, a: &BenchArgs) -> Result<()> {
+        let (fx, packer, dir) = (&self.fx, &self.packer, &self.dir);
+        let (rows, commands) = (&mut self.rows, &mut self.commands);
+        let fw = Firmware::Ovmf2025StrictNx;
+        let app = std::fs::read(build_stub_variant("stage-baseline")?)?;
+        let mut debug_image = None;
+        for (kernel, current) in [(&fx.kernel612, true), (&fx.kernel, false)] {
+            let (release, bz) = (kernel.release.as_str(), &kernel.vmlinuz);
+            let bz_len = std::fs::metadata(bz)?.len();
+            let reference = stage::measure(fx, fw, &app, bz, dir, &format!("{release}-bzimage"))?;
+            for codec in &a.stage_codecs {
+                let img = dir.join(format!("stage-{release}-{codec}.efi"));
+                let mut cmd = Command::new(packer);
+                cmd.arg("-q").arg(bz).arg("-o").arg(&img);
+                cmd.args(["--codec", codec]);
+                commands.push(format!(
+                    "zboot-pack -q {} -o {} --codec {codec}",
+                    bz.display(),
+                    img.display()
+                ));
+                run_measured(&mut cmd, None)?;
+                let s = stage::measure(fx, fw, &app, &img, dir, &format!("{release}-{codec}"))?;
+                let len = std::fs::metadata(&img)?.len();
+                let default = codec == DEFAULT_CODEC;
+                if default && current {
+                    debug_image = Some((release, img.clone(), s));
+                }
+                rows.push(Row {
+                    section: "0 pre-kernel stage",
+                    name: format!(
+                        "{codec} image / Debian {release} bzImage: guest instructions before the \
+                         kernel's clock, baseline subtracted"
+                    ),
+                    value: s.instructions() / 1e6,
+                    reference: reference.instructions() / 1e6,
+                    unit: "M instr",
+                    ratio: ratio(s.instructions(), reference.instructions()),
+                    goal: (default && current).then_some(("<=", GOAL_STAGE_612)),
+                    note: format!(
+                        "{fw}, systemd-boot, -icount shift={},sleep=off, `{}`; image {len} B = \
+                         {:.3} of the bzImage's {bz_len} B; guest ms {:.1} / {:.1} (baselines \
+                         {:.1} / {:.1} ms subtracted)",
+                        stage::ICOUNT_SHIFT,
+                        stage::OPTIONS,
+                        ratio(len as f64, bz_len as f64),
+                        s.ns() as f64 / 1e6,
+                        reference.ns() as f64 / 1e6,
+                        s.baseline_ns as f64 / 1e6,
+                        reference.baseline_ns as f64 / 1e6,
+                    ),
+                });
+            }
+        }
+        let Some((release, img, s)) = debug_image else {
+            return Ok(());
+        };
+        let options = format!("{} efi=debug", stage::OPTIONS);
+        let spec = stage::spec(fx, &format!("stage-{release}-debug"), fw, &img, &options);
+        let out = qemu::run(fx, &spec)?;
+        let r = parse_stub_report(&out.log);
+        let instr =
+            |ms: Option<u64>| ms.map(|m| m as f64 * 1e6 / stage::ns_per_instruction() / 1e6);
+        if let Some(unpack) = instr(r.unpack_ms()) {
+            rows.push(Row {
+                section: "0 pre-kernel stage",
+                name: format!(
+                    "{DEFAULT_CODEC} image, Debian {release}: the stub's check + decode + filters / \
+                     the whole stage"
+                ),
+                value: unpack,
+                reference: s.instructions() / 1e6,
+                unit: "M instr",
+                ratio: ratio(unpack, s.instructions() / 1e6),
+                goal: None,
+                note: format!(
+                    "the stub's efi=debug lines in the same counted time (`{options}`, a boot of \
+                     its own): check {:.0}, decode {:.0}, filters {:.0} M instructions",
+                    instr(r.check_ms).unwrap_or(f64::NAN),
+                    instr(r.decode_ms).unwrap_or(f64::NAN),
+                    instr(r.filters_ms).unwrap_or(f64::NAN),
+                ),
+            });
+        } else {
+            eprintln!(
+                "bench: {release}: no stub timings in {}",
+                out.log_path.display()
+            );
         }
         Ok(())
     }

@@ -1051,6 +1051,42 @@ fn static_busybox(root: &Path) -> Result<(Vec<u8>, String)> {
     Ok((bin, v))
 }
 
+/// `/bin/stage-stamp` of the initramfs (`fixtures/initramfs/stage-stamp.c`, freestanding),
+/// built with the host's gcc.
+fn stage_stamp(root: &Path) -> Result<Vec<u8>> {
+    let src = crate::workspace_root().join("fixtures/initramfs/stage-stamp.c");
+    let dir = root.join("tmp");
+    fs::create_dir_all(&dir)?;
+    let out = dir.join("stage-stamp");
+    let o = Command::new("gcc")
+        .args([
+            "-static",
+            "-nostdlib",
+            "-ffreestanding",
+            "-fno-stack-protector",
+        ])
+        .args([
+            "-fno-pie",
+            "-no-pie",
+            "-Os",
+            "-s",
+            "-Wl,--build-id=none",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("building {} with gcc", src.display()))?;
+    ensure!(
+        o.status.success(),
+        "gcc {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
+    Ok(fs::read(&out)?)
+}
+
 fn build_initramfs(root: &Path, m: &mut BTreeMap<String, String>) -> Result<()> {
     let (busybox, bb_version) = static_busybox(root)?;
     let release = m["kernel.release"].clone();
@@ -1067,7 +1103,13 @@ fn build_initramfs(root: &Path, m: &mut BTreeMap<String, String>) -> Result<()> 
             modules.files.push((name, fs::read(&p)?));
         }
     }
-    let image = initramfs::build(initramfs::INIT_SCRIPT.as_bytes(), &busybox, &modules)?;
+    let stamp = stage_stamp(root)?;
+    let image = initramfs::build(
+        initramfs::INIT_SCRIPT.as_bytes(),
+        &busybox,
+        &[("stage-stamp", stamp)],
+        &modules,
+    )?;
     let dst = root.join("initramfs/initramfs.cpio.gz");
     let unchanged = fs::read(&dst).is_ok_and(|old| old == image);
     if !unchanged {

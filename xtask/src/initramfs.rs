@@ -90,8 +90,13 @@ pub struct Modules<'a> {
 }
 
 /// Builds the gzip'd initramfs: `/init`, a static busybox with `/bin/sh`, a `/dev/console` node,
-/// and the `modules` (none when `files` is empty).
-pub fn build(init: &[u8], busybox: &[u8], modules: &Modules) -> Result<Vec<u8>> {
+/// the programs `bin` (`/bin/<name>`) and the `modules` (none when `files` is empty).
+pub fn build(
+    init: &[u8],
+    busybox: &[u8],
+    bin: &[(&str, Vec<u8>)],
+    modules: &Modules,
+) -> Result<Vec<u8>> {
     let mut c = Cpio::default();
     for d in [
         "bin",
@@ -111,6 +116,9 @@ pub fn build(init: &[u8], busybox: &[u8], modules: &Modules) -> Result<Vec<u8>> 
     c.char_dev("dev/null", 0o666, 1, 3);
     c.file("bin/busybox", 0o755, busybox);
     c.symlink("bin/sh", "busybox");
+    for (name, program) in bin {
+        c.file(&format!("bin/{name}"), 0o755, program);
+    }
     c.file("init", 0o755, init);
     if !modules.files.is_empty() {
         let d = format!("lib/modules/{}", modules.release);
@@ -179,8 +187,9 @@ mod tests {
 
     #[test]
     fn reproducible_and_gzip() {
-        let a = build(b"init", b"bb", &test_modules()).unwrap();
-        let b = build(b"init", b"bb", &test_modules()).unwrap();
+        let bin = [("stage-stamp", b"elf".to_vec())];
+        let a = build(b"init", b"bb", &bin, &test_modules()).unwrap();
+        let b = build(b"init", b"bb", &bin, &test_modules()).unwrap();
         assert_eq!(a, b);
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&a[..])
@@ -190,6 +199,7 @@ mod tests {
             out.windows(28)
                 .any(|w| w == b"lib/modules/6.1.0-1-amd64/ef")
         );
+        assert!(out.windows(15).any(|w| w == b"bin/stage-stamp"));
     }
 
     #[test]

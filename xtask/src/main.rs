@@ -35,6 +35,7 @@ mod probe;
 mod qemu;
 mod report;
 mod setup;
+mod stage;
 mod swtpm;
 mod test_cmd;
 mod tools;
@@ -148,6 +149,10 @@ struct BootArgs {
     /// Print the whole serial log.
     #[arg(long)]
     log: bool,
+    /// Count guest instructions (`-icount shift=3,sleep=off`) and print the guest time before
+    /// the kernel's clock started (the init's `stage_tsc` - `stage_mono_ns`).
+    #[arg(long)]
+    icount: bool,
 }
 
 /// The workspace root (parent of `xtask/`).
@@ -243,6 +248,9 @@ fn boot_cmd(a: BootArgs) -> Result<()> {
     let mut spec = qemu::BootSpec::new("manual", a.firmware, mode);
     spec.sign |= a.sign;
     spec.tpm = a.tpm;
+    if a.icount {
+        spec.qemu_args.extend(stage::qemu_args());
+    }
     if let Some(t) = a.timeout {
         spec.timeout = Duration::from_secs(t);
     }
@@ -258,6 +266,17 @@ fn boot_cmd(a: BootArgs) -> Result<()> {
         println!("{}", out.log);
     }
     print_outcome(&out);
+    if a.icount
+        && let Some(r) = &out.report
+    {
+        let ns = stage::before_clock_ns(r)?;
+        println!(
+            "before the kernel's clock: {:.3} ms of guest time = {:.1} M instructions \
+             (firmware and loader included: `cargo xtask bench --stage-only` subtracts them)",
+            ns as f64 / 1e6,
+            ns as f64 / stage::ns_per_instruction() / 1e6
+        );
+    }
     match &out.report {
         Some(r) if r.end => Ok(()),
         _ if out.probe.as_ref().is_some_and(|p| p.passed()) => Ok(()),

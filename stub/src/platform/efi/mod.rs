@@ -8,6 +8,7 @@ mod loader;
 mod measure;
 pub mod memory;
 mod secure_boot;
+mod stage_baseline;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -54,6 +55,7 @@ fn start(
     system_table: *const core::ffi::c_void,
     entry: Entry,
 ) -> uefi::Status {
+    let entered_at = stage_baseline::counter();
     console::install(console::Sink::Firmware);
     heap::install(heap::Backend::FirmwarePool);
     // SAFETY: the first statement at entry that touches our data, single-threaded.
@@ -65,6 +67,9 @@ fn start(
     unsafe {
         uefi::boot::set_image_handle(image_handle);
         uefi::table::set_system_table(system_table.cast());
+    }
+    if stage_baseline::ON {
+        return stage_baseline::report_and_power_off(entered_at);
     }
     if relocated.is_err() {
         // Unrelocated: no formatting (it calls through our vtables), a fixed string only.
