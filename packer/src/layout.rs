@@ -146,12 +146,14 @@ pub struct Embedded<'a> {
 }
 
 impl Layout {
-    /// The payload flags: the layout's, plus `BCJ_X86` when `bcj`.
+    /// The payload flags: the layout's, plus `BCJ_X86` when `bcj` — over the kernel's text only
+    /// (`BCJ_TEXT`) when the layout knows where the text ends (`TEXT_RO`), else over the image.
     pub fn payload_flags(&self, bcj: bool) -> Flags {
-        if bcj {
-            Flags(self.header.flags.0 | Flags::BCJ_X86)
-        } else {
-            self.header.flags
+        let flags = self.header.flags;
+        match (bcj, flags.has(Flags::TEXT_RO)) {
+            (false, _) => flags,
+            (true, false) => Flags(flags.0 | Flags::BCJ_X86),
+            (true, true) => Flags(flags.0 | Flags::BCJ_X86 | Flags::BCJ_TEXT),
         }
     }
 
@@ -159,7 +161,7 @@ impl Layout {
     /// applied.
     pub fn stored_stream(&self, flags: Flags) -> Vec<u8> {
         let mut s = self.stream.clone();
-        zboot_format::filters::apply(flags, self.header.image_size, &mut s);
+        zboot_format::filters::apply(flags, zboot_format::filters::Span::of(&self.header), &mut s);
         s
     }
 

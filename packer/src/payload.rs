@@ -52,7 +52,7 @@ pub fn decode(p: &Payload) -> Result<Vec<u8>> {
             p.header.uncompressed_size
         );
     }
-    filters::undo(p.header.flags, p.header.image_size, &mut decoded);
+    filters::undo(p.header.flags, filters::Span::of(&p.header), &mut decoded);
     if sha256(&[&decoded]) != p.header.image_sha256 {
         bail!("payload SHA-256 mismatch");
     }

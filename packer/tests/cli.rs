@@ -359,3 +359,36 @@ fn verify_checks_the_setup_header() {
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.stdout.contains("setup header differs"), "{}", r.stdout);
 }
+
+#[test]
+fn bcj_covers_the_text_only_when_the_text_is_known() {
+    let Some(kernel) = debian_kernel() else {
+        assert!(!in_ci(), "Debian 6.1 kernel not found in the fixture cache");
+        eprintln!("skipped: no Debian kernel in the fixture cache");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut sizes = Vec::new();
+    for (protect, text_known) in [("--protect-text", true), ("--no-protect-text", false)] {
+        let out = dir.path().join(format!("{protect}.efi"));
+        pack_ok(&[&kernel, &"-o", &out, &protect, &"--level", &"3", &"-q"]);
+        let img = std::fs::read(&out).unwrap();
+        let h = payload::find(&PeFile::parse(&img).unwrap())
+            .unwrap()
+            .unwrap()
+            .header;
+        assert!(h.flags.has(Flags::BCJ_X86), "{protect}");
+        assert_eq!(h.flags.has(Flags::TEXT_RO), text_known, "{protect}");
+        assert_eq!(h.flags.has(Flags::BCJ_TEXT), text_known, "{protect}");
+        let v = run(&[&"verify", &out]);
+        assert_eq!(v.code, 0, "{protect}: verify: {}", v.stdout);
+        sizes.push(h.compressed_size);
+    }
+    // Debian 6.1's rodata and data gain nothing from the filter: the text-only stream is smaller.
+    assert!(
+        sizes[0] < sizes[1],
+        "text-only BCJ {} B, whole image {} B",
+        sizes[0],
+        sizes[1]
+    );
+}

@@ -64,7 +64,7 @@ pub fn unpack(
     decode::decode(h.codec, compressed, &mut region[..decoded_len]).map_err(UnpackError::Decode)?;
     timings.decode_ms = clock.ms_since(t);
     let t = clock.now();
-    filters::undo(h.flags, h.image_size, &mut region[..decoded_len]);
+    filters::undo(h.flags, filters::Span::of(h), &mut region[..decoded_len]);
     timings.filters_ms = clock.ms_since(t);
     if h.flags.has(zboot_format::Flags::RELOCS) {
         relocate(h, &mut region[..decoded_len], delta).map_err(UnpackError::Relocs)?;
@@ -136,7 +136,11 @@ mod tests {
     fn payload(flags: u16) -> (PayloadHeader, Vec<u8>) {
         let flags = Flags(flags);
         let mut stream = [image(), table()].concat();
-        filters::apply(flags, IMAGE as u64, &mut stream);
+        let span = filters::Span {
+            image_size: IMAGE as u64,
+            text_size: 0,
+        };
+        filters::apply(flags, span, &mut stream);
         let relocs = flags.has(Flags::RELOCS);
         let h = PayloadHeader {
             flags,

@@ -601,7 +601,11 @@ impl Bench {
             let stored_path = dir.join(format!("stored-{name}.bin"));
             std::fs::write(&stored_path, &s)?;
             let mut plain = s;
-            zboot_format::filters::undo(p.header.flags, p.header.image_size, &mut plain);
+            zboot_format::filters::undo(
+                p.header.flags,
+                zboot_format::filters::Span::of(&p.header),
+                &mut plain,
+            );
             match &stream {
                 None => stream = Some(plain),
                 Some(first) => ensure!(*first == plain, "{name} image holds another kernel stream"),
@@ -707,7 +711,11 @@ impl Bench {
                 std::hint::black_box(p.header.stream_intact(p.compressed));
                 thc.push(secs(t.elapsed()));
                 let t = Instant::now();
-                zboot_format::filters::undo(p.header.flags, p.header.image_size, &mut dst);
+                zboot_format::filters::undo(
+                    p.header.flags,
+                    zboot_format::filters::Span::of(&p.header),
+                    &mut dst,
+                );
                 tf.push(secs(t.elapsed()));
                 ensure!(dst == stream, "{name}: filters undone give another stream");
             }

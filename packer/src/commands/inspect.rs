@@ -304,6 +304,7 @@ pub fn describe(path: &Path, data: &[u8]) -> Result<Value> {
                 (Flags::LA57, "LA57"),
                 (Flags::TEXT_RO, "TEXT_RO"),
                 (Flags::BCJ_X86, "BCJ_X86"),
+                (Flags::BCJ_TEXT, "BCJ_TEXT"),
                 (Flags::RELOCS_DELTA, "RELOCS_DELTA"),
             ] {
                 if h.flags.has(bit) {
