@@ -136,6 +136,24 @@ fn linux_vmlinux_sdboot(ctx: &Ctx, codec: &str, fw: Firmware) -> Result<()> {
     Ok(())
 }
 
+/// Debian's vmlinux (zstd) on a CPU without BMI2 (`-cpu Nehalem`): libzstd's plain loops, not
+/// the BMI2 copy every other row's `-cpu max` runs, decode the kernel.
+fn linux_vmlinux_no_bmi2(ctx: &Ctx, row: &On) -> Result<()> {
+    let fx = ctx.fixtures()?;
+    let image = debian_vmlinux_zstd(ctx)?;
+    let mut spec = BootSpec::systemd_boot(
+        row.name(),
+        row.fw,
+        image,
+        Some(fx.initramfs.clone()),
+        baseline_options(),
+    );
+    spec.cpu = "Nehalem".into();
+    let out = ctx.boot(&super::probe::fail_fast(&spec))?;
+    check_linux_report(ctx, &out)?;
+    Ok(())
+}
+
 /// Debian's vmlinux packed with zstd (the default codec).
 fn debian_vmlinux_zstd(ctx: &Ctx) -> Result<PathBuf> {
     let vmlinux = debian_vmlinux(ctx)?;
@@ -418,6 +436,11 @@ pub fn tests() -> Vec<BootTest> {
             "linux-vmlinux-zstd-shell-initrd",
             Firmware::Ovmf2022,
             linux_vmlinux_shell,
+        ),
+        on(
+            "linux-vmlinux-zstd-no-bmi2-sdboot",
+            Firmware::Ovmf2025StrictNx,
+            linux_vmlinux_no_bmi2,
         ),
         on(
             "linux-vmlinux-zstd-sdboot-initrd-option",
