@@ -28,8 +28,10 @@ pub struct Options {
     /// Where to write the EFI application (written atomically: replaced only on success).
     #[arg(short, long, value_name = "OUTPUT", required = true, value_hint = clap::ValueHint::FilePath)]
     pub output: Option<PathBuf>,
-    /// Compression of the kernel payload (default zstd: the fastest boot and within 10% of the
-    /// bzImage's size, see docs/performance.md; xz for the smallest image).
+    /// Compression of the kernel payload. Against Debian 12's 6.12 bzImage, size and guest
+    /// instructions before the kernel: zstd 0.91 and 0.97 (the default: smaller and faster), lz4
+    /// 1.41 and 0.28 (ESP space for boot time), xz 0.82 and 7.5 (the smallest image, the slowest
+    /// start), gzip 1.08 and 1.17, none 4.4 and 0.11. When each pays: docs/usage.md.
     #[arg(long, value_enum, default_value_t = CodecArg(Codec::Zstd))]
     pub codec: CodecArg,
     /// Compression level (zstd 1-22, default 19; xz 0-9, default 9 extreme; gzip 1-9, default 9;
