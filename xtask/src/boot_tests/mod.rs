@@ -81,7 +81,7 @@ pub fn on_each(
     run: fn(&Ctx, Firmware) -> Result<()>,
 ) -> impl Iterator<Item = BootTest> {
     fws.iter()
-        .map(move |&fw| BootTest::new(format!("{name}-{fw}"), move |ctx| run(ctx, fw)))
+        .map(move |&fw| on(name, fw, move |ctx, row| run(ctx, row.fw)))
 }
 
 /// The two firmware most rows run on: strict-NX OVMF 2025.02 first, then OVMF 2022.11.

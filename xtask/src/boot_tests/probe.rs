@@ -400,7 +400,11 @@ impl Row {
     }
 
     pub fn name(&self) -> String {
-        format!("{}-{}", self.label, self.firmware)
+        On {
+            label: self.label.into(),
+            fw: self.firmware,
+        }
+        .name()
     }
 
     /// What `cargo xtask test --list` prints for the row.
