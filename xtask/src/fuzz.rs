@@ -7,6 +7,7 @@
 //!   cache's directory, shared by every clone on the machine): cargo's fingerprints keep the
 //!   sanitizer builds of the registry crates and the UEFI stubs the packer's build script makes
 //!   across clones, so a fresh clone rebuilds only its own crates.
+//! * Targets run `--jobs` at a time (default 2, one per core; libFuzzer's loop is one thread).
 //! * Each target starts from its committed seeds (`fuzz/corpus/<target>`, read only here) plus
 //!   a working corpus in `fuzz/target/work-corpus/<target>` (kept between runs, not committed).
 //! * A crash, leak, timeout (> 10 s for one input) or out-of-memory (> 2 GiB) is a finding:
@@ -42,6 +43,9 @@ pub struct FuzzArgs {
     /// Regenerate the committed seed corpora (fuzz/corpus) before fuzzing.
     #[arg(long)]
     pub seeds: bool,
+    /// Targets fuzzed at once (libFuzzer uses one core each).
+    #[arg(long, default_value_t = crate::qemu::SLOTS)]
+    pub jobs: usize,
     /// Only build the targets.
     #[arg(long)]
     pub build_only: bool,
@@ -210,6 +214,50 @@ fn run_target(name: &str, seconds: u64) -> Result<TargetRun> {
     Ok(r)
 }
 
+/// Fuzzes `targets`, `jobs` at a time, each for `seconds`; the runs come back in their order.
+fn run_targets(targets: &[&str], seconds: u64, jobs: usize) -> Result<Vec<TargetRun>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let runs: std::sync::Mutex<Vec<Option<Result<TargetRun>>>> =
+        std::sync::Mutex::new(targets.iter().map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.min(targets.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(&t) = targets.get(i) else { break };
+                    println!("==> fuzz {t} for {seconds} s");
+                    let r = run_target(t, seconds);
+                    if let Ok(r) = &r {
+                        println!("<== {t}: {}", outcome(r));
+                    }
+                    runs.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                }
+            });
+        }
+    });
+    runs.into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| bail!("a fuzz target never ran")))
+        .collect()
+}
+
+/// One line of what a target's run gave.
+fn outcome(r: &TargetRun) -> String {
+    format!(
+        "{} executions ({} /s), cov {}, corpus {}, {:.0} s{}",
+        r.executions,
+        r.exec_per_sec,
+        r.coverage,
+        r.corpus,
+        r.seconds,
+        match &r.finding {
+            Some((why, _)) => format!(", FINDING: {why}"),
+            None => String::new(),
+        }
+    )
+}
+
 fn check_names(names: &[String]) -> Result<()> {
     for n in names {
         if !TARGETS.contains(&n.as_str()) {
@@ -244,24 +292,7 @@ pub fn run(a: &FuzzArgs) -> Result<()> {
     } else {
         a.targets.iter().map(String::as_str).collect()
     };
-    let mut runs = Vec::new();
-    for t in targets {
-        println!("==> fuzz {t} for {} s", a.seconds);
-        let r = run_target(t, a.seconds)?;
-        println!(
-            "<== {t}: {} executions ({} /s), cov {}, corpus {}, {:.0} s{}",
-            r.executions,
-            r.exec_per_sec,
-            r.coverage,
-            r.corpus,
-            r.seconds,
-            match &r.finding {
-                Some((why, _)) => format!(", FINDING: {why}"),
-                None => String::new(),
-            }
-        );
-        runs.push(r);
-    }
+    let runs = run_targets(&targets, a.seconds, a.jobs.max(1))?;
     println!();
     println!("fuzz summary ({} s per target):", a.seconds);
     for r in &runs {

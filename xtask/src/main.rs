@@ -21,6 +21,9 @@
 
 // The harness modules are a library-style API for later boot tests: not every item is used yet.
 
+#[macro_use]
+mod say;
+
 mod bench;
 mod boot_tests;
 mod demo;

@@ -2,9 +2,11 @@
 //! [`run`] boots it under TCG and returns a [`BootOutcome`] with the serial log and the parsed
 //! reports.
 //!
-//! Only one QEMU runs at a time on the machine: [`run`] takes an exclusive lock on
-//! `$TMPDIR/zboot-pack-qemu.lock` before starting QEMU (the time spent waiting does not count
-//! against the timeout).
+//! At most [`SLOTS`] QEMUs run at a time on the machine, one per lock file
+//! `$TMPDIR/zboot-pack-qemu.<n>.lock`, shared by every process. A run takes one slot while the
+//! boot tests run side by side ([`share_slots`]), and every slot otherwise: a bench, a demo, a
+//! `cargo xtask boot` and a test that types at its guest run alone on the machine. The time
+//! spent waiting does not count against the timeout.
 
 use anyhow::{Context, Result, bail, ensure};
 use std::fmt;
@@ -399,22 +401,54 @@ fn populate_esp(fx: &Fixtures, spec: &BootSpec, esp: &Path) -> Result<()> {
     Ok(())
 }
 
-fn lock_qemu() -> Result<fs::File> {
-    let path = std::env::temp_dir().join("zboot-pack-qemu.lock");
-    let f = fs::OpenOptions::new()
+/// How many QEMUs may run at once: one per core of the machines this runs on.
+pub const SLOTS: usize = 2;
+
+static SHARING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process's runs take one slot (the boot tests, two at a time) or all of them.
+pub fn share_slots(on: bool) {
+    SHARING.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn slot_file(n: usize) -> Result<fs::File> {
+    let path = std::env::temp_dir().join(format!("zboot-pack-qemu.{n}.lock"));
+    fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    if f.try_lock().is_err() {
-        eprintln!(
-            "qemu: waiting for another QEMU run to finish ({})",
-            path.display()
-        );
-        f.lock()?;
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// The slots `spec` runs in, locked (released when dropped).
+fn lock_slots(spec: &BootSpec) -> Result<Vec<fs::File>> {
+    let files = (0..SLOTS).map(slot_file).collect::<Result<Vec<_>>>()?;
+    let alone = !SHARING.load(std::sync::atomic::Ordering::SeqCst) || !spec.serial_input.is_empty();
+    if alone {
+        // In slot order, so two runs that each want every slot cannot hold one each.
+        for (n, f) in files.iter().enumerate() {
+            if f.try_lock().is_err() {
+                say!(
+                    "qemu: {}: waiting for QEMU slot {n} (another run holds it)",
+                    spec.name
+                );
+                f.lock()?;
+            }
+        }
+        return Ok(files);
     }
-    Ok(f)
+    let mut said = false;
+    loop {
+        if let Some(n) = (0..SLOTS).find(|&n| files[n].try_lock().is_ok()) {
+            return Ok(vec![files.into_iter().nth(n).expect("n < SLOTS")]);
+        }
+        if !said {
+            say!("qemu: {}: waiting for a QEMU slot", spec.name);
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Boots `spec` and returns what happened. Errors only for harness problems (missing
@@ -515,7 +549,7 @@ pub fn run(fx: &Fixtures, spec: &BootSpec) -> Result<BootOutcome> {
         .stdout(Stdio::null())
         .stderr(fs::File::create(&stderr_path)?);
 
-    let _lock = lock_qemu()?;
+    let _lock = lock_slots(spec)?;
     let _tpm = match spec.tpm {
         true => {
             let t = crate::swtpm::Swtpm::start(tmp.path())?;

@@ -7,10 +7,12 @@
 
 use anyhow::Result;
 use std::process::{Command, Stdio};
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use crate::boot_tests::{self, Ctx};
+use crate::boot_tests::{self, BootTest, Ctx};
 use crate::fixtures::Missing;
+use crate::qemu;
 
 #[derive(clap::Args, Debug)]
 pub struct TestArgs {
@@ -202,20 +204,8 @@ pub fn run(a: &TestArgs) -> Result<()> {
     }
     if !a.no_boot {
         let ctx = Ctx::new();
-        for t in boot_tests::all().filter(|t| selected(&t.name)) {
-            println!("==> boot {}", t.name);
-            let start = Instant::now();
-            let v = match (t.run)(&ctx) {
-                Ok(()) => Verdict::Pass,
-                Err(e) if e.downcast_ref::<Missing>().is_some() && !ci => {
-                    Verdict::Skip(format!("{e:#}"))
-                }
-                Err(e) => Verdict::Fail(format!("{e:#}")),
-            };
-            let secs = start.elapsed().as_secs_f64();
-            report(&t.name, &v, secs);
-            results.push((t.name.clone(), v, secs));
-        }
+        let tests: Vec<BootTest> = boot_tests::all().filter(|t| selected(&t.name)).collect();
+        results.extend(run_boot_tests(&tests, &ctx, ci, boot_jobs()));
         for (name, f) in LATE_TESTS.iter().filter(|(n, _)| selected(n)) {
             println!("==> boot {name}");
             let (v, secs) = run_in_process(name, *f, &ctx, ci);
@@ -259,10 +249,175 @@ pub fn run(a: &TestArgs) -> Result<()> {
     Ok(())
 }
 
+/// How many boot tests run at once: `ZBOOT_BOOT_JOBS`, else [`qemu::SLOTS`] (one per core).
+fn boot_jobs() -> usize {
+    std::env::var("ZBOOT_BOOT_JOBS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(qemu::SLOTS)
+}
+
+/// Which boot test a worker takes next, and what is running.
+struct Queue {
+    next: usize,
+    running: usize,
+    alone_running: bool,
+}
+
+/// Runs `tests` on `jobs` workers, each taking the next test in order; a test marked
+/// [`BootTest::alone`] starts only when nothing else runs, and nothing starts beside it. Each
+/// test's lines are printed together when it ends; the results come back in the tests' order.
+fn run_boot_tests(
+    tests: &[BootTest],
+    ctx: &Ctx,
+    ci: bool,
+    jobs: usize,
+) -> Vec<(String, Verdict, f64)> {
+    let queue = Mutex::new(Queue {
+        next: 0,
+        running: 0,
+        alone_running: false,
+    });
+    let turn = Condvar::new();
+    let done: Mutex<Vec<Option<(Verdict, f64)>>> = Mutex::new(tests.iter().map(|_| None).collect());
+    crate::qemu::share_slots(jobs > 1);
+    std::thread::scope(|s| {
+        for worker in 0..jobs {
+            let (queue, turn, done) = (&queue, &turn, &done);
+            s.spawn(move || {
+                boot_tests::set_worker(worker);
+                while let Some(i) = take(queue, turn, tests) {
+                    let t = &tests[i];
+                    let start = Instant::now();
+                    let (r, lines) = crate::say::collect(|| {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (t.run)(ctx)))
+                    });
+                    let v = match r {
+                        Ok(Ok(())) => Verdict::Pass,
+                        Ok(Err(e)) if e.downcast_ref::<Missing>().is_some() && !ci => {
+                            Verdict::Skip(format!("{e:#}"))
+                        }
+                        Ok(Err(e)) => Verdict::Fail(format!("{e:#}")),
+                        Err(_) => Verdict::Fail("the test panicked".into()),
+                    };
+                    let secs = start.elapsed().as_secs_f64();
+                    {
+                        use std::io::Write;
+                        let block = format!(
+                            "==> boot {}\n{lines}{}\n",
+                            t.name,
+                            report_line(&t.name, &v, secs)
+                        );
+                        let _ = std::io::stdout().lock().write_all(block.as_bytes());
+                    }
+                    done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some((v, secs));
+                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    q.running -= 1;
+                    q.alone_running &= !t.alone;
+                    turn.notify_all();
+                }
+            });
+        }
+    });
+    crate::qemu::share_slots(false);
+    let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    tests
+        .iter()
+        .zip(done)
+        .map(|(t, r)| {
+            let (v, secs) = r.unwrap_or((Verdict::Fail("never ran".into()), 0.0));
+            (t.name.clone(), v, secs)
+        })
+        .collect()
+}
+
+/// The index of the next test this worker runs, once it may start; `None` when none is left.
+fn take(queue: &Mutex<Queue>, turn: &Condvar, tests: &[BootTest]) -> Option<usize> {
+    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let i = q.next;
+        if i >= tests.len() {
+            return None;
+        }
+        if !q.alone_running && (!tests[i].alone || q.running == 0) {
+            q.next += 1;
+            q.running += 1;
+            q.alone_running = tests[i].alone;
+            return Some(i);
+        }
+        q = turn.wait(q).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
 fn report(name: &str, v: &Verdict, secs: f64) {
+    println!("{}", report_line(name, v, secs));
+}
+
+fn report_line(name: &str, v: &Verdict, secs: f64) -> String {
     match v {
-        Verdict::Pass => println!("<== PASS {name} ({secs:.1} s)"),
-        Verdict::Fail(msg) => println!("<== FAIL {name} ({secs:.1} s): {msg}"),
-        Verdict::Skip(msg) => println!("<== SKIP {name}: {msg}"),
+        Verdict::Pass => format!("<== PASS {name} ({secs:.1} s)"),
+        Verdict::Fail(msg) => format!("<== FAIL {name} ({secs:.1} s): {msg}"),
+        Verdict::Skip(msg) => format!("<== SKIP {name}: {msg}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// A test that counts how many run at once while it sleeps; `alone` ones fail if another
+    /// runs beside them.
+    fn counting(
+        name: &str,
+        alone: bool,
+        running: &Arc<AtomicUsize>,
+        most: &Arc<AtomicUsize>,
+    ) -> BootTest {
+        let (running, most) = (running.clone(), most.clone());
+        let t = BootTest::new(name, move |_| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(60));
+            let beside = running.load(Ordering::SeqCst);
+            running.fetch_sub(1, Ordering::SeqCst);
+            anyhow::ensure!(
+                !alone || beside == 1,
+                "{beside} tests ran beside an alone one"
+            );
+            Ok(())
+        });
+        if alone { t.alone() } else { t }
+    }
+
+    #[test]
+    fn boot_tests_run_two_at_a_time_and_alone_ones_by_themselves() {
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tests: Vec<BootTest> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| counting(n, i == 2 || i == 3, &running, &most))
+            .chain([BootTest::new("fails", |_| anyhow::bail!("no"))])
+            .collect();
+        let results = run_boot_tests(&tests, &Ctx::new(), true, 2);
+        let names: Vec<&str> = results.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d", "e", "f", "fails"]);
+        for (name, v, _) in &results[..6] {
+            assert!(matches!(v, Verdict::Pass), "{name} did not pass");
+        }
+        assert!(matches!(&results[6].1, Verdict::Fail(m) if m == "no"));
+        assert_eq!(most.load(Ordering::SeqCst), 2, "never two at a time");
+    }
+
+    #[test]
+    fn a_tests_lines_are_kept_until_it_ends() {
+        let ((), lines) = crate::say::collect(|| {
+            say!("one");
+            say!("two {}", 2);
+        });
+        assert_eq!(lines, "one\ntwo 2\n");
     }
 }

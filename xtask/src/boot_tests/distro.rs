@@ -76,7 +76,7 @@ fn install_destdir(ctx: &Ctx) -> Result<()> {
         "man -l {} rendered no zboot-pack page:\n{text}",
         page.display()
     );
-    println!(
+    say!(
         "    man -l renders {} lines; {} files installed",
         text.lines().count(),
         files.len()
@@ -145,7 +145,7 @@ fn kernel_install(ctx: &Ctx, ki: KernelInstall) -> Result<Installed> {
     install::install(&ctx.packer()?, Path::new("/usr"), Some(&dest))?;
     let conf = tmp.path().join("etc-kernel");
     let boot_root = tmp.path().join("boot");
-    let esp = qemu::target_dir().join(format!("boot-tests/kernel-install-{}-esp", ki.layout));
+    let esp = super::scratch().join(format!("kernel-install-{}-esp", ki.layout));
     let _ = std::fs::remove_dir_all(&esp);
     for d in [&conf, &boot_root, &esp] {
         std::fs::create_dir_all(d)?;
@@ -196,12 +196,11 @@ fn kernel_install(ctx: &Ctx, ki: KernelInstall) -> Result<Installed> {
 
 /// Boots the ESP kernel-install wrote, as systemd-boot finds its entries, to the reporting init;
 /// the options of /etc/kernel/cmdline and the machine ID arrive.
-fn boot_installed(ctx: &Ctx, layout: &str, installed: &Installed) -> Result<()> {
+fn boot_installed(ctx: &Ctx, row: &On, installed: &Installed) -> Result<()> {
     let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNx;
     let mut spec = BootSpec::new(
-        format!("kernel-install-{layout}-{fw}"),
-        fw,
+        row.name(),
+        row.fw,
         BootMode::Bare {
             image: fx.systemd_boot.clone(),
         },
@@ -249,7 +248,7 @@ fn check_zboot_image(ctx: &Ctx, image: &[u8], what: &Path) -> Result<()> {
 /// (`layout=bls`): the entry's `linux` is a zboot-pack image of Debian's bzImage, the ESP boots
 /// through systemd-boot to the reporting init with the entry's options and initrd, and
 /// `kernel-install remove` leaves no file behind.
-fn kernel_install_bls(ctx: &Ctx) -> Result<()> {
+fn kernel_install_bls(ctx: &Ctx, row: &On) -> Result<()> {
     need_tool("kernel-install", "systemd")?;
     let fx = ctx.fixtures()?;
     let loaderentry = PathBuf::from("/usr/lib/kernel/install.d/90-loaderentry.install");
@@ -280,13 +279,13 @@ fn kernel_install_bls(ctx: &Ctx) -> Result<()> {
             .any(|l| l.split_whitespace().eq(["linux", rel.as_str()])),
         "entry does not boot {rel}:\n{entry}"
     );
-    println!(
+    say!(
         "    entry {} -> zboot-pack image {} bytes (bzImage {} bytes); remove left nothing",
         entry_file.file_name().unwrap_or_default().to_string_lossy(),
         image.len(),
         std::fs::metadata(&fx.kernel.vmlinuz)?.len()
     );
-    boot_installed(ctx, "bls", &installed)
+    boot_installed(ctx, row, &installed)
 }
 
 /// Debian 13's kernel-install 257 (`layout=uki`) with its own 60-ukify.install and
@@ -295,7 +294,7 @@ fn kernel_install_bls(ctx: &Ctx) -> Result<()> {
 /// Debian's bzImage, with `.uname` the release, `.osrel` and `.cmdline` (/etc/kernel/cmdline and
 /// the machine ID) as ukify writes them; systemd-boot lists it with no entry file (Type #2) and
 /// boots it to the reporting init; `kernel-install remove` leaves no file behind.
-fn kernel_install_uki(ctx: &Ctx) -> Result<()> {
+fn kernel_install_uki(ctx: &Ctx, row: &On) -> Result<()> {
     let fx = ctx.fixtures()?;
     let ki = fx.kernel_install_257()?;
     let uki = &fx.uki257;
@@ -368,13 +367,13 @@ fn kernel_install_uki(ctx: &Ctx) -> Result<()> {
             && cmdline.contains(&format!("systemd.machine_id={MACHINE_ID}")),
         ".cmdline is {cmdline:?}"
     );
-    println!(
+    say!(
         "    {} -> UKI {} bytes, .linux a zboot-pack image of {} bytes; remove left nothing",
         want.file_name().unwrap_or_default().to_string_lossy(),
         file.len(),
         section(".linux")?.len()
     );
-    boot_installed(ctx, "uki", &installed)
+    boot_installed(ctx, row, &installed)
 }
 
 /// The README's main command on a fresh machine's Rust: a fresh `RUSTUP_HOME` holding only the
@@ -471,7 +470,7 @@ fn fresh_rustup_demo(ctx: &Ctx) -> Result<()> {
             "{want} not installed: {after}"
         );
     }
-    println!(
+    say!(
         "    fresh rustup home + clone: cargo xtask demo booted in {:.0} s (log {})",
         t.elapsed().as_secs_f64(),
         log.display()
@@ -499,9 +498,18 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
 
 pub fn tests() -> Vec<BootTest> {
     vec![
-        BootTest::new("fresh-rustup-demo", fresh_rustup_demo),
+        // It builds the whole workspace on both cores, then boots through its own process.
+        BootTest::new("fresh-rustup-demo", fresh_rustup_demo).alone(),
         BootTest::new("install-destdir", install_destdir),
-        BootTest::new("kernel-install-bls-ovmf2025-strictnx", kernel_install_bls),
-        BootTest::new("kernel-install-uki-ovmf2025-strictnx", kernel_install_uki),
+        on(
+            "kernel-install-bls",
+            Firmware::Ovmf2025StrictNx,
+            kernel_install_bls,
+        ),
+        on(
+            "kernel-install-uki",
+            Firmware::Ovmf2025StrictNx,
+            kernel_install_uki,
+        ),
     ]
 }

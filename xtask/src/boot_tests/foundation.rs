@@ -11,11 +11,11 @@ fn bzimage_baseline(ctx: &Ctx, fw: Firmware) -> Result<()> {
 
 /// The UEFI shell mode works: startup.nsh starts the bzImage with arguments, and the Linux EFI
 /// stub's own `initrd=` loads the initramfs from the ESP.
-fn bzimage_shell(ctx: &Ctx) -> Result<()> {
+fn bzimage_shell(ctx: &Ctx, row: &On) -> Result<()> {
     let fx = ctx.fixtures()?;
     let mut spec = BootSpec::new(
-        "bzimage-shell-ovmf2022",
-        Firmware::Ovmf2022,
+        row.name(),
+        row.fw,
         BootMode::Shell {
             image: fx.kernel.vmlinuz.clone(),
             args: format!("initrd=\\initrd.img {}", baseline_options()),
@@ -28,20 +28,20 @@ fn bzimage_shell(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Secure Boot enforcing (snakeoil keys) on strict-NX 2025.02: signed systemd-boot and a signed
-/// bzImage boot, and the guest sees Secure Boot enabled.
-fn bzimage_secure_boot(ctx: &Ctx) -> Result<()> {
+/// Secure Boot enforcing (snakeoil keys): signed systemd-boot and a signed bzImage boot, and
+/// the guest sees Secure Boot enabled.
+fn bzimage_secure_boot(ctx: &Ctx, row: &On) -> Result<()> {
     let vmlinuz = ctx.fixtures()?.kernel.vmlinuz.clone();
-    boot_under_secure_boot(ctx, "bzimage-sdboot", vmlinuz)
+    boot_under_secure_boot(ctx, row, vmlinuz)
 }
 
-/// `kernel` (signed by the harness) through signed systemd-boot under enforcing Secure Boot on
-/// strict-NX 2025.02: it boots and the guest sees Secure Boot enabled.
-fn boot_under_secure_boot(ctx: &Ctx, name: &str, kernel: PathBuf) -> Result<()> {
+/// `kernel` (signed by the harness) through signed systemd-boot on the row's enforcing
+/// firmware: it boots and the guest sees Secure Boot enabled.
+fn boot_under_secure_boot(ctx: &Ctx, row: &On, kernel: PathBuf) -> Result<()> {
     let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNxSecureBoot;
+    let fw = row.fw;
     let spec = BootSpec::systemd_boot(
-        format!("{name}-{fw}"),
+        row.name(),
         fw,
         kernel,
         Some(fx.initramfs.clone()),
@@ -54,10 +54,9 @@ fn boot_under_secure_boot(ctx: &Ctx, name: &str, kernel: PathBuf) -> Result<()> 
 }
 
 /// Secure Boot enforcing rejects an unsigned image: nothing boots.
-fn unsigned_rejected_secure_boot(ctx: &Ctx) -> Result<()> {
+fn unsigned_rejected_secure_boot(ctx: &Ctx, row: &On) -> Result<()> {
     let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNxSecureBoot;
-    let spec = refused_image_spec(format!("unsigned-bare-{fw}"), fw, fx.kernel.vmlinuz.clone());
+    let spec = refused_image_spec(row.name(), row.fw, fx.kernel.vmlinuz.clone());
     let out = ctx.boot(&spec)?;
     ensure!(
         out.report.is_none(),
@@ -94,10 +93,10 @@ fn packed_sdboot(ctx: &Ctx, fw: Firmware) -> Result<()> {
 
 /// The packed kernel, signed with the snakeoil key, boots under enforcing Secure Boot on
 /// strict-NX firmware (sbsign accepts the image; the firmware verifies it).
-fn packed_secure_boot(ctx: &Ctx) -> Result<()> {
+fn packed_secure_boot(ctx: &Ctx, row: &On) -> Result<()> {
     let fx = ctx.fixtures()?;
     let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
-    boot_under_secure_boot(ctx, "packed-bzimage-sdboot", image)
+    boot_under_secure_boot(ctx, row, image)
 }
 
 /// Debian's kernel packed with the baseline command line and the test initramfs embedded (one
@@ -136,26 +135,19 @@ pub fn tests() -> Vec<BootTest> {
         bzimage_baseline,
     )
     .collect();
+    let secure = Firmware::Ovmf2025StrictNxSecureBoot;
     rows.extend([
-        BootTest::new("bzimage-shell-ovmf2022", bzimage_shell),
-        BootTest::new(
-            "bzimage-sdboot-ovmf2025-strict-nx-secure-boot",
-            bzimage_secure_boot,
-        ),
-        BootTest::new(
-            "unsigned-rejected-ovmf2025-strict-nx-secure-boot",
-            unsigned_rejected_secure_boot,
-        ),
+        on("bzimage-shell", Firmware::Ovmf2022, bzimage_shell),
+        on("bzimage-sdboot", secure, bzimage_secure_boot),
+        on("unsigned-rejected", secure, unsigned_rejected_secure_boot),
     ]);
     rows.extend(on_each("packed-bzimage-sdboot", &BOTH_OVMF, packed_sdboot));
     rows.extend([
-        BootTest::new(
-            "packed-bzimage-sdboot-ovmf2025-strict-nx-secure-boot",
-            packed_secure_boot,
-        ),
-        BootTest::new(
-            "packed-embedded-cmdline-initrd-bare-ovmf2025-strict-nx",
-            |ctx| packed_embedded_bare(ctx, Firmware::Ovmf2025StrictNx),
+        on("packed-bzimage-sdboot", secure, packed_secure_boot),
+        on(
+            "packed-embedded-cmdline-initrd-bare",
+            Firmware::Ovmf2025StrictNx,
+            |ctx, row| packed_embedded_bare(ctx, row.fw),
         ),
     ]);
     rows

@@ -88,7 +88,7 @@ fn probe_kaslr(ctx: &Ctx, row: &On) -> Result<()> {
                     .any(|t| t.trim().trim_start_matches("0x") == "9"),
             "no SETUP_RNG_SEED (9) node: setup_data={types:?}"
         );
-        println!("    boot {i}: load_base {base:#x}, virt_delta {delta:#x}");
+        say!("    boot {i}: load_base {base:#x}, virt_delta {delta:#x}");
         deltas.insert(delta);
         bases.insert(base);
     }
@@ -121,7 +121,7 @@ fn probe_kaslr_ovmf2022(ctx: &Ctx, row: &On) -> Result<()> {
         .lines()
         .find(|l| l.contains("KASLR seed from"))
         .unwrap_or("seed from EFI_RNG_PROTOCOL");
-    println!(
+    say!(
         "    ovmf2022: load_base {:?}, virt_delta {:?}, {}",
         p.get("load_base"),
         p.get("virt_delta"),
@@ -151,7 +151,7 @@ fn probe_nokaslr(ctx: &Ctx, row: &On) -> Result<()> {
             "nokaslr: base {base:#x} without the fallback message"
         );
     }
-    println!("    nokaslr: load_base {base:#x}");
+    say!("    nokaslr: load_base {base:#x}");
 
     // `mem=` disables only the physical part: the same deterministic placement as `nokaslr`,
     // but KASLR_FLAG set (the virtual delta is still random, relocations still verified).
@@ -215,9 +215,11 @@ fn linux_boot(
     );
     let out = ctx.boot(&spec)?;
     let r = check_linux_report(ctx, &out)?.clone();
-    println!(
+    say!(
         "    {name}: _text {:x?}, Kernel code {:x?}, VmallocTotal {:?} kB",
-        r.kallsyms_text, r.iomem_kernel_code, r.vmalloc_total_kb
+        r.kallsyms_text,
+        r.iomem_kernel_code,
+        r.vmalloc_total_kb
     );
     Ok(r)
 }
@@ -346,7 +348,7 @@ fn linux_wx(ctx: &Ctx, row: &On, kernel: &DebianKernel, tag: &str) -> Result<()>
         "{tag}: booted {:?}",
         r.release
     );
-    println!("    {tag}: {}", line.trim());
+    say!("    {tag}: {}", line.trim());
     Ok(())
 }
 
@@ -371,7 +373,7 @@ pub(crate) fn inspect_json(ctx: &Ctx, file: &std::path::Path) -> Result<serde_js
 /// the kernel must boot 5-level on `-cpu max` through systemd-boot on strict-NX OVMF.
 fn bare_vmlinux_5level(ctx: &Ctx, row: &On, kernel: &DebianKernel, tag: &str) -> Result<()> {
     let fx = ctx.fixtures()?;
-    let dir = qemu::target_dir().join("boot-tests");
+    let dir = super::scratch();
     std::fs::create_dir_all(&dir)?;
     let elf = dir.join(format!("{tag}-vmlinux"));
     let o = std::process::Command::new(ctx.packer()?)
@@ -424,7 +426,7 @@ fn bare_vmlinux_5level(ctx: &Ctx, row: &On, kernel: &DebianKernel, tag: &str) ->
         r.vmalloc_total_kb,
         out.log_path.display()
     );
-    println!("    {tag}: 5-level from \"{source}\"");
+    say!("    {tag}: 5-level from \"{source}\"");
     Ok(())
 }
 
@@ -444,7 +446,7 @@ fn secure_boot_tamper(ctx: &Ctx, row: &On) -> Result<()> {
     let fw = row.fw;
     let image =
         probe::pack_with_cmdline(ctx, "hardening-probe-secure", "console=ttyS0", &["--la57"])?;
-    let dir = qemu::target_dir().join("boot-tests");
+    let dir = super::scratch();
     let signed = dir.join("hardening-probe-signed.efi");
     qemu::sign(fx, fw, &image, &signed)?;
     let bytes = std::fs::read(&signed)?;
@@ -547,7 +549,7 @@ fn malformed_embedded_cmdline(ctx: &Ctx, row: &On) -> Result<()> {
     let mut buf = [0u8; HEADER_SIZE];
     h.write(&mut buf);
     pe[pay..pay + HEADER_SIZE].copy_from_slice(&buf);
-    let bad = qemu::target_dir().join("boot-tests/hardening-cmdline-not-utf8.efi");
+    let bad = super::scratch().join("hardening-cmdline-not-utf8.efi");
     std::fs::write(&bad, &pe)?;
 
     let mut spec =

@@ -90,7 +90,7 @@ pub(super) fn check_entry(log: &str, want: Entry) -> Result<()> {
         got == Some(want),
         "the stub's efi=debug lines show entry {got:?}, want {want:?}"
     );
-    println!(
+    say!(
         "    stub entry: {want:?} ({})",
         log.lines()
             .find(|l| l.contains(BZIMAGE_ENTRY) || l.contains(HANDOVER))
@@ -171,7 +171,7 @@ fn check_damaged(out: &BootOutcome, log: &str) -> Result<()> {
         "a kernel started from the damaged image {}",
         ctx_log()
     );
-    println!("    stub: {err}");
+    say!("    stub: {err}");
     Ok(())
 }
 
@@ -252,10 +252,10 @@ fn second_image(ctx: &Ctx, second: Kernel) -> Result<PathBuf> {
             let (at, len) = compressed_stream(&bytes)?;
             let off = at + len / 2;
             bytes[off] ^= 0x10;
-            let out = qemu::target_dir().join("boot-tests/kexec/damaged-stream-middle.efi");
+            let out = super::scratch().join("kexec/damaged-stream-middle.efi");
             std::fs::create_dir_all(out.parent().unwrap())?;
             std::fs::write(&out, &bytes)?;
-            println!(
+            say!(
                 "    second kernel: {} with bit 4 of byte {off:#x} (middle of the compressed stream) flipped",
                 good.display()
             );
@@ -292,10 +292,10 @@ fn kexec_initrd(
     // (init/initramfs.c skips zeros between archives): pad the gzip member.
     initrd.resize(initrd.len().next_multiple_of(512), 0);
     initrd.extend(crate::initramfs::overlay(&files));
-    let out = qemu::target_dir().join(format!("boot-tests/kexec/{name}-initrd.img"));
+    let out = super::scratch().join(format!("kexec/{name}-initrd.img"));
     std::fs::create_dir_all(out.parent().unwrap())?;
     std::fs::write(&out, &initrd)?;
-    println!(
+    say!(
         "    first initrd {} ({} bytes): kexec-tools {}, {}",
         out.display(),
         initrd.len(),
@@ -333,7 +333,7 @@ fn kexec_row(
         // The first kernel (and systemd-boot) are signed by BootSpec::sign; the second image is
         // signed here, the unsigned one goes next to it.
         ensure!(fw.enforcing(), "{name}: {fw} does not enforce Secure Boot");
-        let signed = qemu::target_dir().join(format!("boot-tests/kexec/second-signed-{fw}.efi"));
+        let signed = super::scratch().join(format!("kexec/second-signed-{fw}.efi"));
         qemu::sign(fx, fw, &image, &signed)?;
         // The signed image with one byte of its compressed stream changed afterwards.
         let mut bytes = std::fs::read(&signed)?;
@@ -344,10 +344,8 @@ fn kexec_row(
         images = vec![("kexec/image", signed), ("kexec/image-tampered", tampered)];
         // The same image signed by pesign and osslsigncode: each must load too.
         for signer in super::signing::OTHER_SIGNERS {
-            let by = qemu::target_dir().join(format!(
-                "boot-tests/kexec/second-signed-by-{}-{fw}.efi",
-                signer.name()
-            ));
+            let by =
+                super::scratch().join(format!("kexec/second-signed-by-{}-{fw}.efi", signer.name()));
             super::signing::sign_snakeoil(ctx, signer, &image, &by)?;
             images.push((signer.kexec_path(), by));
         }
@@ -406,7 +404,7 @@ fn kexec_row(
             ctx_log()
         )
     })?;
-    println!(
+    say!(
         "    first kernel: {} -> {}",
         r1.raw.get("kexec_load").map(String::as_str).unwrap_or("?"),
         started
@@ -425,7 +423,7 @@ fn kexec_row(
             .map(|l| l.split_whitespace().collect())
             .unwrap_or_default();
         loaded.sort_unstable();
-        println!(
+        say!(
             "    first kernel: lockdown {lockdown:?}; unsigned image: {refused:?}; tampered signed image: {tampered:?}; loaded with kexec -s, signed by: sbsign (then booted), {}",
             loaded.join(", ")
         );
@@ -573,7 +571,7 @@ fn kexec_row(
         problems.join("; "),
         ctx_log()
     );
-    println!(
+    say!(
         "    second kernel: cmdline {:?}, MemTotal {} kB; first report after {:.1} s, both in {:.1} s",
         r2.cmdline.as_deref().unwrap_or(""),
         r2.memtotal_kb.unwrap_or(0),
@@ -606,7 +604,7 @@ fn qemu_kernel(ctx: &Ctx, name: &str, kernel: Kernel, fw: Firmware) -> Result<()
     }
     if fw == Firmware::Seabios {
         let (bios, version) = fx.seabios()?;
-        println!("    SeaBIOS {version} ({})", bios.display());
+        say!("    SeaBIOS {version} ({})", bios.display());
     }
     let out = ctx.boot(&spec)?;
     if kernel == Kernel::ZbootDamaged {
@@ -616,7 +614,7 @@ fn qemu_kernel(ctx: &Ctx, name: &str, kernel: Kernel, fw: Firmware) -> Result<()
         let r = check_linux_report(ctx, &out)?;
         // OVMF's LoadImage path (X86QemuLoadImageLib) appends `initrd=initrd` for an initrd;
         // its legacy bzImage path does not.
-        println!(
+        say!(
             "    OVMF started it {}",
             if r.cmdline_has("initrd=initrd") {
                 "with LoadImage (`initrd=initrd` appended)"
@@ -628,7 +626,7 @@ fn qemu_kernel(ctx: &Ctx, name: &str, kernel: Kernel, fw: Firmware) -> Result<()
     }
     // BIOS: no EFI (no runtime, no EFI framebuffer), everything else as usual.
     let r = check_bios_report(ctx, &out)?;
-    println!(
+    say!(
         "    VmallocTotal {} kB ({}-level paging)",
         r.vmalloc_total_kb.unwrap_or(0),
         if r.five_level_paging() == Some(true) {
@@ -646,65 +644,69 @@ fn qemu_kernel(ctx: &Ctx, name: &str, kernel: Kernel, fw: Firmware) -> Result<()
     Ok(())
 }
 
-/// A kexec row with Debian 12's kexec-tools: the name is written once.
-fn kexec(name: &'static str, mode: Mode, second: Kernel, fw: Firmware) -> BootTest {
-    kexec_with(name, mode, second, fw, &KEXEC_225)
+/// A kexec row with Debian 12's kexec-tools, named `<label>-<fw>`.
+fn kexec(label: &str, mode: Mode, second: Kernel, fw: Firmware) -> BootTest {
+    kexec_with(label, mode, second, fw, &KEXEC_225)
 }
 
 /// A kexec row with the kexec-tools of `set`.
 fn kexec_with(
-    name: &'static str,
+    label: &str,
     mode: Mode,
     second: Kernel,
     fw: Firmware,
     set: &'static KexecSet,
 ) -> BootTest {
-    BootTest::new(name, move |ctx| kexec_row(ctx, name, mode, second, fw, set))
+    super::on(label, fw, move |ctx, row| {
+        kexec_row(ctx, &row.name(), mode, second, fw, set)
+    })
 }
 
-/// A QEMU `-kernel` row.
-fn qemu_kernel_row(name: &'static str, kernel: Kernel, fw: Firmware) -> BootTest {
-    BootTest::new(name, move |ctx| qemu_kernel(ctx, name, kernel, fw))
+/// A QEMU `-kernel` row, named `<label>-<fw>`.
+fn qemu_kernel_row(label: &str, kernel: Kernel, fw: Firmware) -> BootTest {
+    super::on(label, fw, move |ctx, row| {
+        qemu_kernel(ctx, &row.name(), kernel, fw)
+    })
 }
 
 pub fn tests() -> Vec<BootTest> {
     vec![
         // Reference rows: Debian's bzImage as the second kernel (the harness works).
         kexec(
-            "kexec-file-bzimage-ovmf2025-strict-nx",
+            "kexec-file-bzimage",
             Mode::File,
             Kernel::BzImage,
             Firmware::Ovmf2025StrictNx,
         ),
         kexec(
-            "kexec-load-bzimage-ovmf2025-strict-nx",
+            "kexec-load-bzimage",
             Mode::Load,
             Kernel::BzImage,
             Firmware::Ovmf2025StrictNx,
         ),
         // Our image as the second kernel: the stub's 64-bit bzImage entry.
         kexec(
-            "kexec-file-zboot-ovmf2025-strict-nx",
+            "kexec-file-zboot",
             Mode::File,
             Kernel::Zboot,
             Firmware::Ovmf2025StrictNx,
         ),
         kexec(
-            "kexec-load-zboot-ovmf2025-strict-nx",
+            "kexec-load-zboot",
             Mode::Load,
             Kernel::Zboot,
             Firmware::Ovmf2025StrictNx,
         ),
         // kexec-tools' 32-bit bzImage loader: the stub's 32-bit entry.
         kexec(
-            "kexec-load32-zboot-ovmf2025-strict-nx",
+            "kexec-load32-zboot",
             Mode::Load32,
             Kernel::Zboot,
             Firmware::Ovmf2025StrictNx,
         ),
         // Debian 13's kexec-tools 2.0.29 (its own bzImage64 loader and purgatory).
         kexec_with(
-            "kexec-load-zboot-kexec229-ovmf2025-strict-nx",
+            "kexec-load-zboot-kexec229",
             Mode::Load,
             Kernel::Zboot,
             Firmware::Ovmf2025StrictNx,
@@ -712,55 +714,43 @@ pub fn tests() -> Vec<BootTest> {
         ),
         // Secure Boot: a locked-down first kernel refuses the unsigned image, boots the signed one.
         kexec(
-            "kexec-file-signed-zboot-ovmf2025-strict-nx-secure-boot",
+            "kexec-file-signed-zboot",
             Mode::FileSigned,
             Kernel::Zboot,
             Firmware::Ovmf2025StrictNxSecureBoot,
         ),
         // The probe kernel through the stub's 64-bit bzImage entry: the entry contract.
         kexec(
-            "probe-kexec-file-ovmf2025-strict-nx",
+            "probe-kexec-file",
             Mode::File,
             Kernel::Probe,
             Firmware::Ovmf2025StrictNx,
         ),
         kexec(
-            "kdump-zboot-ovmf2025-strict-nx",
+            "kdump-zboot",
             Mode::Crash,
             Kernel::Zboot,
             Firmware::Ovmf2025StrictNx,
         ),
         kexec(
-            "kexec-file-damaged-zboot-ovmf2025-strict-nx",
+            "kexec-file-damaged-zboot",
             Mode::File,
             Kernel::ZbootDamaged,
             Firmware::Ovmf2025StrictNx,
         ),
-        qemu_kernel_row(
-            "qemu-kernel-bzimage-seabios",
-            Kernel::BzImage,
-            Firmware::Seabios,
-        ),
+        qemu_kernel_row("qemu-kernel-bzimage", Kernel::BzImage, Firmware::Seabios),
         // Our image on SeaBIOS: the 16-bit entry (then the 32-bit one).
+        qemu_kernel_row("qemu-kernel-zboot", Kernel::Zboot, Firmware::Seabios),
         qemu_kernel_row(
-            "qemu-kernel-zboot-seabios",
-            Kernel::Zboot,
-            Firmware::Seabios,
-        ),
-        qemu_kernel_row(
-            "qemu-kernel-damaged-zboot-seabios",
+            "qemu-kernel-damaged-zboot",
             Kernel::ZbootDamaged,
             Firmware::Seabios,
         ),
         qemu_kernel_row(
-            "qemu-kernel-zboot-ovmf2025-strict-nx",
+            "qemu-kernel-zboot",
             Kernel::Zboot,
             Firmware::Ovmf2025StrictNx,
         ),
-        qemu_kernel_row(
-            "qemu-kernel-zboot-ovmf2022",
-            Kernel::Zboot,
-            Firmware::Ovmf2022,
-        ),
+        qemu_kernel_row("qemu-kernel-zboot", Kernel::Zboot, Firmware::Ovmf2022),
     ]
 }

@@ -80,7 +80,7 @@ fn build_uki_252(
 fn uki_linux(ctx: &Ctx, fw: Firmware) -> Result<(PathBuf, PathBuf)> {
     let fx = ctx.fixtures()?;
     let image = ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?;
-    let dir = qemu::target_dir().join("boot-tests/uki");
+    let dir = super::scratch().join("uki");
     std::fs::create_dir_all(&dir)?;
     let linux = if fw.enforcing() {
         let signed = dir.join(format!("linux-signed-{fw}.efi"));
@@ -172,7 +172,7 @@ fn grub_standalone_for(
     tag: &str,
     cfg: &str,
 ) -> Result<PathBuf> {
-    let dir = qemu::target_dir().join("boot-tests/grub");
+    let dir = super::scratch().join("grub");
     std::fs::create_dir_all(&dir)?;
     let cfg_path = dir.join(format!("{tag}.cfg"));
     let out = dir.join(format!("{tag}.efi"));
@@ -247,14 +247,14 @@ type ToolSet = fn(&Fixtures) -> &ToolRoot;
 
 /// A GRUB EFI row of the tool set `set`: the name is written once.
 fn grub_efi_row(
-    name: &'static str,
+    label: &str,
     set: ToolSet,
     cmds: (&'static str, &'static str),
     fw: Firmware,
     want: Entry,
 ) -> BootTest {
-    BootTest::new(name, move |ctx| {
-        grub(ctx, set(ctx.fixtures()?), name, cmds, fw, want)
+    on(label, fw, move |ctx, row| {
+        grub(ctx, set(ctx.fixtures()?), &row.name(), cmds, fw, want)
     })
 }
 
@@ -266,7 +266,7 @@ pub(super) fn grub_bios_image(
     name: &str,
     cfg: &str,
 ) -> Result<PathBuf> {
-    let dir = qemu::target_dir().join("boot-tests/grub");
+    let dir = super::scratch().join("grub");
     std::fs::create_dir_all(&dir)?;
     let cfg_path = dir.join(format!("{name}.cfg"));
     let out = dir.join(format!("{name}.bin"));
@@ -322,7 +322,7 @@ fn grub_bios(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
     let fx = ctx.fixtures()?;
     let set = fx.grub_pc()?;
     let (bios, version) = fx.seabios()?;
-    println!(
+    say!(
         "    SeaBIOS {version} ({}), GRUB {}",
         bios.display(),
         set.version
@@ -356,7 +356,7 @@ fn grub_bios(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
         out.log_path.display()
     );
     let r = check_bios_report(ctx, &out)?;
-    println!(
+    say!(
         "    VmallocTotal {} kB",
         r.vmalloc_total_kb.unwrap_or_default()
     );
@@ -382,9 +382,10 @@ const NO_MIXED_MODE: &str =
 fn grub_ia32(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
     let fx = ctx.fixtures()?;
     let (grub_set, ovmf) = fx.ia32()?;
-    println!(
+    say!(
         "    GRUB {} (i386-efi), OVMF ia32 {}",
-        grub_set.version, ovmf.version
+        grub_set.version,
+        ovmf.version
     );
     let image = if zboot {
         ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?
@@ -417,7 +418,7 @@ fn grub_ia32(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
     );
     if !zboot {
         let r = check_linux_report(ctx, &out)?;
-        println!(
+        say!(
             "    Debian's bzImage booted in EFI mixed mode: efi_runtime {:?}",
             r.efi_runtime
         );
@@ -435,7 +436,7 @@ fn grub_ia32(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
         "the stub's error must come before GRUB's script goes on, with no kernel output (log {})",
         out.log_path.display()
     );
-    println!(
+    say!(
         "    {} then {BACK_IN_GRUB:?} after {:.1} s",
         NO_MIXED_MODE,
         out.duration.as_secs_f64()
@@ -444,20 +445,24 @@ fn grub_ia32(ctx: &Ctx, name: &str, zboot: bool) -> Result<()> {
 }
 
 /// A GRUB ia32 row: the name is written once.
-fn grub_ia32_row(name: &'static str, zboot: bool) -> BootTest {
-    BootTest::new(name, move |ctx| grub_ia32(ctx, name, zboot))
+fn grub_ia32_row(label: &str, zboot: bool) -> BootTest {
+    on(label, Firmware::Ovmf2022Ia32, move |ctx, row| {
+        grub_ia32(ctx, &row.name(), zboot)
+    })
 }
 
-/// A GRUB-for-BIOS row: the name is written once.
-fn grub_bios_row(name: &'static str, zboot: bool) -> BootTest {
-    BootTest::new(name, move |ctx| grub_bios(ctx, name, zboot))
+/// A GRUB-for-BIOS row (on SeaBIOS), named `<label>-seabios`.
+fn grub_bios_row(label: &str, zboot: bool) -> BootTest {
+    on(label, Firmware::Seabios, move |ctx, row| {
+        grub_bios(ctx, &row.name(), zboot)
+    })
 }
 
-/// The firmware a UKI row runs on, and its name in the row's name.
-const UKI_FIRMWARE: [(Firmware, &str); 3] = [
-    (Firmware::Ovmf2022, "ovmf2022"),
-    (Firmware::Ovmf2025StrictNx, "ovmf2025-strictnx"),
-    (Firmware::Ovmf2025StrictNxSecureBoot, "ovmf2025-secureboot"),
+/// The firmware the UKI rows run on.
+const UKI_FIRMWARE: [Firmware; 3] = [
+    Firmware::Ovmf2022,
+    Firmware::Ovmf2025StrictNx,
+    Firmware::Ovmf2025StrictNxSecureBoot,
 ];
 
 /// systemd-stub 252's UKI and ukify's of systemd 257 and unstable, on every UKI firmware.
@@ -465,14 +470,10 @@ fn uki_rows() -> impl Iterator<Item = BootTest> {
     let ukify: [(&str, ToolSet); 2] = [("257", |f| &f.uki257), ("unstable", |f| &f.ukisid)];
     UKI_FIRMWARE
         .into_iter()
-        .map(|(fw, label)| {
-            BootTest::new(format!("uki-systemd-stub-252-{label}"), move |ctx| {
-                uki_252(ctx, fw)
-            })
-        })
+        .map(|fw| on("uki-systemd-stub-252", fw, move |ctx, _| uki_252(ctx, fw)))
         .chain(ukify.into_iter().flat_map(|(tag, set)| {
-            UKI_FIRMWARE.into_iter().map(move |(fw, label)| {
-                BootTest::new(format!("uki-ukify-{tag}-{label}"), move |ctx| {
+            UKI_FIRMWARE.into_iter().map(move |fw| {
+                on(format!("uki-ukify-{tag}"), fw, move |ctx, _| {
                     uki_ukify(ctx, set(ctx.fixtures()?), tag, fw)
                 })
             })
@@ -483,14 +484,14 @@ pub fn tests() -> Vec<BootTest> {
     let mut rows: Vec<BootTest> = uki_rows().collect();
     rows.extend([
         grub_efi_row(
-            "grub-2.06-linuxefi-ovmf2022",
+            "grub-2.06-linuxefi",
             |f| &f.grub206,
             ("linuxefi", "initrdefi"),
             Firmware::Ovmf2022,
             Entry::Handover,
         ),
         grub_efi_row(
-            "grub-2.06-linuxefi-ovmf2025-strictnx",
+            "grub-2.06-linuxefi",
             |f| &f.grub206,
             ("linuxefi", "initrdefi"),
             Firmware::Ovmf2025StrictNx,
@@ -498,39 +499,39 @@ pub fn tests() -> Vec<BootTest> {
         ),
         // Debian 12's GRUB 2.06 `linux` without Secure Boot: the bzImage 32-bit protocol.
         grub_efi_row(
-            "grub-2.06-linux-zboot-ovmf2022",
+            "grub-2.06-linux-zboot",
             |f| &f.grub206,
             ("linux", "initrd"),
             Firmware::Ovmf2022,
             Entry::Bzimage32,
         ),
         grub_efi_row(
-            "grub-2.06-linux-zboot-ovmf2025-strict-nx",
+            "grub-2.06-linux-zboot",
             |f| &f.grub206,
             ("linux", "initrd"),
             Firmware::Ovmf2025StrictNx,
             Entry::Bzimage32,
         ),
         grub_efi_row(
-            "grub-2.12-linux-ovmf2022",
+            "grub-2.12-linux",
             |f| &f.grub212,
             ("linux", "initrd"),
             Firmware::Ovmf2022,
             Entry::Pe,
         ),
         grub_efi_row(
-            "grub-2.12-linux-ovmf2025-strictnx",
+            "grub-2.12-linux",
             |f| &f.grub212,
             ("linux", "initrd"),
             Firmware::Ovmf2025StrictNx,
             Entry::Pe,
         ),
         // GRUB 2.06 for BIOS on SeaBIOS (`lnxboot.img` + `core.img` as QEMU's -kernel).
-        grub_bios_row("grub-bios-zboot-seabios", true),
-        grub_bios_row("grub-bios-bzimage-seabios", false),
+        grub_bios_row("grub-bios-zboot", true),
+        grub_bios_row("grub-bios-bzimage", false),
         // GRUB 2.06 for 32-bit UEFI (`linuxefi`: the 32-bit EFI handover entry).
-        grub_ia32_row("grub-ia32-linuxefi-zboot-ovmf2022-ia32", true),
-        grub_ia32_row("grub-ia32-linuxefi-bzimage-ovmf2022-ia32", false),
+        grub_ia32_row("grub-ia32-linuxefi-zboot", true),
+        grub_ia32_row("grub-ia32-linuxefi-bzimage", false),
     ]);
     rows
 }

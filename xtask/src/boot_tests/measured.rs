@@ -19,7 +19,7 @@ fn initrd(ctx: &Ctx) -> Result<PathBuf> {
         0o755,
         crate::initramfs::INIT_SCRIPT.as_bytes().to_vec(),
     )]));
-    let out = qemu::target_dir().join("boot-tests/measured/initrd.img");
+    let out = super::scratch().join("measured/initrd.img");
     std::fs::create_dir_all(out.parent().unwrap())?;
     std::fs::write(&out, bytes)?;
     Ok(out)
@@ -81,7 +81,7 @@ fn boot_measured(ctx: &Ctx, mut spec: BootSpec) -> Result<(InitReport, Measured)
     let out = ctx.boot(&spec)?;
     let r = check_linux_report(ctx, &out)?.clone();
     let m = measured(&out)?;
-    println!(
+    say!(
         "    {}: PCR 9 sha256 {} ({} events in PCR 9, replay matches; banks {:x?})",
         spec.name,
         tpm_log::hex(&m.pcr9),
@@ -167,7 +167,7 @@ fn sdboot(ctx: &Ctx, fw: Firmware) -> Result<()> {
             loader.as_ref(),
         ],
     )?;
-    println!(
+    say!(
         "    PCR 9 sha256: ours {}, bzImage {}, predicted {}",
         tpm_log::hex(&m.pcr9),
         tpm_log::hex(&m_bz.pcr9),
@@ -216,7 +216,7 @@ fn embedded_bare(ctx: &Ctx, fw: Firmware) -> Result<()> {
         String::from_utf8_lossy(&ours[0].1)
     );
     let pred = predicted(ctx, &image, &[])?;
-    println!(
+    say!(
         "    PCR 9 sha256: ours {}, predicted {}",
         tpm_log::hex(&m.pcr9),
         tpm_log::hex(&pred)

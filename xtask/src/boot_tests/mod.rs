@@ -6,9 +6,9 @@
 //! parity baselines (Debian's own bzImage booted through systemd-boot, once per firmware).
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::demo;
 use crate::fixtures::{Fixtures, Missing, missing};
@@ -16,22 +16,29 @@ use crate::probe::ProbeArtifacts;
 use crate::qemu::{self, BootMode, BootOutcome, BootSpec, Firmware};
 use crate::report::InitReport;
 
-/// What a boot test runs.
-pub type TestFn = Box<dyn Fn(&Ctx) -> Result<()>>;
+/// What a boot test runs. Tests run on two worker threads at once (see [`crate::test_cmd`]).
+pub type TestFn = Box<dyn Fn(&Ctx) -> Result<()> + Send + Sync>;
 
 /// A named boot test.
 pub struct BootTest {
     pub name: String,
     /// What a row written as data boots and expects (`cargo xtask test --list`).
     pub about: Option<String>,
+    /// Runs with no other boot test beside it: it types at its guest on a timer, or keeps both
+    /// cores busy itself.
+    pub alone: bool,
     pub run: TestFn,
 }
 
 impl BootTest {
-    pub fn new(name: impl Into<String>, run: impl Fn(&Ctx) -> Result<()> + 'static) -> BootTest {
+    pub fn new(
+        name: impl Into<String>,
+        run: impl Fn(&Ctx) -> Result<()> + Send + Sync + 'static,
+    ) -> BootTest {
         BootTest {
             name: name.into(),
             about: None,
+            alone: false,
             run: Box::new(run),
         }
     }
@@ -39,6 +46,32 @@ impl BootTest {
     pub fn about(mut self, about: String) -> BootTest {
         self.about = Some(about);
         self
+    }
+
+    /// See [`BootTest::alone`].
+    pub fn alone(mut self) -> BootTest {
+        self.alone = true;
+        self
+    }
+}
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes this thread boot-test worker `n` (see [`scratch`]).
+pub fn set_worker(n: usize) {
+    WORKER.with(|w| w.set(n));
+}
+
+/// `<target>/boot-tests` for worker 0 (and outside the test runner), `<target>/boot-tests/w<n>`
+/// for worker `n`: where a test writes the files it makes, so that two tests running at once
+/// never write the same path. What [`Ctx`] makes once per run lives in `<target>/boot-tests`.
+pub fn scratch() -> PathBuf {
+    let dir = qemu::target_dir().join("boot-tests");
+    match WORKER.with(|w| w.get()) {
+        0 => dir,
+        n => dir.join(format!("w{n}")),
     }
 }
 
@@ -65,7 +98,7 @@ impl On {
 pub fn on(
     label: impl Into<String>,
     fw: Firmware,
-    run: impl Fn(&Ctx, &On) -> Result<()> + 'static,
+    run: impl Fn(&Ctx, &On) -> Result<()> + Send + Sync + 'static,
 ) -> BootTest {
     let row = On {
         label: label.into(),
@@ -95,23 +128,35 @@ pub fn baseline_options() -> String {
     format!("console=ttyS0 {MARKER}")
 }
 
-/// State shared by the tests of one `cargo xtask test` run.
+/// A value made once per run, by whichever test asks first (the other waits for it).
+type Once<T> = Arc<OnceLock<std::result::Result<T, String>>>;
+
+/// A packing: the input and the packer's arguments.
+type PackKey = (PathBuf, Vec<String>);
+
+/// State shared by the tests of one `cargo xtask test` run (and its two workers).
 pub struct Ctx {
-    fixtures: OnceCell<std::result::Result<Fixtures, (bool, String)>>,
-    packer: OnceCell<std::result::Result<PathBuf, String>>,
-    probe: OnceCell<std::result::Result<ProbeArtifacts, String>>,
-    baselines: RefCell<BTreeMap<Firmware, BootOutcome>>,
-    packed: RefCell<BTreeMap<(PathBuf, Vec<String>), PathBuf>>,
+    fixtures: OnceLock<std::result::Result<Fixtures, (bool, String)>>,
+    packer: OnceLock<std::result::Result<PathBuf, String>>,
+    probe: OnceLock<std::result::Result<ProbeArtifacts, String>>,
+    baselines: Mutex<BTreeMap<Firmware, Once<BootOutcome>>>,
+    packed: Mutex<BTreeMap<PackKey, Once<PathBuf>>>,
+}
+
+/// The cell of `key` in `map`, made empty if absent.
+fn cell<K: Ord, T>(map: &Mutex<BTreeMap<K, Once<T>>>, key: K) -> Once<T> {
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    m.entry(key).or_default().clone()
 }
 
 impl Ctx {
     pub fn new() -> Ctx {
         Ctx {
-            fixtures: OnceCell::new(),
-            packer: OnceCell::new(),
-            probe: OnceCell::new(),
-            baselines: RefCell::new(BTreeMap::new()),
-            packed: RefCell::new(BTreeMap::new()),
+            fixtures: OnceLock::new(),
+            packer: OnceLock::new(),
+            probe: OnceLock::new(),
+            baselines: Mutex::new(BTreeMap::new()),
+            packed: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -145,37 +190,40 @@ impl Ctx {
             .map_err(|e| anyhow!("building the probe kernel: {e}"))
     }
 
-    /// Packs `input` with `args` into `<target>/boot-tests/<name>.efi`. Packing the same input
-    /// with the same arguments again in one run reuses the first image.
+    /// Packs `input` with `args` into `<target>/boot-tests/<name>-<key>.efi`, `<key>` a hash of
+    /// the input's path and the arguments (two packings never share a file). Packing the same
+    /// input with the same arguments again in one run reuses the first image.
     pub fn pack(&self, name: &str, input: &std::path::Path, args: &[&str]) -> Result<PathBuf> {
         let key = (
             input.to_path_buf(),
             args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         );
-        if let Some(p) = self.packed.borrow().get(&key) {
-            return Ok(p.clone());
-        }
         let out = qemu::target_dir()
             .join("boot-tests")
-            .join(format!("{name}.efi"));
-        let t = std::time::Instant::now();
-        demo::pack(&self.packer()?, input, &out, args)?;
-        println!(
-            "    packed {} {} -> {} ({} bytes, {:.1} s)",
-            input.display(),
-            args.join(" "),
-            out.display(),
-            std::fs::metadata(&out)?.len(),
-            t.elapsed().as_secs_f64()
-        );
-        self.packed.borrow_mut().insert(key, out.clone());
-        Ok(out)
+            .join(format!("{name}-{:08x}.efi", pack_key_hash(&key)));
+        let packer = self.packer()?;
+        cell(&self.packed, key)
+            .get_or_init(|| {
+                let t = std::time::Instant::now();
+                demo::pack(&packer, input, &out, args).map_err(|e| format!("{e:#}"))?;
+                say!(
+                    "    packed {} {} -> {} ({} bytes, {:.1} s)",
+                    input.display(),
+                    args.join(" "),
+                    out.display(),
+                    std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0),
+                    t.elapsed().as_secs_f64()
+                );
+                Ok(out)
+            })
+            .clone()
+            .map_err(|e| anyhow!("{e}"))
     }
 
     /// Boots a spec (thin wrapper so tests read uniformly).
     pub fn boot(&self, spec: &BootSpec) -> Result<BootOutcome> {
         let out = qemu::run(self.fixtures()?, spec)?;
-        println!(
+        say!(
             "    {}: exit {:?}, {:.1} s{}{}",
             spec.name,
             out.exit_code,
@@ -189,12 +237,17 @@ impl Ctx {
     }
 
     /// The parity baseline on `fw`: Debian's own bzImage through systemd-boot with the test
-    /// initramfs and [`baseline_options`]. Booted once per run and firmware, then reused.
+    /// initramfs and [`baseline_options`]. Booted once per run and firmware (by the first test
+    /// that asks), then reused.
     pub fn baseline(&self, fw: Firmware) -> Result<BootOutcome> {
-        if let Some(o) = self.baselines.borrow().get(&fw) {
-            return Ok(o.clone());
-        }
         let fx = self.fixtures()?;
+        cell(&self.baselines, fw)
+            .get_or_init(|| self.boot_baseline(fx, fw).map_err(|e| format!("{e:#}")))
+            .clone()
+            .map_err(|e| anyhow!("baseline on {fw}: {e}"))
+    }
+
+    fn boot_baseline(&self, fx: &Fixtures, fw: Firmware) -> Result<BootOutcome> {
         let spec = BootSpec::systemd_boot(
             format!("baseline-bzimage-{fw}"),
             fw,
@@ -204,7 +257,7 @@ impl Ctx {
         );
         let out = self.boot(&spec)?;
         let r = out.complete_report()?;
-        println!(
+        say!(
             "    baseline {fw}: MemTotal {} kB, boot {:.1} s (report after {:.1} s), VmallocTotal {} kB, Kernel code {:x?}",
             r.memtotal_kb.unwrap_or(0),
             out.duration.as_secs_f64(),
@@ -212,7 +265,6 @@ impl Ctx {
             r.vmalloc_total_kb.unwrap_or(0),
             r.iomem_kernel_code,
         );
-        self.baselines.borrow_mut().insert(fw, out.clone());
         Ok(out)
     }
 
@@ -220,6 +272,19 @@ impl Ctx {
     pub fn baseline_report(&self, fw: Firmware) -> Result<InitReport> {
         Ok(self.baseline(fw)?.complete_report()?.clone())
     }
+}
+
+/// FNV-1a of a packing's input path and arguments: stable across runs, so the same packing
+/// gets the same file name.
+fn pack_key_hash((input, args): &PackKey) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let path = input.to_string_lossy();
+    for part in std::iter::once(path.as_ref()).chain(args.iter().map(String::as_str)) {
+        for b in part.bytes().chain([0]) {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    }
+    h
 }
 
 /// What tells the kernel that reported is the one under test: the fixture's release and the
@@ -292,7 +357,7 @@ pub fn check_memtotal_parity(ctx: &Ctx, fw: Firmware, r: &InitReport) -> Result<
         "MemTotal {got} kB differs from the bzImage baseline {base} kB by {:.2}% (> 1%)",
         diff * 100.0
     );
-    println!(
+    say!(
         "    MemTotal {got} kB vs baseline {base} kB ({:+.3}%)",
         (got - base) / base * 100.0
     );

@@ -16,7 +16,7 @@ fn test_bytes(seed: u64, len: usize) -> Vec<u8> {
     XorShift64::new(seed).bytes().take(len).collect()
 }
 
-/// A small initrd file for the probe: `<target>/boot-tests/<name>` holding [`test_bytes`].
+/// A small initrd file for the probe: `<name>` in the worker's [`super::scratch`] holding [`test_bytes`].
 /// Sizes are deliberately not page multiples, so concatenation offsets are exercised.
 pub(super) struct TestFile {
     pub path: PathBuf,
@@ -25,7 +25,7 @@ pub(super) struct TestFile {
 
 fn test_file(name: &str, seed: u64, len: usize) -> Result<TestFile> {
     let bytes = test_bytes(seed, len);
-    let path = qemu::target_dir().join("boot-tests").join(name);
+    let path = super::scratch().join(name);
     std::fs::create_dir_all(path.parent().unwrap())?;
     std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
     Ok(TestFile { path, bytes })
@@ -241,7 +241,7 @@ pub(super) fn check(ctx: &Ctx, out: &BootOutcome, want: &Expect) -> Result<Probe
             );
         }
     }
-    println!(
+    say!(
         "    probe: load_base {base:#x} virt_delta {delta:#x} kaslr_flag {} initrd {size} bytes, cmdline {cmdline:?}",
         p.value("kaslr_flag")?
     );

@@ -111,7 +111,7 @@ fn header_readers(ctx: &Ctx) -> Result<()> {
             kernel_info(&bz)
         );
     }
-    println!(
+    say!(
         "    file(1), mkinitcpio and ukify 257 read {want_ukify:?} from both images and the bzImage"
     );
 
@@ -125,7 +125,7 @@ fn header_readers(ctx: &Ctx) -> Result<()> {
             .map(|(_, w)| *w);
         match (a == b, why) {
             (true, _) => {}
-            (false, Some(why)) => println!("    {name:<20} differs: {why}"),
+            (false, Some(why)) => say!("    {name:<20} differs: {why}"),
             (false, None) => bail!(
                 "setup header field {name} is {a:02x?} in {}, {b:02x?} in the bzImage, and is \
                  not one of the image's layout fields",

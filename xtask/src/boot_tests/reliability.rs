@@ -42,7 +42,7 @@ struct Subject {
 
 fn subject(ctx: &Ctx) -> Result<Subject> {
     let probe = ctx.probe()?;
-    let initrd = qemu::target_dir().join("boot-tests/reliability-initrd.img");
+    let initrd = super::scratch().join("reliability-initrd.img");
     std::fs::create_dir_all(initrd.parent().unwrap())?;
     // 64 KiB of not-very-compressible bytes: flipping one of them must be noticed.
     let bytes: Vec<u8> = XorShift64::new(0x9e37_79b9_7f4a_7c15)
@@ -148,11 +148,9 @@ fn damaged(ctx: &Ctx, spot: Spot, fw: Firmware) -> Result<()> {
     let mut bytes = std::fs::read(&s.image)?;
     bytes[off] ^= 0x10;
     let name = format!("damaged-{tag}-{fw}");
-    let image = qemu::target_dir()
-        .join("boot-tests")
-        .join(format!("{name}.efi"));
+    let image = super::scratch().join(format!("{name}.efi"));
     std::fs::write(&image, &bytes)?;
-    println!(
+    say!(
         "    flipped bit 4 of byte {off:#x} ({tag}) of {}",
         s.image.display()
     );
@@ -197,27 +195,22 @@ fn check_refused(out: &BootOutcome, want: &str) -> Result<()> {
         "stub error {:?} does not mention {want:?}",
         errors[0]
     );
-    println!("    stub: {}", errors[0]);
+    say!("    stub: {}", errors[0]);
     let bds = out
         .log
         .lines()
         .find(|l| l.contains(BDS_FAILED))
         .ok_or_else(|| anyhow!("the firmware did not report a failed start {}", ctx_log()))?;
-    println!("    firmware: {}", bds.trim_end());
+    say!("    firmware: {}", bds.trim_end());
     Ok(())
 }
 
 /// `-m 96M`: the packed Debian kernel needs 60 MiB in one 2 MiB aligned piece; after OVMF and
 /// the loaded 10.7 MB image there is no such piece. (With `-m 64M` OVMF 2022.11 cannot even load
 /// the image: `BdsDxe: failed to load ... Not Found`, the stub never runs.)
-fn small_memory(ctx: &Ctx) -> Result<()> {
-    let fw = Firmware::Ovmf2022;
+fn small_memory(ctx: &Ctx, row: &On) -> Result<()> {
     let image = super::foundation::packed_embedded(ctx)?;
-    let mut spec = BootSpec::new(
-        format!("resource-small-memory-{fw}"),
-        fw,
-        BootMode::Bare { image },
-    );
+    let mut spec = BootSpec::new(row.name(), row.fw, BootMode::Bare { image });
     spec.memory_mb = 96;
     spec.timeout = spec.timeout.min(std::time::Duration::from_secs(90));
     spec.stop_on.extend([
@@ -229,15 +222,11 @@ fn small_memory(ctx: &Ctx) -> Result<()> {
 }
 
 /// `-vga none`: no GOP. The stub leaves screen_info empty and the kernel boots to init.
-fn no_gop(ctx: &Ctx) -> Result<()> {
+fn no_gop(ctx: &Ctx, row: &On) -> Result<()> {
     let fx = ctx.fixtures()?;
-    let fw = Firmware::Ovmf2025StrictNx;
+    let fw = row.fw;
     let image = super::foundation::packed_embedded(ctx)?;
-    let mut spec = BootSpec::new(
-        format!("resource-no-gop-{fw}"),
-        fw,
-        BootMode::Bare { image },
-    );
+    let mut spec = BootSpec::new(row.name(), fw, BootMode::Bare { image });
     spec.qemu_args
         .extend(["-vga".to_string(), "none".to_string()]);
     let out = ctx.boot(&spec)?;
@@ -286,14 +275,14 @@ pub fn tests() -> Vec<BootTest> {
     let mut rows: Vec<BootTest> = cases
         .into_iter()
         .map(|(spot, fw)| {
-            BootTest::new(format!("damaged-{}-{fw}", spot.tag()), move |ctx| {
+            on(format!("damaged-{}", spot.tag()), fw, move |ctx, _| {
                 damaged(ctx, spot, fw)
             })
         })
         .collect();
     rows.extend([
-        BootTest::new("resource-small-memory-ovmf2022", small_memory),
-        BootTest::new("resource-no-gop-ovmf2025-strict-nx", no_gop),
+        on("resource-small-memory", Firmware::Ovmf2022, small_memory),
+        on("resource-no-gop", Firmware::Ovmf2025StrictNx, no_gop),
     ]);
     rows
 }

@@ -219,7 +219,7 @@ fn signature_holds(keys: &Keys, signed: &Path) -> Result<bool> {
 fn signing_tools_agree(ctx: &Ctx) -> Result<()> {
     let keys = keys(ctx)?;
     let vmlinux = super::stub::debian_vmlinux(ctx)?;
-    let dir = qemu::target_dir().join("boot-tests/signing");
+    let dir = super::scratch().join("signing");
     std::fs::create_dir_all(&dir)?;
     for codec in Codec::ALL.map(|c| c.name()) {
         let image = ctx.pack(
@@ -246,7 +246,7 @@ fn signing_tools_agree(ctx: &Ctx) -> Result<()> {
             "{codec}: the tools disagree on the digest: pesign {pesign}, sbsign {sbsign}, \
              osslsigncode {ossl}"
         );
-        println!(
+        say!(
             "    {codec:<5} digest {} (pesign = sbsign = osslsigncode)",
             &pesign[..16]
         );
@@ -283,7 +283,7 @@ fn signing_tools_agree(ctx: &Ctx) -> Result<()> {
                 signer.name()
             );
         }
-        println!(
+        say!(
             "    {}: verifies; fails with one byte changed at each of {} places",
             signer.name(),
             spots.len()
@@ -298,8 +298,8 @@ fn signing_tools_agree(ctx: &Ctx) -> Result<()> {
 fn signed_by_boots(ctx: &Ctx, signer: Signer) -> Result<()> {
     let keys = keys(ctx)?;
     let image = super::foundation::packed_embedded(ctx)?;
-    let signed = qemu::target_dir()
-        .join("boot-tests/signing")
+    let signed = super::scratch()
+        .join("signing")
         .join(format!("embedded-{}.efi", signer.name()));
     std::fs::create_dir_all(signed.parent().unwrap())?;
     sign(signer, &keys, &image, &signed)?;

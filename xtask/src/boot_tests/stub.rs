@@ -104,7 +104,7 @@ fn probe_shell_missing_initrd(ctx: &Ctx, row: &On) -> Result<()> {
         "{}: error line {line:?} does not name the missing initrd",
         out.name
     );
-    println!("    stub said: {}", line.trim());
+    say!("    stub said: {}", line.trim());
     Ok(())
 }
 
