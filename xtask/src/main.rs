@@ -10,6 +10,7 @@
 //! * `bench` — performance figures as ratios, not a test (see `bench.rs`, docs/performance.md).
 //! * `probe` — the probe kernel (see `probe.rs`).
 //! * `fuzz` — the cargo-fuzz targets of `fuzz/`, bounded time each (see `fuzz.rs`).
+//! * `soak` — the placement soak (see `boot_tests/soak.rs`).
 //! * `kernel-build` — build a small kernel from Debian's source, pack it with `make/zboot.mk`,
 //!   boot it (see `kernel_build.rs`).
 //! * `docs-check` — run the runnable blocks of the docs (see `docs_check.rs`).
@@ -95,6 +96,9 @@ enum Cmd {
     /// Run the cargo-fuzz targets of fuzz/ for a bounded time each; report executions and
     /// findings.
     Fuzz(fuzz::FuzzArgs),
+    /// The placement soak: the default image booted many times with KASLR on, both pipelines,
+    /// memory and CPU counts cycled; prints the slots the kernel landed in.
+    Soak(boot_tests::soak::SoakArgs),
     /// Build/run the probe kernel.
     Probe {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -200,6 +204,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             test_cmd::run(&a)
         }
         Cmd::Fuzz(a) => fuzz::run(&a),
+        Cmd::Soak(a) => boot_tests::soak::run(&a),
         Cmd::Bench(a) => bench::run(&a),
         Cmd::KernelBuild => kernel_build::test(&boot_tests::Ctx::new()),
         Cmd::DocsCheck => docs_check::run(&boot_tests::Ctx::new()),

@@ -133,9 +133,13 @@ const XTASK_STEPS: &[InProcess] = &[
     ("reproducible", crate::dist::test),
 ];
 
-/// Run after the boot tests (`--no-boot` skips them): they boot QEMU. `kernel-build` reuses the
+/// Run after the boot tests (`--no-boot` skips them): they boot QEMU. `soak` is the short
+/// placement soak (three boots through each pipeline, see `cargo xtask soak`). `kernel-build` reuses the
 /// kernel tree cached in `<cache>/kernel-build` (a first build takes tens of minutes).
-const LATE_TESTS: &[InProcess] = &[("kernel-build", crate::kernel_build::test)];
+const LATE_TESTS: &[InProcess] = &[
+    ("soak", boot_tests::soak::ci),
+    ("kernel-build", crate::kernel_build::test),
+];
 
 /// Runs one in-process step or test: a missing prerequisite is a skip outside CI.
 fn run_in_process(name: &str, f: fn(&Ctx) -> Result<()>, ctx: &Ctx, ci: bool) -> (Verdict, f64) {
@@ -150,10 +154,16 @@ fn run_in_process(name: &str, f: fn(&Ctx) -> Result<()>, ctx: &Ctx, ci: bool) ->
     (v, secs)
 }
 
-enum Verdict {
+pub(crate) enum Verdict {
     Pass,
     Fail(String),
     Skip(String),
+}
+
+impl Verdict {
+    pub(crate) fn passed(&self) -> bool {
+        matches!(self, Verdict::Pass)
+    }
 }
 
 pub fn run(a: &TestArgs) -> Result<()> {
@@ -268,7 +278,7 @@ struct Queue {
 /// Runs `tests` on `jobs` workers, each taking the next test in order; a test marked
 /// [`BootTest::alone`] starts only when nothing else runs, and nothing starts beside it. Each
 /// test's lines are printed together when it ends; the results come back in the tests' order.
-fn run_boot_tests(
+pub(crate) fn run_boot_tests(
     tests: &[BootTest],
     ctx: &Ctx,
     ci: bool,

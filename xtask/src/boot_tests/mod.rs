@@ -378,6 +378,7 @@ mod readers;
 mod real_mode;
 mod reliability;
 mod signing;
+pub(crate) mod soak;
 mod stub;
 
 /// Every boot test, in run order.
