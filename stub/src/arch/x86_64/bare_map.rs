@@ -333,6 +333,8 @@ pub enum HandoverError {
     Params(crate::arch::x86_64::loader_params::ParamsError),
     /// No e820 entries, or more than the stub reads.
     E820(&'static str),
+    /// More entries than the zero page's table holds (`e820_entries` > 128).
+    E820Count(u8),
     SetupData(SetupDataError),
     /// Our image (with its stack and tables) is not in the e820 RAM, or not page aligned.
     Image(u64),
@@ -343,6 +345,10 @@ impl core::fmt::Display for HandoverError {
         match self {
             HandoverError::Params(e) => write!(f, "{e}"),
             HandoverError::E820(what) => write!(f, "loader's e820 map: {what}"),
+            HandoverError::E820Count(n) => write!(
+                f,
+                "loader's e820 map: {n} entries in the zero page, which holds {E820_MAX_ENTRIES_ZEROPAGE}"
+            ),
             HandoverError::SetupData(e) => write!(f, "{e}"),
             HandoverError::Image(at) => write!(
                 f,
@@ -417,8 +423,11 @@ pub fn survey(
 /// The RAM of the loader's e820 map: the zero page's entries and those of SETUP_E820_EXT nodes
 /// (read only where the zero page's own map says RAM is).
 fn loader_ram(bp: &BootParams, mem: &impl LoaderMemory) -> Result<RangeSet, HandoverError> {
+    if usize::from(bp.e820_entries) > E820_MAX_ENTRIES_ZEROPAGE {
+        return Err(HandoverError::E820Count(bp.e820_entries));
+    }
     let zero_page = bp.e820();
-    if zero_page.is_empty() || usize::from(bp.e820_entries) > E820_MAX_ENTRIES_ZEROPAGE {
+    if zero_page.is_empty() {
         return Err(HandoverError::E820("no entries in the zero page"));
     }
     let mut entries = [E820Entry::default(); MAX_E820];
@@ -711,5 +720,12 @@ mod tests {
             survey(0x1_0000, &b, ours, u64::MAX, &mem),
             Err(HandoverError::E820(_))
         ));
+        // More entries than the zero page holds: refused, not read as its first 128.
+        let mut b = bp;
+        b.e820_entries = 200;
+        assert_eq!(
+            survey(0x1_0000, &b, ours, u64::MAX, &mem).err(),
+            Some(HandoverError::E820Count(200))
+        );
     }
 }
