@@ -370,6 +370,7 @@ pub fn check_memtotal_parity(ctx: &Ctx, fw: Firmware, r: &InitReport) -> Result<
 mod distro;
 mod foundation;
 pub(crate) mod hardening;
+mod hostile;
 mod legacy;
 mod loaders;
 mod measured;
@@ -391,6 +392,7 @@ pub fn all() -> impl Iterator<Item = BootTest> {
         loaders::tests(),
         measured::tests(),
         legacy::tests(),
+        hostile::tests(),
         distro::tests(),
         signing::tests(),
         readers::tests(),

@@ -1,0 +1,262 @@
+//! Hostile loaders, for real: a first kernel (Debian's bzImage through systemd-boot) whose init
+//! runs `lying-kexec` (fixtures/initramfs/lying-kexec.c, built here with the host's gcc): it
+//! builds kexec_load(2)'s segments itself — our image's protected-mode part, a boot_params page
+//! it crafts, a purgatory that enters the 64-bit entry — with one field a lie, and reboots into
+//! it. Each lie must end in the stub's one `zboot: error:` line naming the problem, no kernel
+//! output after it, and a halt (QEMU still running, not reset). The honest rows, built the same
+//! way, boot to init: our image and Debian's bzImage, so a lie row that is refused proves the
+//! stub refused it, not that the loader is broken.
+
+use super::*;
+use std::sync::OnceLock;
+
+/// The stub's error line prefix (stub/src/console.rs).
+const STUB_ERROR: &str = "zboot: error: ";
+/// The second kernel's stage word and marker.
+const STAGE2: &str = "zboot.stage=2";
+const MARKER2: &str = "zboot.marker2=7c41e0";
+
+/// A lie of `lying-kexec` and the words the stub's error line must hold for it.
+pub(super) const LIES: &[(&str, &str)] = &[
+    (
+        "cmdline-outside-ram",
+        "loader's command line at 0xfed00000 is not memory it allocated",
+    ),
+    (
+        "cmdline-above-ram",
+        "loader's command line at 0x10010001000 is not memory it allocated",
+    ),
+    ("cmdline-unterminated", "kernel command line refused: "),
+    ("initrd-outside-ram", "loader's initrd 0xfed00000+"),
+    (
+        "initrd-past-ram",
+        "loader's initrd 0x30000000+0xfffff000 is not memory it allocated",
+    ),
+    (
+        "initrd-wraps",
+        "loader's initrd 0xfffffffffffff000+0x2000 is not memory it allocated",
+    ),
+    (
+        "e820-too-many",
+        "loader's e820 map: 200 entries in the zero page, which holds 128",
+    ),
+    (
+        "e820-empty",
+        "loader's e820 map: no entries in the zero page",
+    ),
+    ("e820-no-room", "no free RAM in the e820 map for"),
+    ("e820-image-reserved", "loader put our image at "),
+    (
+        "setup-data-outside-ram",
+        "loader's setup_data node at 0xfed00000 is not in RAM",
+    ),
+    (
+        "setup-data-cycle",
+        "loader's setup_data list has more than 64 nodes",
+    ),
+    (
+        "setup-data-too-long",
+        "loader's setup_data node at 0x10002000 is not in RAM",
+    ),
+    (
+        "boot-params-first-page",
+        "loader's boot_params at 0x800 is not memory it allocated",
+    ),
+    (
+        "boot-params-outside-ram",
+        "loader's boot_params at 0xfed00000 is not memory it allocated",
+    ),
+];
+
+/// `lying-kexec`, built once per run.
+fn lying_kexec() -> Result<PathBuf> {
+    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| build_lying_kexec().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!("{e}"))
+}
+
+fn build_lying_kexec() -> Result<PathBuf> {
+    let src = crate::workspace_root().join("fixtures/initramfs/lying-kexec.c");
+    let out = qemu::target_dir().join("boot-tests/lying-kexec");
+    std::fs::create_dir_all(out.parent().unwrap())?;
+    let o = std::process::Command::new("gcc")
+        .args([
+            "-static",
+            "-nostdlib",
+            "-ffreestanding",
+            "-fno-stack-protector",
+        ])
+        .args(["-fno-pie", "-no-pie", "-Os", "-s", "-Wall", "-Werror"])
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("building {} with gcc", src.display()))?;
+    ensure!(
+        o.status.success(),
+        "gcc {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
+    Ok(out)
+}
+
+/// What the second kernel is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Second {
+    Zboot,
+    BzImage,
+}
+
+/// Boots Debian's bzImage on `row.fw` with an initrd whose init runs `lying-kexec load` with
+/// `lie`, then `exec`.
+fn boot(ctx: &Ctx, row: &On, second: Second, lie: &str) -> Result<BootOutcome> {
+    let fx = ctx.fixtures()?;
+    let image = match second {
+        Second::Zboot => ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?,
+        Second::BzImage => fx.kernel.vmlinuz.clone(),
+    };
+    let append = format!("console=ttyS0 {STAGE2} {MARKER2}");
+    let files: Vec<(String, u32, Vec<u8>)> = vec![
+        // The init of this tree (the fixture's may predate the `lie` mode).
+        (
+            "init".into(),
+            0o755,
+            crate::initramfs::INIT_SCRIPT.as_bytes().to_vec(),
+        ),
+        (
+            "kexec/lying-kexec".into(),
+            0o755,
+            std::fs::read(lying_kexec()?)?,
+        ),
+        ("kexec/image".into(), 0o644, std::fs::read(&image)?),
+        ("kexec/initrd".into(), 0o644, std::fs::read(&fx.initramfs)?),
+        ("kexec/append".into(), 0o644, append.into_bytes()),
+        ("kexec/lie".into(), 0o644, lie.as_bytes().to_vec()),
+    ];
+    let mut initrd = std::fs::read(&fx.initramfs)?;
+    initrd.resize(initrd.len().next_multiple_of(512), 0);
+    initrd.extend(crate::initramfs::overlay(&files));
+    let path = super::scratch().join(format!("hostile/{}-initrd.img", row.name()));
+    std::fs::create_dir_all(path.parent().unwrap())?;
+    std::fs::write(&path, &initrd)?;
+    let options = format!("{} zboot.kexec=lie", baseline_options());
+    let mut spec =
+        BootSpec::systemd_boot(row.name(), row.fw, &fx.kernel.vmlinuz, Some(path), options);
+    spec.stop_on.push(STUB_ERROR.into());
+    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(120));
+    ctx.boot(&spec)
+}
+
+/// The part of the log after the first kernel started the second, or why it did not.
+fn after_kexec(out: &BootOutcome) -> Result<&str> {
+    let reports = crate::report::InitReport::parse_all(&out.log);
+    let first = reports.first().ok_or_else(|| {
+        anyhow!(
+            "the first kernel did not report (log {})",
+            out.log_path.display()
+        )
+    })?;
+    if let Some(e) = first.raw.get("kexec_error") {
+        bail!(
+            "lying-kexec failed in the first kernel: {e}; dmesg: {} (log {})",
+            first
+                .raw
+                .get("kexec_dmesg")
+                .map(String::as_str)
+                .unwrap_or(""),
+            out.log_path.display()
+        );
+    }
+    let started = "ZBOOT-INIT kexec_exec=1";
+    let at = out.log.find(started).ok_or_else(|| {
+        anyhow!(
+            "the first kernel never started the second (log {}):\n{}",
+            out.log_path.display(),
+            out.log_tail(20)
+        )
+    })?;
+    Ok(&out.log[at + started.len()..])
+}
+
+/// The honest loader: the second kernel boots to init with its own command line.
+fn honest(ctx: &Ctx, row: &On, second: Second) -> Result<()> {
+    let out = boot(ctx, row, second, "honest")?;
+    let after = after_kexec(&out)?;
+    let r = crate::report::InitReport::parse_all(after)
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            anyhow!(
+                "the second kernel did not report (log {}):\n{}",
+                out.log_path.display(),
+                out.log_tail(30)
+            )
+        })?;
+    ensure!(
+        r.end && r.cmdline_has(MARKER2) && !r.cmdline_has(MARKER),
+        "second report incomplete or not the second kernel's (cmdline {:?}, log {})",
+        r.cmdline,
+        out.log_path.display()
+    );
+    ensure!(
+        !after.contains(STUB_ERROR),
+        "the stub refused the honest loader (log {})",
+        out.log_path.display()
+    );
+    say!(
+        "    second kernel ({second:?}) reported: release {:?}, MemTotal {:?} kB",
+        r.release,
+        r.memtotal_kb
+    );
+    Ok(())
+}
+
+/// A lie: the stub's error line names it, no kernel ran after it, and the machine halted.
+fn lying(ctx: &Ctx, row: &On, lie: &str, want: &str) -> Result<()> {
+    let out = boot(ctx, row, Second::Zboot, lie)?;
+    let after = after_kexec(&out)?;
+    let tail = || format!("(log {}):\n{}", out.log_path.display(), out.log_tail(20));
+    let err = after
+        .lines()
+        .find_map(|l| l.find(STUB_ERROR).map(|i| l[i..].trim_end()))
+        .ok_or_else(|| anyhow!("no {STUB_ERROR:?} line after the kexec {}", tail()))?;
+    ensure!(
+        err.contains(want),
+        "the stub said {err:?}, want {want:?} {}",
+        tail()
+    );
+    ensure!(
+        !after.contains("Linux version") && !after.contains("ZBOOT-INIT release="),
+        "a kernel ran after the lie {}",
+        tail()
+    );
+    ensure!(
+        out.stopped_on.is_some() && out.exit_code.is_none() && !out.timed_out,
+        "the machine did not stay halted after the error (QEMU exit {:?}) {}",
+        out.exit_code,
+        tail()
+    );
+    say!("    stub: {err}");
+    Ok(())
+}
+
+pub fn tests() -> Vec<BootTest> {
+    let fw = Firmware::Ovmf2025StrictNx;
+    let mut rows = vec![
+        on("hostile-kexec-honest-zboot", fw, |ctx, row| {
+            honest(ctx, row, Second::Zboot)
+        }),
+        on("hostile-kexec-honest-bzimage", fw, |ctx, row| {
+            honest(ctx, row, Second::BzImage)
+        }),
+    ];
+    rows.extend(LIES.iter().map(|&(lie, want)| {
+        on(format!("hostile-kexec-{lie}"), fw, move |ctx, row| {
+            lying(ctx, row, lie, want)
+        })
+    }));
+    rows
+}
