@@ -1,6 +1,6 @@
 //! What a boot test prints. Boot tests run two at a time ([`crate::test_cmd`]); each one's lines
 //! are collected on its own thread and printed together when it ends, so the log reads one test
-//! at a time. Outside a collecting thread [`say!`](crate::say) prints at once, like `println!`.
+//! at a time. Outside a collecting thread [`say!`](macro@crate::say) prints at once, like `println!`.
 
 use std::cell::RefCell;
 
@@ -23,7 +23,7 @@ pub fn line(line: std::fmt::Arguments<'_>) {
     }
 }
 
-/// Runs `f` with its [`say!`](crate::say) lines kept, and returns them with its result.
+/// Runs `f` with its [`say!`](macro@crate::say) lines kept, and returns them with its result.
 pub fn collect<T>(f: impl FnOnce() -> T) -> (T, String) {
     let outer = LINES.with(|l| l.replace(Some(String::new())));
     let r = f();

@@ -410,11 +410,11 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, n)| counting(n, i == 2 || i == 3, &running, &most))
-            .chain([BootTest::new("fails", |_| anyhow::bail!("no"))])
+            .chain([BootTest::new("expected-failure", |_| anyhow::bail!("no"))])
             .collect();
         let results = run_boot_tests(&tests, &Ctx::new(), true, 2);
         let names: Vec<&str> = results.iter().map(|r| r.0.as_str()).collect();
-        assert_eq!(names, ["a", "b", "c", "d", "e", "f", "fails"]);
+        assert_eq!(names, ["a", "b", "c", "d", "e", "f", "expected-failure"]);
         for (name, v, _) in &results[..6] {
             assert!(matches!(v, Verdict::Pass), "{name} did not pass");
         }

@@ -126,8 +126,81 @@ pub fn fill_vars(
     page[vars::BOOT_PARAMS..][..8].copy_from_slice(&boot_params.to_le_bytes());
 }
 
+/// Whether the page tables at `cr3` (`levels` 4 or 5) map the virtual page of `addr` to the
+/// same physical page, present: what a bzImage entry checks before it reads an address the
+/// loader gave it (reading an unmapped one faults, and with no IDT the machine resets). `read`
+/// returns the 8-byte entry at a physical address; it is called only for entries of tables the
+/// walk reached, at most `levels` times. Upper-half (and non-canonical) addresses are not.
+pub fn maps_identity(cr3: u64, levels: u32, addr: u64, read: impl Fn(u64) -> u64) -> bool {
+    const PRESENT: u64 = 1;
+    const LARGE: u64 = 1 << 7;
+    if !(4..=5).contains(&levels) || addr >> (12 + 9 * levels - 1) != 0 {
+        return false;
+    }
+    let mut table = cr3 & PTE_ADDR;
+    for level in (1..=levels).rev() {
+        let shift = 12 + 9 * (level - 1);
+        let e = read(table + ((addr >> shift) & 511) * 8);
+        if e & PRESENT == 0 {
+            return false;
+        }
+        if level == 1 || (level <= 3 && e & LARGE != 0) {
+            // A 4 KiB page, or a 2 MiB / 1 GiB one (its address bits below `shift` are flags).
+            let page = 1u64 << shift;
+            return e & PTE_ADDR & !(page - 1) == addr & !(page - 1);
+        }
+        table = e & PTE_ADDR;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
+    use super::maps_identity;
+
+    /// Tables at 0x1000 (PML4), 0x2000 (PDPT), 0x3000 (PD), 0x4000 (PT): 0..2 MiB in 4 KiB
+    /// pages but page 0x5000 absent, 2..4 MiB one 2 MiB page, 1..2 GiB one 1 GiB page, and
+    /// 4..6 MiB mapped somewhere else.
+    fn entry(at: u64) -> u64 {
+        match at {
+            0x1000 => 0x2000 | 3,
+            0x2000 => 0x3000 | 3,
+            0x2008 => 0x4000_0000 | 0x83,
+            0x3000 => 0x4000 | 3,
+            0x3008 => 0x20_0000 | 0x83,
+            0x3010 => 0x80_0000 | 0x83,
+            a if (0x4000..0x5000).contains(&a) && a != 0x4028 => ((a - 0x4000) / 8 * 4096) | 3,
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn identity_mapped_pages_only() {
+        assert!(maps_identity(0x1000, 4, 0x1234, entry));
+        assert!(
+            !maps_identity(0x1000, 4, 0x5000, entry),
+            "absent 4 KiB page"
+        );
+        assert!(maps_identity(0x1000, 4, 0x3f_f000, entry), "2 MiB page");
+        assert!(
+            !maps_identity(0x1000, 4, 0x40_0000, entry),
+            "mapped elsewhere"
+        );
+        assert!(maps_identity(0x1000, 4, 0x7fff_f000, entry), "1 GiB page");
+        assert!(
+            !maps_identity(0x1000, 4, 0xfed0_0000, entry),
+            "not mapped at all"
+        );
+        assert!(
+            !maps_identity(0x1000, 4, 1 << 47, entry),
+            "beyond 4-level's lower half"
+        );
+        assert!(
+            !maps_identity(0x1000, 3, 0x1234, entry),
+            "no such paging mode"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -75,9 +75,12 @@ impl Bare {
         if bp_addr < 0x1000 || bp_addr > limit - size_of::<BootParams>() as u64 {
             return Err(Error::LoaderParams(lp::ParamsError::BootParams(bp_addr)));
         }
-        // SAFETY: the one address the protocol gives us (RSI); in identity-mapped memory by
-        // the protocol. It is checked against the e820 map it carries right below, before
-        // anything it points at is read.
+        if !own_map && !loader_maps(bp_addr, size_of::<BootParams>() as u64) {
+            return Err(Error::LoaderParams(lp::ParamsError::BootParams(bp_addr)));
+        }
+        // SAFETY: the one address the protocol gives us (RSI), mapped (our own tables map
+        // 0..4 GiB; the loader's were just walked). It is checked against the e820 map it
+        // carries right below, before anything it points at is read.
         let loader: BootParams = unsafe { core::ptr::read_unaligned(bp_addr as *const BootParams) };
         serial::use_screen(&{ loader.screen_info });
         let own = crate::image::own()
@@ -102,6 +105,23 @@ impl Bare {
             own_map,
         })
     }
+}
+
+/// Whether the loader's page tables (the 64-bit protocol's identity map) map `[at, at + len)`
+/// to itself: before we know its e820 map, the one check that keeps a boot_params address
+/// outside memory from faulting (no IDT: a reset, not an error line).
+fn loader_maps(at: u64, len: u64) -> bool {
+    let (cr3, cr4) = handoff::control_registers();
+    let levels = if cr4 & paging::CR4_LA57 != 0 { 5 } else { 4 };
+    // SAFETY: each address read is an entry of a table reachable from CR3, the tables the CPU
+    // runs on, which the loader identity maps as the 64-bit protocol requires.
+    let read = |a: u64| unsafe { core::ptr::read_volatile(a as *const u64) };
+    let Some(end) = at.checked_add(len) else {
+        return false;
+    };
+    (at & !0xfff..end)
+        .step_by(4096)
+        .all(|page| paging::maps_identity(cr3, levels, page, read))
 }
 
 /// The kernel's region: taken out of the free RAM.
