@@ -1058,6 +1058,13 @@ fn stage_stamp(root: &Path) -> Result<Vec<u8>> {
     let dir = root.join("tmp");
     fs::create_dir_all(&dir)?;
     let out = dir.join("stage-stamp");
+    build_freestanding(&src, &out)?;
+    Ok(fs::read(&out)?)
+}
+
+/// Builds the freestanding C program `src` (no libc: its own `_start` and system calls) into
+/// the static x86_64 binary `out` with the host's gcc.
+pub fn build_freestanding(src: &Path, out: &Path) -> Result<()> {
     let o = Command::new("gcc")
         .args([
             "-static",
@@ -1071,10 +1078,11 @@ fn stage_stamp(root: &Path) -> Result<Vec<u8>> {
             "-Os",
             "-s",
             "-Wl,--build-id=none",
+            "-Wall",
             "-o",
         ])
-        .arg(&out)
-        .arg(&src)
+        .arg(out)
+        .arg(src)
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("building {} with gcc", src.display()))?;
@@ -1084,7 +1092,7 @@ fn stage_stamp(root: &Path) -> Result<Vec<u8>> {
         src.display(),
         String::from_utf8_lossy(&o.stderr).trim()
     );
-    Ok(fs::read(&out)?)
+    Ok(())
 }
 
 fn build_initramfs(root: &Path, m: &mut BTreeMap<String, String>) -> Result<()> {

@@ -80,26 +80,7 @@ fn build_lying_kexec() -> Result<PathBuf> {
     let src = crate::workspace_root().join("fixtures/initramfs/lying-kexec.c");
     let out = qemu::target_dir().join("boot-tests/lying-kexec");
     std::fs::create_dir_all(out.parent().unwrap())?;
-    let o = std::process::Command::new("gcc")
-        .args([
-            "-static",
-            "-nostdlib",
-            "-ffreestanding",
-            "-fno-stack-protector",
-        ])
-        .args(["-fno-pie", "-no-pie", "-Os", "-s", "-Wall", "-Werror"])
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("building {} with gcc", src.display()))?;
-    ensure!(
-        o.status.success(),
-        "gcc {}: {}",
-        src.display(),
-        String::from_utf8_lossy(&o.stderr).trim()
-    );
+    crate::fixtures::build_freestanding(&src, &out)?;
     Ok(out)
 }
 
