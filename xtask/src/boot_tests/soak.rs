@@ -21,8 +21,9 @@ pub struct SoakArgs {
     pub bare: usize,
 }
 
-/// The memory sizes the boots cycle through, MiB.
-const MEMORY_MB: [u32; 7] = [512, 1024, 2048, 3584, 4096, 8192, 12288];
+/// The memory sizes the boots cycle through, MiB: the extremes first (the smallest, the largest,
+/// one split around the PCI hole), so that a short soak has them.
+const MEMORY_MB: [u32; 7] = [512, 12288, 3584, 1024, 8192, 2048, 4096];
 
 /// The boots of the short soak `cargo xtask test` runs (each pipeline).
 const CI_BOOTS: usize = 3;
