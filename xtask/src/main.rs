@@ -150,6 +150,9 @@ struct BootArgs {
     /// Extra ESP files: ESP_PATH=FILE.
     #[arg(long = "esp-file", value_name = "ESP_PATH=FILE")]
     esp_files: Vec<String>,
+    /// Guest memory in MiB (QEMU `-m`; default the harness's 2048).
+    #[arg(long, value_name = "MB")]
+    memory: Option<u32>,
     /// Timeout in seconds.
     #[arg(long)]
     timeout: Option<u64>,
@@ -261,6 +264,9 @@ fn boot_cmd(a: BootArgs) -> Result<()> {
     }
     if let Some(t) = a.timeout {
         spec.timeout = Duration::from_secs(t);
+    }
+    if let Some(mb) = a.memory {
+        spec.memory_mb = mb;
     }
     for f in &a.esp_files {
         let Some((esp, file)) = f.split_once('=') else {

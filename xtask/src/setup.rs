@@ -412,8 +412,18 @@ fn debian_packages(scope: Scope) -> Result<()> {
             unpack = Some(own);
         }
     }
+    let updated = !install.is_empty();
     install_packages(&install, &inst)?;
-    if let Some(own) = unpack {
+    if let Some(mut own) = unpack {
+        if updated {
+            // The install ran `apt-get update`: the plan's versions came from the lists before
+            // it and may be gone (a rebuild, +b3 for +b2); take the ones apt chooses now.
+            own = simulate(&[QEMU_PACKAGE.to_string()])?
+                .install
+                .into_iter()
+                .filter(|(name, _)| QEMU_UNPACKED.contains(&name.as_str()))
+                .collect();
+        }
         unpack_qemu(&own)?;
     }
     Ok(())

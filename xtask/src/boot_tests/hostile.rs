@@ -45,7 +45,30 @@ pub(super) const LIES: &[(&str, &str)] = &[
         "loader's e820 map: no entries in the zero page",
     ),
     ("e820-no-room", "no free RAM in the e820 map for"),
-    ("e820-image-reserved", "loader put our image at "),
+    (
+        "e820-image-reserved",
+        "loader put our image at 0x2000000: not RAM in its e820 map",
+    ),
+    (
+        "entry32:e820-ram-above-4g",
+        "no free RAM in the e820 map for the kernel below 4 GiB",
+    ),
+    (
+        "image-misaligned",
+        "loader put our image at 0x2000800: not a multiple of kernel_alignment 0x1000",
+    ),
+    (
+        "hdr-boot-flag",
+        "loader's boot_params: setup header not copied from this image (boot_flag 0x0, this image's 0xaa55)",
+    ),
+    (
+        "hdr-magic",
+        "loader's boot_params: setup header not copied from this image (header 0x21646142, this image's 0x53726448)",
+    ),
+    (
+        "hdr-setup-sects",
+        "loader's boot_params: setup header not copied from this image (setup_sects 0xff, this image's 0x7)",
+    ),
     (
         "setup-data-outside-ram",
         "loader's setup_data node at 0xfed00000 is not in RAM",
@@ -59,6 +82,10 @@ pub(super) const LIES: &[(&str, &str)] = &[
         "loader's setup_data node at 0x10002000 is not in RAM",
     ),
     (
+        "setup-indirect-outside-ram",
+        "loader's SETUP_INDIRECT node at 0x10002000 names 0xfed00000+0x1000, which is not RAM",
+    ),
+    (
         "boot-params-first-page",
         "loader's boot_params at 0x800 is not memory it allocated",
     ),
@@ -67,6 +94,21 @@ pub(super) const LIES: &[(&str, &str)] = &[
         "loader's boot_params at 0xfed00000 is not memory it allocated",
     ),
 ];
+
+/// The honest loads (each booting our image and Debian's bzImage to init): the row label and
+/// `lying-kexec`'s mode. `entry32:` enters the 32-bit entry in protected mode; `high:` puts
+/// everything above 4 GiB and hands over RAM only in the first MiB and above 4 GiB.
+const HONEST: &[(&str, &str)] = &[
+    ("honest", "honest"),
+    ("honest-entry32", "entry32:honest"),
+    ("ram-above-4g", "high:honest"),
+];
+
+/// The first kernel's memory: 6 GiB where the load needs RAM above 4 GiB (q35 puts 2 GiB
+/// below the PCI hole, 4 above), else the harness's default.
+fn memory_mb(lie: &str) -> Option<u32> {
+    (lie.starts_with("high:") || lie.contains("above-4g")).then_some(6144)
+}
 
 /// `lying-kexec`, built once per run.
 fn lying_kexec() -> Result<PathBuf> {
@@ -127,6 +169,9 @@ fn boot(ctx: &Ctx, row: &On, second: Second, lie: &str) -> Result<BootOutcome> {
     let mut spec =
         BootSpec::systemd_boot(row.name(), row.fw, &fx.kernel.vmlinuz, Some(path), options);
     spec.stop_on.push(STUB_ERROR.into());
+    if let Some(mb) = memory_mb(lie) {
+        spec.memory_mb = mb;
+    }
     spec.timeout = spec.timeout.min(std::time::Duration::from_secs(120));
     ctx.boot(&spec)
 }
@@ -163,8 +208,8 @@ fn after_kexec(out: &BootOutcome) -> Result<&str> {
 }
 
 /// The honest loader: the second kernel boots to init with its own command line.
-fn honest(ctx: &Ctx, row: &On, second: Second) -> Result<()> {
-    let out = boot(ctx, row, second, "honest")?;
+fn honest(ctx: &Ctx, row: &On, second: Second, mode: &str) -> Result<()> {
+    let out = boot(ctx, row, second, mode)?;
     let after = after_kexec(&out)?;
     let r = crate::report::InitReport::parse_all(after)
         .into_iter()
@@ -187,6 +232,15 @@ fn honest(ctx: &Ctx, row: &On, second: Second) -> Result<()> {
         "the stub refused the honest loader (log {})",
         out.log_path.display()
     );
+    if mode.starts_with("high:") {
+        // It was handed the 4 GiB above 4 GiB (and 636 KiB below 1 MiB), not the machine's 6.
+        let kb = r.memtotal_kb.unwrap_or(0);
+        ensure!(
+            (3 << 20..=4 << 20).contains(&kb),
+            "the second kernel has MemTotal {kb} kB, not the 3-4 GiB above 4 GiB it was given (log {})",
+            out.log_path.display()
+        );
+    }
     say!(
         "    second kernel ({second:?}) reported: release {:?}, MemTotal {:?} kB",
         r.release,
@@ -226,18 +280,22 @@ fn lying(ctx: &Ctx, row: &On, lie: &str, want: &str) -> Result<()> {
 
 pub fn tests() -> Vec<BootTest> {
     let fw = Firmware::Ovmf2025StrictNx;
-    let mut rows = vec![
-        on("hostile-kexec-honest-zboot", fw, |ctx, row| {
-            honest(ctx, row, Second::Zboot)
-        }),
-        on("hostile-kexec-honest-bzimage", fw, |ctx, row| {
-            honest(ctx, row, Second::BzImage)
-        }),
-    ];
+    let mut rows = Vec::new();
+    for &(label, mode) in HONEST {
+        for (second, name) in [(Second::Zboot, "zboot"), (Second::BzImage, "bzimage")] {
+            rows.push(on(
+                format!("hostile-kexec-{label}-{name}"),
+                fw,
+                move |ctx, row| honest(ctx, row, second, mode),
+            ));
+        }
+    }
     rows.extend(LIES.iter().map(|&(lie, want)| {
-        on(format!("hostile-kexec-{lie}"), fw, move |ctx, row| {
-            lying(ctx, row, lie, want)
-        })
+        on(
+            format!("hostile-kexec-{}", lie.replace(':', "-")),
+            fw,
+            move |ctx, row| lying(ctx, row, lie, want),
+        )
     }));
     rows
 }

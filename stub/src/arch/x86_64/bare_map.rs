@@ -11,6 +11,7 @@ use zboot_format::bootparam::{
     BootParams, E820_MAX_ENTRIES_ZEROPAGE, E820_TYPE_RAM, E820Entry, EFI_LOADER_SIGNATURE_64,
     SETUP_E820_EXT, SETUP_INDIRECT, SetupData,
 };
+use zboot_format::image::KERNEL_ALIGNMENT;
 
 /// Ranges a map holds; a split that would exceed it drops the smaller piece (less free memory,
 /// never memory that is not free).
@@ -192,6 +193,8 @@ pub enum SetupDataError {
     OutsideRam(u64),
     /// More than [`MAX_SETUP_DATA`] nodes (or a loop).
     TooMany,
+    /// A SETUP_INDIRECT node (at the first address) whose data `[addr, addr + len)` is not RAM.
+    IndirectOutsideRam(u64, u64, u64),
 }
 
 impl core::fmt::Display for SetupDataError {
@@ -203,6 +206,10 @@ impl core::fmt::Display for SetupDataError {
             SetupDataError::TooMany => write!(
                 f,
                 "loader's setup_data list has more than {MAX_SETUP_DATA} nodes (a loop?)"
+            ),
+            SetupDataError::IndirectOutsideRam(node, addr, len) => write!(
+                f,
+                "loader's SETUP_INDIRECT node at {node:#x} names {addr:#x}+{len:#x}, which is not RAM"
             ),
         }
     }
@@ -336,8 +343,10 @@ pub enum HandoverError {
     /// More entries than the zero page's table holds (`e820_entries` > 128).
     E820Count(u8),
     SetupData(SetupDataError),
-    /// Our image (with its stack and tables) is not in the e820 RAM, or not page aligned.
-    Image(u64),
+    /// Our image (with its stack and tables) is not in the e820 RAM.
+    ImageNotRam(u64),
+    /// Our image is not at a multiple of the header's `kernel_alignment`.
+    ImageMisaligned(u64),
 }
 
 impl core::fmt::Display for HandoverError {
@@ -350,9 +359,13 @@ impl core::fmt::Display for HandoverError {
                 "loader's e820 map: {n} entries in the zero page, which holds {E820_MAX_ENTRIES_ZEROPAGE}"
             ),
             HandoverError::SetupData(e) => write!(f, "{e}"),
-            HandoverError::Image(at) => write!(
+            HandoverError::ImageNotRam(at) => write!(
                 f,
-                "loader put our image at {at:#x}: not page aligned, or not RAM in its e820 map"
+                "loader put our image at {at:#x}: not RAM in its e820 map"
+            ),
+            HandoverError::ImageMisaligned(at) => write!(
+                f,
+                "loader put our image at {at:#x}: not a multiple of kernel_alignment {KERNEL_ALIGNMENT:#x}"
             ),
         }
     }
@@ -379,13 +392,17 @@ pub fn survey(
     mem: &impl LoaderMemory,
 ) -> Result<Handover, HandoverError> {
     use crate::arch::x86_64::loader_params::{self as lp, ParamsError};
+    lp::check_header(&{ bp.hdr }).map_err(HandoverError::Params)?;
     let mut ram = loader_ram(bp, mem)?;
     ram.remove(limit, u64::MAX);
     if !ram.contains(bp_addr, size_of::<BootParams>() as u64) {
         return Err(HandoverError::Params(ParamsError::BootParams(bp_addr)));
     }
-    if !ours.0.is_multiple_of(PAGE) || ours.1 <= ours.0 || !ram.contains(ours.0, ours.1 - ours.0) {
-        return Err(HandoverError::Image(ours.0));
+    if !ours.0.is_multiple_of(u64::from(KERNEL_ALIGNMENT)) {
+        return Err(HandoverError::ImageMisaligned(ours.0));
+    }
+    if ours.1 <= ours.0 || !ram.contains(ours.0, ours.1 - ours.0) {
+        return Err(HandoverError::ImageNotRam(ours.0));
     }
     let params = lp::read(bp, ram.ranges()).map_err(HandoverError::Params)?;
     let mut free = ram.clone();
@@ -398,6 +415,7 @@ pub fn survey(
     if let Some((at, size)) = params.initrd {
         free.remove(at, at + size);
     }
+    let mut indirect = None;
     walk_setup_data(
         bp.hdr.setup_data,
         &ram,
@@ -407,11 +425,18 @@ pub fn survey(
             if node.typ == SETUP_INDIRECT && node.len >= 24 {
                 let data = at + size_of::<SetupData>() as u64;
                 let (len, addr) = (read_u64(mem, data + 8), read_u64(mem, data + 16));
+                // The kernel reads what it names as data (and reserves it): it must be RAM.
+                if len != 0 && !ram.contains(addr, len) {
+                    indirect.get_or_insert(SetupDataError::IndirectOutsideRam(at, addr, len));
+                }
                 free.remove(addr, addr.saturating_add(len));
             }
         },
     )
     .map_err(HandoverError::SetupData)?;
+    if let Some(e) = indirect {
+        return Err(HandoverError::SetupData(e));
+    }
     let e = bp.efi_info;
     if e.efi_loader_signature == EFI_LOADER_SIGNATURE_64 {
         let at = u64::from(e.efi_memmap) | u64::from(e.efi_memmap_hi) << 32;
@@ -628,6 +653,9 @@ mod tests {
 
     fn loader() -> (BootParams, Fake) {
         let mut bp = BootParams::zeroed();
+        bp.hdr.setup_sects = zboot_format::image::SETUP_SECTS;
+        bp.hdr.boot_flag = zboot_format::image::BOOT_FLAG;
+        bp.hdr.header = zboot_format::bootparam::HDRS_MAGIC;
         bp.e820_entries = 2;
         bp.e820_table[0] = e(0, 0x9f000, E820_TYPE_RAM);
         bp.e820_table[1] = e(0x10_0000, 0x3ff0_0000, E820_TYPE_RAM);
@@ -684,9 +712,12 @@ mod tests {
         // Our image where the map has no RAM, or unaligned.
         assert_eq!(
             survey(0x1_0000, &bp, (0x4000_0000, 0x4100_0000), u64::MAX, &mem).err(),
-            Some(HandoverError::Image(0x4000_0000))
+            Some(HandoverError::ImageNotRam(0x4000_0000))
         );
-        assert!(survey(0x1_0000, &bp, (0x100_0800, 0x200_0000), u64::MAX, &mem).is_err());
+        assert_eq!(
+            survey(0x1_0000, &bp, (0x100_0800, 0x200_0000), u64::MAX, &mem).err(),
+            Some(HandoverError::ImageMisaligned(0x100_0800))
+        );
         // An initrd past the end of RAM.
         let mut b = bp;
         b.hdr.ramdisk_image = 0x3ff8_0000;
@@ -711,7 +742,7 @@ mod tests {
         );
         assert_eq!(
             survey(0x1_0000, &b, ours, u64::MAX, &mem).err(),
-            Some(HandoverError::Image(0x100_0000))
+            Some(HandoverError::ImageNotRam(0x100_0000))
         );
         // No map at all.
         let mut b = bp;
@@ -727,5 +758,51 @@ mod tests {
             survey(0x1_0000, &b, ours, u64::MAX, &mem).err(),
             Some(HandoverError::E820Count(200))
         );
+        // A header not copied from ours: refused before anything it points at is read.
+        let mut b = bp;
+        b.hdr.boot_flag = 0;
+        b.e820_entries = 0;
+        assert!(matches!(
+            survey(0x1_0000, &b, ours, u64::MAX, &mem),
+            Err(HandoverError::Params(ParamsError::Header {
+                field: "boot_flag",
+                ..
+            }))
+        ));
+    }
+
+    /// A SETUP_INDIRECT node after the E820 extension, naming `[addr, addr + len)`.
+    fn with_indirect(addr: u64, len: u64) -> (BootParams, Fake) {
+        let (bp, mut mem) = loader();
+        mem.bytes[..8].copy_from_slice(&0x50_0100u64.to_le_bytes());
+        let n = &mut mem.bytes[0x100..0x100 + 40];
+        n[8..12].copy_from_slice(&SETUP_INDIRECT.to_le_bytes());
+        n[12..16].copy_from_slice(&24u32.to_le_bytes());
+        n[16..20].copy_from_slice(&zboot_format::bootparam::SETUP_PCI.to_le_bytes());
+        n[24..32].copy_from_slice(&len.to_le_bytes());
+        n[32..40].copy_from_slice(&addr.to_le_bytes());
+        (bp, mem)
+    }
+
+    #[test]
+    fn setup_indirect_must_name_ram() {
+        let ours = (0x100_0000, 0x200_0000);
+        let (bp, mem) = with_indirect(0x600_0000, 0x1000);
+        let h = survey(0x1_0000, &bp, ours, u64::MAX, &mem).unwrap();
+        assert!(!h.free.contains(0x600_0000, 0x1000));
+        for (addr, len) in [
+            (0xfed0_0000, 0x1000),      // a hole of the map
+            (0x3fff_f000, 0x2000),      // running past RAM
+            (u64::MAX - 0xfff, 0x2000), // wrapping
+        ] {
+            let (bp, mem) = with_indirect(addr, len);
+            assert_eq!(
+                survey(0x1_0000, &bp, ours, u64::MAX, &mem).err(),
+                Some(HandoverError::SetupData(
+                    SetupDataError::IndirectOutsideRam(0x50_0100, addr, len)
+                )),
+                "{addr:#x}+{len:#x}"
+            );
+        }
     }
 }

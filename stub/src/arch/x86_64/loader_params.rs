@@ -5,8 +5,9 @@
 //! reads a byte of it.
 
 use crate::placement::FreeRange;
-use zboot_format::bootparam::BootParams;
+use zboot_format::bootparam::{BootParams, HDRS_MAGIC, SetupHeader};
 use zboot_format::cmdline::COMMAND_LINE_SIZE;
+use zboot_format::image::{BOOT_FLAG, SETUP_SECTS};
 
 /// Why the loader's boot_params cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +18,13 @@ pub enum ParamsError {
     Cmdline(u64),
     /// The initrd range wraps or is not in allocated memory.
     Initrd(u64, u64),
+    /// The setup header in boot_params was not copied from this image (boot.rst: a loader
+    /// fills it from the kernel's own): this field holds `found`, ours `want`.
+    Header {
+        field: &'static str,
+        found: u32,
+        want: u32,
+    },
 }
 
 impl core::fmt::Display for ParamsError {
@@ -37,6 +45,10 @@ impl core::fmt::Display for ParamsError {
             ParamsError::Initrd(a, n) => write!(
                 f,
                 "loader's initrd {a:#x}+{n:#x} is not memory it allocated"
+            ),
+            ParamsError::Header { field, found, want } => write!(
+                f,
+                "loader's boot_params: setup header not copied from this image ({field} {found:#x}, this image's {want:#x})"
             ),
         }
     }
@@ -66,6 +78,26 @@ pub fn check_boot_params(ranges: &[FreeRange], addr: u64) -> Result<(), ParamsEr
     room(ranges, addr, size_of::<BootParams>() as u64)
         .map(|_| ())
         .ok_or(ParamsError::BootParams(addr))
+}
+
+/// Check that the loader copied its setup header from this image, as every loader of the
+/// boot protocol does (boot.rst: "the setup header ... from the kernel image"): the fields no
+/// loader writes, `setup_sects`, `boot_flag` and `header`, are ours. Anything else there is
+/// not a header of ours, and nothing it says (pointers, sizes, flags) is to be believed.
+pub fn check_header(hdr: &SetupHeader) -> Result<(), ParamsError> {
+    let fields = [
+        (
+            "setup_sects",
+            u32::from(hdr.setup_sects),
+            u32::from(SETUP_SECTS),
+        ),
+        ("boot_flag", u32::from(hdr.boot_flag), u32::from(BOOT_FLAG)),
+        ("header", hdr.header, HDRS_MAGIC),
+    ];
+    match fields.into_iter().find(|&(_, found, want)| found != want) {
+        None => Ok(()),
+        Some((field, found, want)) => Err(ParamsError::Header { field, found, want }),
+    }
 }
 
 /// The command line and initrd `bp` names, each checked against `ranges` (allocated memory).
@@ -109,8 +141,13 @@ pub fn cmdline_text(bytes: &[u8]) -> Option<alloc::string::String> {
 mod tests {
     use super::*;
 
+    /// A zero page with our setup header's fixed fields, as a loader copies them.
     fn bp() -> BootParams {
-        BootParams::zeroed()
+        let mut p = BootParams::zeroed();
+        p.hdr.setup_sects = SETUP_SECTS;
+        p.hdr.boot_flag = BOOT_FLAG;
+        p.hdr.header = HDRS_MAGIC;
+        p
     }
 
     const RAM: [FreeRange; 2] = [
@@ -163,6 +200,39 @@ mod tests {
         p.ext_ramdisk_image = 0xffff_ffff;
         p.hdr.ramdisk_size = 0x2000;
         assert!(read(&p, &RAM).is_err());
+    }
+
+    #[test]
+    fn a_header_not_copied_from_ours_is_refused() {
+        assert_eq!(check_header(&bp().hdr), Ok(()));
+        let mut p = bp();
+        p.hdr.boot_flag = 0;
+        assert_eq!(
+            check_header(&p.hdr),
+            Err(ParamsError::Header {
+                field: "boot_flag",
+                found: 0,
+                want: 0xaa55
+            })
+        );
+        let mut p = bp();
+        p.hdr.header = 0x1234_5678;
+        assert!(matches!(
+            check_header(&p.hdr),
+            Err(ParamsError::Header {
+                field: "header",
+                ..
+            })
+        ));
+        let mut p = bp();
+        p.hdr.setup_sects = 0xff;
+        let e = check_header(&p.hdr).unwrap_err();
+        assert_eq!(
+            alloc::format!("{e}"),
+            "loader's boot_params: setup header not copied from this image (setup_sects 0xff, this image's 0x7)"
+        );
+        // A zeroed header (a loader that built boot_params from nothing).
+        assert!(check_header(&BootParams::zeroed().hdr).is_err());
     }
 
     #[test]

@@ -194,8 +194,13 @@ impl PhysMemory for Bare {
     }
 
     fn claim_aligned(&mut self, size: u64, align: u64) -> Result<(Region, u64), Error> {
-        let at = free_ram::take_top(size, align, kaslr::PHYS_MAX)
-            .ok_or(Error::NoMemory("the kernel"))?;
+        // Our own tables (the 32-bit entry) map the first 4 GiB: the survey left out the rest.
+        let what = if self.own_map {
+            "the kernel below 4 GiB (the 32-bit entry maps no more)"
+        } else {
+            "the kernel"
+        };
+        let at = free_ram::take_top(size, align, kaslr::PHYS_MAX).ok_or(Error::NoMemory(what))?;
         Ok((Region { at, size }, at))
     }
 }

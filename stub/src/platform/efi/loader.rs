@@ -56,6 +56,7 @@ fn handover_params(bp: u64) -> Result<(String, Option<(u64, u64)>), Error> {
     lp::check_boot_params(&ranges, bp).map_err(Error::LoaderParams)?;
     // SAFETY: 4096 bytes at `bp` lie in allocated memory (checked); BootParams is plain data.
     let params = unsafe { core::ptr::read_unaligned(bp as *const BootParams) };
+    lp::check_header(&{ params.hdr }).map_err(Error::LoaderParams)?;
     let found = lp::read(&params, &ranges).map_err(Error::LoaderParams)?;
     let cmdline = match found.cmdline {
         None => String::new(),
