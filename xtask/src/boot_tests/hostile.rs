@@ -6,6 +6,12 @@
 //! output after it, and a halt (QEMU still running, not reset). The honest rows, built the same
 //! way, boot to init: our image and Debian's bzImage, so a lie row that is refused proves the
 //! stub refused it, not that the loader is broken.
+//!
+//! The EFI handover rows do the same through `hostile-handover` (fixtures/hostile-handover, a
+//! Rust EFI application built here for x86_64-unknown-uefi), started by systemd-boot: it loads
+//! the image as GRUB's `linuxefi` does and calls its 64-bit handover entry with a boot_params it
+//! crafts. A lie must end in the stub's error line and an error status back to the app, which
+//! prints it; the honest rows boot to init.
 
 use super::*;
 use std::sync::OnceLock;
@@ -278,6 +284,132 @@ fn lying(ctx: &Ctx, row: &On, lie: &str, want: &str) -> Result<()> {
     Ok(())
 }
 
+/// The lies `hostile-handover` tells and the words of the stub's error line for each.
+const HANDOVER_LIES: &[(&str, &str)] = &[
+    (
+        "cmdline-outside-ram",
+        "loader's command line at 0xfed00000 is not memory it allocated",
+    ),
+    ("cmdline-unterminated", "kernel command line refused: "),
+    (
+        "initrd-outside-ram",
+        "loader's initrd 0xfed00000+0x100000 is not memory it allocated",
+    ),
+    (
+        "initrd-wraps",
+        "loader's initrd 0xfffffffffffff000+0x2000 is not memory it allocated",
+    ),
+    (
+        "hdr-boot-flag",
+        "loader's boot_params: setup header not copied from this image (boot_flag 0x0, this image's 0xaa55)",
+    ),
+    (
+        "boot-params-first-page",
+        "loader's boot_params at 0x800 is not memory it allocated",
+    ),
+];
+
+/// What `hostile-handover` prints when the entry returns.
+const HANDOVER_RETURNED: &str = "hostile-handover: the entry returned ";
+
+/// `hostile-handover.efi`, built once per run.
+fn hostile_handover() -> Result<PathBuf> {
+    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| build_hostile_handover().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!("{e}"))
+}
+
+fn build_hostile_handover() -> Result<PathBuf> {
+    let target_dir = qemu::target_dir().join("hostile-handover");
+    let st =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["build", "--quiet", "--release", "-p", "hostile-handover"])
+            .args(["--target", "x86_64-unknown-uefi"])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env_remove("RUSTFLAGS")
+            .current_dir(crate::workspace_root())
+            .status()?;
+    ensure!(st.success(), "building hostile-handover failed");
+    Ok(target_dir.join("x86_64-unknown-uefi/release/hostile-handover.efi"))
+}
+
+/// Boots `hostile-handover` through systemd-boot on `row.fw`, loading `second` with `lie`.
+fn handover_boot(ctx: &Ctx, row: &On, second: Second, lie: &str) -> Result<BootOutcome> {
+    let fx = ctx.fixtures()?;
+    let image = match second {
+        Second::Zboot => ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?,
+        Second::BzImage => fx.kernel.vmlinuz.clone(),
+    };
+    let options = format!(
+        "image=\\hostile\\image.efi initrd=\\hostile\\initrd.img lie={lie} -- {} {MARKER2}",
+        baseline_options()
+    );
+    let mut spec = BootSpec::systemd_boot(row.name(), row.fw, &hostile_handover()?, None, options);
+    spec.extra_files.push(("hostile/image.efi".into(), image));
+    spec.extra_files
+        .push(("hostile/initrd.img".into(), fx.initramfs.clone()));
+    spec.stop_on.push(HANDOVER_RETURNED.into());
+    spec.timeout = spec.timeout.min(std::time::Duration::from_secs(120));
+    ctx.boot(&spec)
+}
+
+/// The honest handover: the kernel boots to init with the app's command line.
+fn handover_honest(ctx: &Ctx, row: &On, second: Second) -> Result<()> {
+    let out = handover_boot(ctx, row, second, "honest")?;
+    let r = out.report.as_ref().ok_or_else(|| {
+        anyhow!(
+            "no report (log {}):\n{}",
+            out.log_path.display(),
+            out.log_tail(30)
+        )
+    })?;
+    ensure!(
+        r.end && r.cmdline_has(MARKER2) && !out.log.contains(STUB_ERROR),
+        "incomplete report, or not the command line the app passed (cmdline {:?}, log {})",
+        r.cmdline,
+        out.log_path.display()
+    );
+    say!(
+        "    {second:?} reported through the handover entry: release {:?}",
+        r.release
+    );
+    Ok(())
+}
+
+/// A handover lie: the stub's error line names it, an error status came back to the app, and
+/// no kernel ran.
+fn handover_lying(ctx: &Ctx, row: &On, lie: &str, want: &str) -> Result<()> {
+    let out = handover_boot(ctx, row, Second::Zboot, lie)?;
+    let tail = || format!("(log {}):\n{}", out.log_path.display(), out.log_tail(20));
+    let line = |prefix: &str| {
+        out.log
+            .lines()
+            .find_map(|l| l.find(prefix).map(|i| l[i..].trim_end().to_string()))
+    };
+    let err = line(STUB_ERROR).ok_or_else(|| anyhow!("no {STUB_ERROR:?} line {}", tail()))?;
+    ensure!(
+        err.contains(want),
+        "the stub said {err:?}, want {want:?} {}",
+        tail()
+    );
+    let status = line(HANDOVER_RETURNED)
+        .ok_or_else(|| anyhow!("the handover entry never returned to the app {}", tail()))?;
+    ensure!(
+        status.contains("INVALID_PARAMETER"),
+        "the entry returned {status:?}, want INVALID_PARAMETER {}",
+        tail()
+    );
+    ensure!(
+        !out.log.contains("Linux version") && out.report.is_none(),
+        "a kernel ran after the lie {}",
+        tail()
+    );
+    say!("    stub: {err}");
+    say!("    app: {status}");
+    Ok(())
+}
+
 pub fn tests() -> Vec<BootTest> {
     let fw = Firmware::Ovmf2025StrictNx;
     let mut rows = Vec::new();
@@ -296,6 +428,18 @@ pub fn tests() -> Vec<BootTest> {
             fw,
             move |ctx, row| lying(ctx, row, lie, want),
         )
+    }));
+    for (second, name) in [(Second::Zboot, "zboot"), (Second::BzImage, "bzimage")] {
+        rows.push(on(
+            format!("hostile-handover-honest-{name}"),
+            fw,
+            move |ctx, row| handover_honest(ctx, row, second),
+        ));
+    }
+    rows.extend(HANDOVER_LIES.iter().map(|&(lie, want)| {
+        on(format!("hostile-handover-{lie}"), fw, move |ctx, row| {
+            handover_lying(ctx, row, lie, want)
+        })
     }));
     rows
 }
