@@ -91,6 +91,19 @@ const STEPS: &[(&str, &[&str])] = &[
             "warnings",
         ],
     ),
+    (
+        "clippy-hostile-handover-uefi",
+        &[
+            "clippy",
+            "-p",
+            "hostile-handover",
+            "--target",
+            "x86_64-unknown-uefi",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
     ("unit-tests", &["test", "--workspace"]),
     // Broken intra-doc links and malformed doc comments fail (private items too: the stub's
     // EFI glue and the probe are binaries).

@@ -33,7 +33,23 @@ pub(super) const LIES: &[(&str, &str)] = &[
         "loader's command line at 0x10010001000 is not memory it allocated",
     ),
     ("cmdline-unterminated", "kernel command line refused: "),
+    (
+        "cmdline-in-image",
+        "loader's command line 0x2100000+0x1 overlaps our image 0x2000000..",
+    ),
     ("initrd-outside-ram", "loader's initrd 0xfed00000+"),
+    (
+        "initrd-over-image",
+        "loader's initrd 0x2100000+0x100000 overlaps our image 0x2000000..",
+    ),
+    (
+        "initrd-over-boot-params",
+        "loader's initrd 0x10000000+0x2000 overlaps its boot_params 0x10000000..0x10001000",
+    ),
+    (
+        "boot-params-in-image",
+        "loader's boot_params 0x2200000+0x1000 overlaps our image 0x2000000..",
+    ),
     (
         "initrd-past-ram",
         "loader's initrd 0x30000000+0xfffff000 is not memory it allocated",
@@ -108,7 +124,11 @@ const HONEST: &[(&str, &str)] = &[
     ("honest", "honest"),
     ("honest-entry32", "entry32:honest"),
     ("ram-above-4g", "high:honest"),
+    ("e820-messy", "e820-messy"),
 ];
+
+/// `e820-messy`'s reserved entry over RAM (lying-kexec.c `MESSY_RESERVED`): no kernel there.
+const MESSY_RESERVED: std::ops::Range<u64> = 0x4000_0000..0x7800_0000;
 
 /// The first kernel's memory: 6 GiB where the load needs RAM above 4 GiB (q35 puts 2 GiB
 /// below the PCI hole, 4 above), else the harness's default.
@@ -238,6 +258,22 @@ fn honest(ctx: &Ctx, row: &On, second: Second, mode: &str) -> Result<()> {
         "the stub refused the honest loader (log {})",
         out.log_path.display()
     );
+    if mode == "e820-messy" {
+        let at = r.kernel_phys_start().unwrap_or(0);
+        let inside = MESSY_RESERVED.contains(&at);
+        // Linux's own decompressor reads each e820 RAM entry on its own (its KASLR does not
+        // subtract a reserved entry that overlaps one): the bzImage may land there, and is
+        // only shown.
+        ensure!(
+            second == Second::BzImage || (at != 0 && !inside),
+            "the second kernel's code is at {at:#x}, inside the reserved {MESSY_RESERVED:#x?} (log {})",
+            out.log_path.display()
+        );
+        say!(
+            "    second kernel's code at {at:#x}, {} the reserved {MESSY_RESERVED:#x?}",
+            if inside { "INSIDE" } else { "clear of" }
+        );
+    }
     if mode.starts_with("high:") {
         // It was handed the 4 GiB above 4 GiB (and 636 KiB below 1 MiB), not the machine's 6.
         let kb = r.memtotal_kb.unwrap_or(0);
@@ -299,6 +335,7 @@ const HANDOVER_LIES: &[(&str, &str)] = &[
         "initrd-wraps",
         "loader's initrd 0xfffffffffffff000+0x2000 is not memory it allocated",
     ),
+    ("initrd-over-image", "+0x100000 overlaps our image 0x"),
     (
         "hdr-boot-flag",
         "loader's boot_params: setup header not copied from this image (boot_flag 0x0, this image's 0xaa55)",

@@ -393,6 +393,7 @@ pub fn all() -> impl Iterator<Item = BootTest> {
         measured::tests(),
         legacy::tests(),
         hostile::tests(),
+        soak::tests(),
         distro::tests(),
         signing::tests(),
         readers::tests(),

@@ -392,6 +392,7 @@ pub fn survey(
     mem: &impl LoaderMemory,
 ) -> Result<Handover, HandoverError> {
     use crate::arch::x86_64::loader_params::{self as lp, ParamsError};
+    lp::check_boot_params_apart(bp_addr, ours).map_err(HandoverError::Params)?;
     lp::check_header(&{ bp.hdr }).map_err(HandoverError::Params)?;
     let mut ram = loader_ram(bp, mem)?;
     ram.remove(limit, u64::MAX);
@@ -405,6 +406,7 @@ pub fn survey(
         return Err(HandoverError::ImageNotRam(ours.0));
     }
     let params = lp::read(bp, ram.ranges()).map_err(HandoverError::Params)?;
+    lp::check_apart(&params, bp_addr, ours).map_err(HandoverError::Params)?;
     let mut free = ram.clone();
     free.remove(0, LOW_LIMIT);
     free.remove(ours.0, ours.1);

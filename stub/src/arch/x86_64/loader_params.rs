@@ -18,6 +18,16 @@ pub enum ParamsError {
     Cmdline(u64),
     /// The initrd range wraps or is not in allocated memory.
     Initrd(u64, u64),
+    /// What the loader handed over (`what` at `at`, `len` bytes) overlaps `with`, which it
+    /// must leave alone: our image, or boot_params.
+    Overlap {
+        what: &'static str,
+        at: u64,
+        len: u64,
+        with: &'static str,
+        start: u64,
+        end: u64,
+    },
     /// The setup header in boot_params was not copied from this image (boot.rst: a loader
     /// fills it from the kernel's own): this field holds `found`, ours `want`.
     Header {
@@ -45,6 +55,17 @@ impl core::fmt::Display for ParamsError {
             ParamsError::Initrd(a, n) => write!(
                 f,
                 "loader's initrd {a:#x}+{n:#x} is not memory it allocated"
+            ),
+            ParamsError::Overlap {
+                what,
+                at,
+                len,
+                with,
+                start,
+                end,
+            } => write!(
+                f,
+                "loader's {what} {at:#x}+{len:#x} overlaps {with} {start:#x}..{end:#x}"
             ),
             ParamsError::Header { field, found, want } => write!(
                 f,
@@ -98,6 +119,59 @@ pub fn check_header(hdr: &SetupHeader) -> Result<(), ParamsError> {
         None => Ok(()),
         Some((field, found, want)) => Err(ParamsError::Header { field, found, want }),
     }
+}
+
+/// Whether `[at, at + len)` and `[r.0, r.1)` share a byte.
+fn overlaps(at: u64, len: u64, r: (u64, u64)) -> bool {
+    len != 0 && at < r.1 && r.0 < at.saturating_add(len)
+}
+
+/// `what` (`len` bytes at `at`) must not overlap `with` (`[r.0, r.1)`).
+fn apart(
+    what: &'static str,
+    at: u64,
+    len: u64,
+    with: &'static str,
+    r: (u64, u64),
+) -> Result<(), ParamsError> {
+    if overlaps(at, len, r) {
+        return Err(ParamsError::Overlap {
+            what,
+            at,
+            len,
+            with,
+            start: r.0,
+            end: r.1,
+        });
+    }
+    Ok(())
+}
+
+/// boot_params at `bp` must not lie in our image `ours` (`[start, end)`): checked before a byte
+/// of it is read.
+pub fn check_boot_params_apart(bp: u64, ours: (u64, u64)) -> Result<(), ParamsError> {
+    apart(
+        "boot_params",
+        bp,
+        size_of::<BootParams>() as u64,
+        "our image",
+        ours,
+    )
+}
+
+/// What [`read`] found must leave our image `ours` and boot_params at `bp` alone: a command
+/// line starting in our image, an initrd over our image or over boot_params is refused (the
+/// kernel would get our bytes as its initrd, or we would overwrite it).
+pub fn check_apart(found: &LoaderParams, bp: u64, ours: (u64, u64)) -> Result<(), ParamsError> {
+    if let Some((at, _)) = found.cmdline {
+        apart("command line", at, 1, "our image", ours)?;
+    }
+    if let Some((at, n)) = found.initrd {
+        apart("initrd", at, n, "our image", ours)?;
+        let params = (bp, bp + size_of::<BootParams>() as u64);
+        apart("initrd", at, n, "its boot_params", params)?;
+    }
+    Ok(())
 }
 
 /// The command line and initrd `bp` names, each checked against `ranges` (allocated memory).
@@ -233,6 +307,40 @@ mod tests {
         );
         // A zeroed header (a loader that built boot_params from nothing).
         assert!(check_header(&BootParams::zeroed().hdr).is_err());
+    }
+
+    #[test]
+    fn nothing_handed_over_may_overlap_us_or_boot_params() {
+        let ours = (0x10_0000, 0x18_0000);
+        let found = |cmdline, initrd| LoaderParams { cmdline, initrd };
+        assert_eq!(check_boot_params_apart(0x18_0000, ours), Ok(()));
+        assert!(matches!(
+            check_boot_params_apart(0x17_f800, ours),
+            Err(ParamsError::Overlap {
+                what: "boot_params",
+                ..
+            })
+        ));
+        let bp = 0x1f_0000;
+        assert_eq!(
+            check_apart(
+                &found(Some((0x18_0000, 0x10)), Some((0x1f_1000, 0x1000))),
+                bp,
+                ours
+            ),
+            Ok(())
+        );
+        assert!(check_apart(&found(Some((0x17_ffff, 1)), None), bp, ours).is_err());
+        let e = check_apart(&found(None, Some((0x1e_f000, 0x2000))), bp, ours).unwrap_err();
+        assert_eq!(
+            alloc::format!("{e}"),
+            "loader's initrd 0x1ef000+0x2000 overlaps its boot_params 0x1f0000..0x1f1000"
+        );
+        assert!(check_apart(&found(None, Some((0x8_0000, 0x8_0001))), bp, ours).is_err());
+        assert_eq!(
+            check_apart(&found(None, Some((0x8_0000, 0x8_0000))), bp, ours),
+            Ok(())
+        );
     }
 
     #[test]

@@ -78,17 +78,18 @@ impl Bare {
         if !own_map && !loader_maps(bp_addr, size_of::<BootParams>() as u64) {
             return Err(Error::LoaderParams(lp::ParamsError::BootParams(bp_addr)));
         }
-        // SAFETY: the one address the protocol gives us (RSI), mapped (our own tables map
-        // 0..4 GiB; the loader's were just walked). It is checked against the e820 map it
-        // carries right below, before anything it points at is read.
-        let loader: BootParams = unsafe { core::ptr::read_unaligned(bp_addr as *const BootParams) };
-        serial::use_screen(&{ loader.screen_info });
         let own = crate::image::own()
             .map_err(|e| Error::Payload(payload::PayloadError::Descriptor(e)))?;
         let ours = (
             own.base + u64::from(HEADERS_SIZE),
             own.base + u64::from(own.descriptor.image_size) + u64::from(BARE_SCRATCH_SIZE),
         );
+        lp::check_boot_params_apart(bp_addr, ours).map_err(Error::LoaderParams)?;
+        // SAFETY: the one address the protocol gives us (RSI), mapped (our own tables map
+        // 0..4 GiB; the loader's were just walked), not our own bytes. It is checked against
+        // the e820 map it carries right below, before anything it points at is read.
+        let loader: BootParams = unsafe { core::ptr::read_unaligned(bp_addr as *const BootParams) };
+        serial::use_screen(&{ loader.screen_info });
         let handover =
             bare_map::survey(bp_addr, &loader, ours, limit, &RawMemory).map_err(Error::Handover)?;
         let mut free = handover.free;

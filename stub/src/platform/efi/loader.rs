@@ -54,10 +54,20 @@ pub fn input(entry: Entry, secure_boot: u8) -> Result<LoaderInput, Error> {
 fn handover_params(bp: u64) -> Result<(String, Option<(u64, u64)>), Error> {
     let ranges = memory::allocated_ranges().efi("GetMemoryMap")?;
     lp::check_boot_params(&ranges, bp).map_err(Error::LoaderParams)?;
+    let own = crate::image::own()
+        .map_err(|e| Error::Payload(zboot_stub::payload::PayloadError::Descriptor(e)))?;
+    // From the stub's first section on: a handover loader copies the file from there (the
+    // page of headers before it is not necessarily ours).
+    let ours = (
+        own.base + u64::from(zboot_format::image::HEADERS_SIZE),
+        own.base + u64::from(own.descriptor.image_size),
+    );
+    lp::check_boot_params_apart(bp, ours).map_err(Error::LoaderParams)?;
     // SAFETY: 4096 bytes at `bp` lie in allocated memory (checked); BootParams is plain data.
     let params = unsafe { core::ptr::read_unaligned(bp as *const BootParams) };
     lp::check_header(&{ params.hdr }).map_err(Error::LoaderParams)?;
     let found = lp::read(&params, &ranges).map_err(Error::LoaderParams)?;
+    lp::check_apart(&found, bp, ours).map_err(Error::LoaderParams)?;
     let cmdline = match found.cmdline {
         None => String::new(),
         // `read` checked the bytes lie in allocated memory.
