@@ -136,12 +136,19 @@ fn memory_mb(lie: &str) -> Option<u32> {
     (lie.starts_with("high:") || lie.contains("above-4g")).then_some(6144)
 }
 
-/// `lying-kexec`, built once per run.
-fn lying_kexec() -> Result<PathBuf> {
-    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| build_lying_kexec().map_err(|e| format!("{e:#}")))
+/// A program the rows run, built by the first row that asks (the others wait for it).
+type Built = OnceLock<std::result::Result<PathBuf, String>>;
+
+fn built_once(cell: &'static Built, build: fn() -> Result<PathBuf>) -> Result<PathBuf> {
+    cell.get_or_init(|| build().map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(|e| anyhow!("{e}"))
+}
+
+/// `lying-kexec`, built once per run.
+fn lying_kexec() -> Result<PathBuf> {
+    static BIN: Built = OnceLock::new();
+    built_once(&BIN, build_lying_kexec)
 }
 
 fn build_lying_kexec() -> Result<PathBuf> {
@@ -351,10 +358,8 @@ const HANDOVER_RETURNED: &str = "hostile-handover: the entry returned ";
 
 /// `hostile-handover.efi`, built once per run.
 fn hostile_handover() -> Result<PathBuf> {
-    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| build_hostile_handover().map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(|e| anyhow!("{e}"))
+    static BIN: Built = OnceLock::new();
+    built_once(&BIN, build_hostile_handover)
 }
 
 fn build_hostile_handover() -> Result<PathBuf> {
