@@ -207,8 +207,9 @@ fn soak(ctx: &Ctx, efi: usize, bare: usize) -> Result<()> {
 /// The smallest guest memory, MiB, in which Debian's 6.1 bzImage boots to the reporting init
 /// through systemd-boot on OVMF 2025.02 strict-NX with the test initramfs, KASLR on: found with
 /// `cargo xtask boot --firmware ovmf2025-strict-nx --memory N` (2026-12-07: 172 MiB hangs after
-/// systemd-boot starts it, 173 boots, three times of three; below 166 MiB the firmware or
-/// systemd-boot itself fails). Our image of the same kernel boots in 169.
+/// systemd-boot starts it, 173 boots, three times of three; at 160 MiB the firmware
+/// itself fails starting systemd-boot). Our image of the same kernel boots in 169; in 168 it stops with
+/// its error line (no memory for the kernel) and returns to systemd-boot.
 pub const MIN_MEMORY_MB: u32 = 173;
 
 /// The edge row: Debian's bzImage and our image of it, each in [`MIN_MEMORY_MB`].
