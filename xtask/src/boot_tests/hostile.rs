@@ -80,10 +80,6 @@ pub(super) const LIES: &[(&str, &str)] = &[
         "loader put our image at 0x2000800: not a multiple of kernel_alignment 0x1000",
     ),
     (
-        "hdr-boot-flag",
-        "loader's boot_params: setup header not copied from this image (boot_flag 0x0, this image's 0xaa55)",
-    ),
-    (
         "hdr-magic",
         "loader's boot_params: setup header not copied from this image (header 0x21646142, this image's 0x53726448)",
     ),
@@ -344,8 +340,8 @@ const HANDOVER_LIES: &[(&str, &str)] = &[
     ),
     ("initrd-over-image", "+0x100000 overlaps our image 0x"),
     (
-        "hdr-boot-flag",
-        "loader's boot_params: setup header not copied from this image (boot_flag 0x0, this image's 0xaa55)",
+        "hdr-magic",
+        "loader's boot_params: setup header not copied from this image (header 0x21646142, this image's 0x53726448)",
     ),
     (
         "boot-params-first-page",

@@ -656,7 +656,6 @@ mod tests {
     fn loader() -> (BootParams, Fake) {
         let mut bp = BootParams::zeroed();
         bp.hdr.setup_sects = zboot_format::image::SETUP_SECTS;
-        bp.hdr.boot_flag = zboot_format::image::BOOT_FLAG;
         bp.hdr.header = zboot_format::bootparam::HDRS_MAGIC;
         bp.e820_entries = 2;
         bp.e820_table[0] = e(0, 0x9f000, E820_TYPE_RAM);
@@ -762,12 +761,12 @@ mod tests {
         );
         // A header not copied from ours: refused before anything it points at is read.
         let mut b = bp;
-        b.hdr.boot_flag = 0;
+        b.hdr.header = 0;
         b.e820_entries = 0;
         assert!(matches!(
             survey(0x1_0000, &b, ours, u64::MAX, &mem),
             Err(HandoverError::Params(ParamsError::Header {
-                field: "boot_flag",
+                field: "header",
                 ..
             }))
         ));

@@ -7,7 +7,7 @@
 use crate::placement::FreeRange;
 use zboot_format::bootparam::{BootParams, HDRS_MAGIC, SetupHeader};
 use zboot_format::cmdline::COMMAND_LINE_SIZE;
-use zboot_format::image::{BOOT_FLAG, SETUP_SECTS};
+use zboot_format::image::SETUP_SECTS;
 
 /// Why the loader's boot_params cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,8 +103,10 @@ pub fn check_boot_params(ranges: &[FreeRange], addr: u64) -> Result<(), ParamsEr
 
 /// Check that the loader copied its setup header from this image, as every loader of the
 /// boot protocol does (boot.rst: "the setup header ... from the kernel image"): the fields no
-/// loader writes, `setup_sects`, `boot_flag` and `header`, are ours. Anything else there is
-/// not a header of ours, and nothing it says (pointers, sizes, flags) is to be believed.
+/// loader writes, `setup_sects` and `header`, are ours. Anything else there is not a header of
+/// ours, and nothing it says (pointers, sizes, flags) is to be believed. Not `boot_flag`: its
+/// upper byte is the old zero page's `aux_device_info`, which GRUB and kexec-tools clear
+/// (their boot_params carry 0x0000 and 0x0055 there).
 pub fn check_header(hdr: &SetupHeader) -> Result<(), ParamsError> {
     let fields = [
         (
@@ -112,7 +114,6 @@ pub fn check_header(hdr: &SetupHeader) -> Result<(), ParamsError> {
             u32::from(hdr.setup_sects),
             u32::from(SETUP_SECTS),
         ),
-        ("boot_flag", u32::from(hdr.boot_flag), u32::from(BOOT_FLAG)),
         ("header", hdr.header, HDRS_MAGIC),
     ];
     match fields.into_iter().find(|&(_, found, want)| found != want) {
@@ -219,7 +220,6 @@ mod tests {
     fn bp() -> BootParams {
         let mut p = BootParams::zeroed();
         p.hdr.setup_sects = SETUP_SECTS;
-        p.hdr.boot_flag = BOOT_FLAG;
         p.hdr.header = HDRS_MAGIC;
         p
     }
@@ -279,14 +279,17 @@ mod tests {
     #[test]
     fn a_header_not_copied_from_ours_is_refused() {
         assert_eq!(check_header(&bp().hdr), Ok(()));
+        // boot_flag as GRUB and kexec-tools leave it: not looked at.
         let mut p = bp();
-        p.hdr.boot_flag = 0;
+        p.hdr.boot_flag = 0x55;
+        assert_eq!(check_header(&p.hdr), Ok(()));
+        p.hdr.header = 0;
         assert_eq!(
             check_header(&p.hdr),
             Err(ParamsError::Header {
-                field: "boot_flag",
+                field: "header",
                 found: 0,
-                want: 0xaa55
+                want: HDRS_MAGIC
             })
         );
         let mut p = bp();
