@@ -104,9 +104,9 @@ pub fn check_boot_params(ranges: &[FreeRange], addr: u64) -> Result<(), ParamsEr
 /// Check that the loader copied its setup header from this image, as every loader of the
 /// boot protocol does (boot.rst: "the setup header ... from the kernel image"): the fields no
 /// loader writes, `setup_sects` and `header`, are ours. Anything else there is not a header of
-/// ours, and nothing it says (pointers, sizes, flags) is to be believed. Not `boot_flag`: its
-/// upper byte is the old zero page's `aux_device_info`, which GRUB and kexec-tools clear
-/// (their boot_params carry 0x0000 and 0x0055 there).
+/// ours, and nothing it says (pointers, sizes, flags) is to be believed. Not `boot_flag`: GRUB's
+/// `linux` zeroes it (its `padding10` and `ps_mouse`) and kexec-tools its upper byte (the old
+/// zero page's `aux_device_info`): their boot_params carry 0x0000 and 0x0055 there.
 pub fn check_header(hdr: &SetupHeader) -> Result<(), ParamsError> {
     let fields = [
         (
