@@ -1062,6 +1062,38 @@ fn stage_stamp(root: &Path) -> Result<Vec<u8>> {
     Ok(fs::read(&out)?)
 }
 
+/// Builds the freestanding crate `package` of the workspace at `root` (the probe kernel,
+/// hostile-handover) in release for `target` into its own `target_dir`, with none of the
+/// caller's target directory or RUSTFLAGS; returns `<target_dir>/<target>/release`, where its
+/// artifacts are.
+pub fn build_target_crate(
+    root: &Path,
+    package: &str,
+    target: &str,
+    target_dir: &Path,
+) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "-p",
+            package,
+            "--target",
+            target,
+            "--release",
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .with_context(|| format!("running cargo build for {package}"))?;
+    ensure!(status.success(), "cargo build of {package} failed");
+    Ok(target_dir.join(target).join("release"))
+}
+
 /// Builds the freestanding C program `src` (no libc: its own `_start` and system calls) into
 /// the static x86_64 binary `out` with the host's gcc.
 pub fn build_freestanding(src: &Path, out: &Path) -> Result<()> {

@@ -19,7 +19,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 use probe_kernel::layout::{
@@ -45,26 +44,13 @@ pub struct ProbeArtifacts {
 /// Build the probe kernel and generate its relocation table.
 pub fn build(workspace_root: &Path) -> Result<ProbeArtifacts> {
     let target_dir = workspace_root.join("target").join("probe-kernel");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace_root)
-        .args([
-            "build",
-            "-p",
-            "probe-kernel",
-            "--target",
-            "x86_64-unknown-none",
-            "--release",
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .context("running cargo build for the probe kernel")?;
-    ensure!(status.success(), "cargo build of probe-kernel failed");
-    let elf_path = target_dir.join("x86_64-unknown-none/release/probe-kernel");
+    let release = crate::fixtures::build_target_crate(
+        workspace_root,
+        "probe-kernel",
+        "x86_64-unknown-none",
+        &target_dir,
+    )?;
+    let elf_path = release.join("probe-kernel");
     let elf =
         std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
     let g = generate(&elf).with_context(|| format!("processing {}", elf_path.display()))?;
@@ -462,6 +448,7 @@ mod tests {
     use probe_kernel::mem::Regions;
     use probe_kernel::out::Sink;
     use probe_kernel::report::{self, Inputs};
+    use std::process::Command;
     use zboot_format::bootparam::{BootParams, E820Entry, EFI_LOADER_SIGNATURE_64, KASLR_FLAG};
 
     struct Built {

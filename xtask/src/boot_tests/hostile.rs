@@ -162,14 +162,25 @@ enum Second {
     BzImage,
 }
 
+impl Second {
+    /// Both, with their row-name parts.
+    const BOTH: [(Second, &str); 2] = [(Second::Zboot, "zboot"), (Second::BzImage, "bzimage")];
+
+    /// The image file: our default image of Debian's kernel, or Debian's bzImage itself.
+    fn image(self, ctx: &Ctx) -> Result<PathBuf> {
+        let fx = ctx.fixtures()?;
+        Ok(match self {
+            Second::Zboot => ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?,
+            Second::BzImage => fx.kernel.vmlinuz.clone(),
+        })
+    }
+}
+
 /// Boots Debian's bzImage on `row.fw` with an initrd whose init runs `lying-kexec load` with
 /// `lie`, then `exec`.
 fn boot(ctx: &Ctx, row: &On, second: Second, lie: &str) -> Result<BootOutcome> {
     let fx = ctx.fixtures()?;
-    let image = match second {
-        Second::Zboot => ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?,
-        Second::BzImage => fx.kernel.vmlinuz.clone(),
-    };
+    let image = second.image(ctx)?;
     let append = format!("console=ttyS0 {STAGE2} {MARKER2}");
     let files: Vec<(String, u32, Vec<u8>)> = vec![
         // The init of this tree (the fixture's may predate the `lie` mode).
@@ -294,14 +305,18 @@ fn honest(ctx: &Ctx, row: &On, second: Second, mode: &str) -> Result<()> {
     Ok(())
 }
 
+/// The first line of `log` holding `prefix`, from `prefix` on.
+fn line_from<'a>(log: &'a str, prefix: &str) -> Option<&'a str> {
+    log.lines()
+        .find_map(|l| l.find(prefix).map(|i| l[i..].trim_end()))
+}
+
 /// A lie: the stub's error line names it, no kernel ran after it, and the machine halted.
 fn lying(ctx: &Ctx, row: &On, lie: &str, want: &str) -> Result<()> {
     let out = boot(ctx, row, Second::Zboot, lie)?;
     let after = after_kexec(&out)?;
     let tail = || format!("(log {}):\n{}", out.log_path.display(), out.log_tail(20));
-    let err = after
-        .lines()
-        .find_map(|l| l.find(STUB_ERROR).map(|i| l[i..].trim_end()))
+    let err = line_from(after, STUB_ERROR)
         .ok_or_else(|| anyhow!("no {STUB_ERROR:?} line after the kexec {}", tail()))?;
     ensure!(
         err.contains(want),
@@ -359,26 +374,19 @@ fn hostile_handover() -> Result<PathBuf> {
 }
 
 fn build_hostile_handover() -> Result<PathBuf> {
-    let target_dir = qemu::target_dir().join("hostile-handover");
-    let st =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["build", "--quiet", "--release", "-p", "hostile-handover"])
-            .args(["--target", "x86_64-unknown-uefi"])
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .env_remove("RUSTFLAGS")
-            .current_dir(crate::workspace_root())
-            .status()?;
-    ensure!(st.success(), "building hostile-handover failed");
-    Ok(target_dir.join("x86_64-unknown-uefi/release/hostile-handover.efi"))
+    let release = crate::fixtures::build_target_crate(
+        &crate::workspace_root(),
+        "hostile-handover",
+        "x86_64-unknown-uefi",
+        &qemu::target_dir().join("hostile-handover"),
+    )?;
+    Ok(release.join("hostile-handover.efi"))
 }
 
 /// Boots `hostile-handover` through systemd-boot on `row.fw`, loading `second` with `lie`.
 fn handover_boot(ctx: &Ctx, row: &On, second: Second, lie: &str) -> Result<BootOutcome> {
     let fx = ctx.fixtures()?;
-    let image = match second {
-        Second::Zboot => ctx.pack("packed-bzimage", &fx.kernel.vmlinuz, &[])?,
-        Second::BzImage => fx.kernel.vmlinuz.clone(),
-    };
+    let image = second.image(ctx)?;
     let options = format!(
         "image=\\hostile\\image.efi initrd=\\hostile\\initrd.img lie={lie} -- {} {MARKER2}",
         baseline_options()
@@ -420,18 +428,14 @@ fn handover_honest(ctx: &Ctx, row: &On, second: Second) -> Result<()> {
 fn handover_lying(ctx: &Ctx, row: &On, lie: &str, want: &str) -> Result<()> {
     let out = handover_boot(ctx, row, Second::Zboot, lie)?;
     let tail = || format!("(log {}):\n{}", out.log_path.display(), out.log_tail(20));
-    let line = |prefix: &str| {
-        out.log
-            .lines()
-            .find_map(|l| l.find(prefix).map(|i| l[i..].trim_end().to_string()))
-    };
-    let err = line(STUB_ERROR).ok_or_else(|| anyhow!("no {STUB_ERROR:?} line {}", tail()))?;
+    let err = line_from(&out.log, STUB_ERROR)
+        .ok_or_else(|| anyhow!("no {STUB_ERROR:?} line {}", tail()))?;
     ensure!(
         err.contains(want),
         "the stub said {err:?}, want {want:?} {}",
         tail()
     );
-    let status = line(HANDOVER_RETURNED)
+    let status = line_from(&out.log, HANDOVER_RETURNED)
         .ok_or_else(|| anyhow!("the handover entry never returned to the app {}", tail()))?;
     ensure!(
         status.contains("INVALID_PARAMETER"),
@@ -452,7 +456,7 @@ pub fn tests() -> Vec<BootTest> {
     let fw = Firmware::Ovmf2025StrictNx;
     let mut rows = Vec::new();
     for &(label, mode) in HONEST {
-        for (second, name) in [(Second::Zboot, "zboot"), (Second::BzImage, "bzimage")] {
+        for (second, name) in Second::BOTH {
             rows.push(on(
                 format!("hostile-kexec-{label}-{name}"),
                 fw,
@@ -467,7 +471,7 @@ pub fn tests() -> Vec<BootTest> {
             move |ctx, row| lying(ctx, row, lie, want),
         )
     }));
-    for (second, name) in [(Second::Zboot, "zboot"), (Second::BzImage, "bzimage")] {
+    for (second, name) in Second::BOTH {
         rows.push(on(
             format!("hostile-handover-honest-{name}"),
             fw,
