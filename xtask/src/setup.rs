@@ -389,14 +389,10 @@ fn debian_packages(scope: Scope) -> Result<()> {
         .map(|p| p.name.to_string())
         .collect();
     // QEMU that apt cannot install beside what the machine has: unpacked, its libraries installed.
-    let mut unpack = None;
+    let mut unpack = false;
     if install.iter().any(|p| p == QEMU_PACKAGE) {
         let q = simulate(&[QEMU_PACKAGE.to_string()])?;
         if !q.remove.is_empty() {
-            let (own, libs): (Vec<_>, Vec<_>) = q
-                .install
-                .into_iter()
-                .partition(|(name, _)| QEMU_UNPACKED.contains(&name.as_str()));
             eprintln!(
                 "setup: {QEMU_PACKAGE} cannot be installed without removing {} ({}); unpacking \
                  QEMU into the cache instead",
@@ -404,26 +400,23 @@ fn debian_packages(scope: Scope) -> Result<()> {
                 conflicts_of(&q.remove)
             );
             install.retain(|p| p != QEMU_PACKAGE);
-            for (name, _) in libs {
-                if !install.contains(&name) {
+            for (name, _) in q.install {
+                if !QEMU_UNPACKED.contains(&name.as_str()) && !install.contains(&name) {
                     install.push(name);
                 }
             }
-            unpack = Some(own);
+            unpack = true;
         }
     }
-    let updated = !install.is_empty();
     install_packages(&install, &inst)?;
-    if let Some(mut own) = unpack {
-        if updated {
-            // The install ran `apt-get update`: the plan's versions came from the lists before
-            // it and may be gone (a rebuild, +b3 for +b2); take the ones apt chooses now.
-            own = simulate(&[QEMU_PACKAGE.to_string()])?
-                .install
-                .into_iter()
-                .filter(|(name, _)| QEMU_UNPACKED.contains(&name.as_str()))
-                .collect();
-        }
+    if unpack {
+        // The versions apt chooses now: an install runs `apt-get update`, after which the plan's
+        // may be gone (a rebuild, +b3 for +b2).
+        let own: Vec<_> = simulate(&[QEMU_PACKAGE.to_string()])?
+            .install
+            .into_iter()
+            .filter(|(name, _)| QEMU_UNPACKED.contains(&name.as_str()))
+            .collect();
         unpack_qemu(&own)?;
     }
     Ok(())
